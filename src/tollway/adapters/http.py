@@ -1,0 +1,70 @@
+"""What every adapter does over HTTP: timeouts, and upstream failures mapped to UpstreamError."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from tollway.config import TimeoutSettings
+from tollway.errors import UpstreamError
+
+# Statuses that are the caller's own mistake: another provider would refuse it too.
+CALLER_ERRORS = frozenset({400, 413, 422})
+MAX_RAW_ERROR_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTimeouts:
+    """aiohttp timeouts built once from the settings."""
+
+    complete: aiohttp.ClientTimeout
+    stream: aiohttp.ClientTimeout
+    first_byte_s: float
+
+    @classmethod
+    def from_settings(cls, t: TimeoutSettings) -> ClientTimeouts:
+        return cls(
+            complete=aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_read=t.first_byte),
+            # sock_read bounds every read: the first one is guarded separately (first_byte_s).
+            stream=aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_read=t.idle),
+            first_byte_s=t.first_byte,
+        )
+
+
+def error_from_exception(exc: BaseException, provider: str) -> UpstreamError:
+    """A transport failure (connect error, timeout, reset) as a retryable UpstreamError."""
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamError(f"provider {provider} timed out", provider=provider, retryable=True)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamError(f"could not connect to provider {provider}", provider=provider,
+                             retryable=True)
+    return UpstreamError(f"provider {provider} failed: {type(exc).__name__}", provider=provider,
+                         retryable=True)
+
+
+def error_from_response(status: int, body: bytes, provider: str) -> UpstreamError:
+    """An upstream's error answer: its status named, its body kept in ``metadata.raw``."""
+    raw = body[:MAX_RAW_ERROR_BYTES].decode("utf-8", "replace")
+    detail = _upstream_message(body)
+    message = f"provider {provider} returned HTTP {status}" + (f": {detail}" if detail else "")
+    return UpstreamError(message, provider=provider, upstream_status=status, raw=raw,
+                         retryable=status not in CALLER_ERRORS)
+
+
+def _upstream_message(body: bytes) -> str | None:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(doc, dict):
+        err = doc.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])[:500]
+        if isinstance(err, str):
+            return err[:500]
+        if isinstance(doc.get("message"), str):
+            return str(doc["message"])[:500]
+    return None

@@ -1,0 +1,294 @@
+"""The OpenAI chat-completions wire format.
+
+It also serves every OpenAI-compatible vendor (DeepSeek, Moonshot, Zhipu, MiniMax,
+DashScope, Together, Fireworks, Groq, vLLM, SGLang, Ollama, llama.cpp...): those are
+catalog rows with ``kind: openai`` and a ``base_url``, never code.
+
+Streams are relayed with as little work per chunk as correctness allows: the first
+event is parsed to learn how the upstream spells its id and model, after which ordinary
+content chunks are rewritten with byte replacements; only events that carry a finish
+reason, usage or an error are parsed.  If the spelling can't be learned, every event is
+parsed (same output, slower).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
+from tollway.adapters.http import error_from_exception, error_from_response
+from tollway.errors import UpstreamError
+from tollway.metering import Usage
+
+# Request fields that belong to OpenRouter/tollway, not to the OpenAI wire format: an
+# upstream such as OpenAI itself rejects unknown parameters.
+GATEWAY_ONLY_FIELDS = frozenset({
+    "provider", "models", "route", "transforms", "plugins", "session_id", "usage", "preset",
+    "debug", "trace", "x_open_router_metadata", "prompt_cache_options",
+})
+
+_USAGE_MARKS = (b'"usage":{', b'"usage": {')
+_FINISH_MARKS = (b'"finish_reason":"', b'"finish_reason": "')
+_ERROR_MARK = b'"error"'
+
+
+def build_upstream_body(target: Target, body: dict[str, Any], stream: bool) -> bytes:
+    """The request as the upstream expects it: its model name, no gateway-only fields."""
+    out = {k: v for k, v in body.items() if k not in GATEWAY_ONLY_FIELDS}
+    out["model"] = target.endpoint.model
+    if stream:
+        options = out.get("stream_options")
+        out["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) \
+            else {"include_usage": True}
+    else:
+        out.pop("stream_options", None)
+    return orjson.dumps(out)
+
+
+def _headers(target: Target) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", **target.provider.headers}
+    if target.provider.api_key is not None:
+        headers["Authorization"] = "Bearer " + target.provider.api_key.get_secret_value()
+    return headers
+
+
+def provider_label(target: Target) -> str:
+    return target.provider.display_name or target.provider.name
+
+
+def stamp_completion(obj: dict[str, Any], target: Target, ctx: CallContext) -> Completion:
+    """Put tollway's id/model/provider on an OpenAI ``chat.completion`` and read its usage."""
+    upstream_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+    obj["id"] = ctx.generation_id
+    obj["model"] = ctx.model_id
+    obj["provider"] = provider_label(target)
+    obj["object"] = "chat.completion"
+    if not isinstance(obj.get("created"), int):
+        obj["created"] = ctx.created
+    obj.setdefault("system_fingerprint", None)
+    finish = native = None
+    for index, choice in enumerate(obj.get("choices") or ()):
+        if not isinstance(choice, dict):
+            continue
+        choice.setdefault("index", index)
+        choice.setdefault("logprobs", None)
+        native = choice.get("native_finish_reason", choice.get("finish_reason"))
+        finish = choice.get("finish_reason")
+        choice["native_finish_reason"] = native
+    return Completion(payload=obj, usage=Usage.from_openai(obj.get("usage")), finish_reason=finish,
+                      native_finish_reason=native, upstream_id=upstream_id)
+
+
+class OpenAIAdapter:
+    kind = "openai"
+
+    def url(self, target: Target) -> str:
+        return target.provider.base_url + "/chat/completions"
+
+    async def complete(self, target: Target, body: dict[str, Any], ctx: CallContext) -> Completion:
+        provider = target.provider.name
+        payload = build_upstream_body(target, body, stream=False)
+        try:
+            async with ctx.session.post(self.url(target), data=payload, headers=_headers(target),
+                                        timeout=ctx.timeouts.complete) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise error_from_exception(exc, provider) from exc
+        if status >= 400:
+            raise error_from_response(status, raw, provider)
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
+            if isinstance(obj, dict) and "error" in obj:
+                raise error_from_response(502, raw, provider)
+            raise UpstreamError(f"provider {provider} returned a body that is not a chat completion",
+                                provider=provider, upstream_status=status,
+                                raw=raw[:2048].decode("utf-8", "replace"))
+        return stamp_completion(obj, target, ctx)
+
+    async def stream(self, target: Target, body: dict[str, Any], ctx: CallContext,
+                     state: StreamState) -> AsyncIterator[bytes]:
+        provider = target.provider.name
+        payload = build_upstream_body(target, body, stream=True)
+        relay = _ChunkRelay(ctx, provider_label(target), state)
+        yielded = False
+        try:
+            async with ctx.session.post(self.url(target), data=payload, headers=_headers(target),
+                                        timeout=ctx.timeouts.stream) as resp:
+                if resp.status >= 400:
+                    raise error_from_response(resp.status, await resp.read(), provider)
+                ctype = resp.headers.get("Content-Type", "")
+                if "text/event-stream" not in ctype:
+                    raw = await resp.read()
+                    raise UpstreamError(
+                        f"provider {provider} answered a stream request with {ctype or 'no content type'}",
+                        provider=provider, upstream_status=resp.status,
+                        raw=raw[:2048].decode("utf-8", "replace"))
+                buffer = b""
+                async for data in resp.content.iter_any():
+                    state.mark_first_byte()
+                    buffer = buffer + data if buffer else data
+                    cut = buffer.rfind(b"\n\n")
+                    if cut < 0:
+                        if b"\r\n\r\n" in buffer:
+                            buffer = buffer.replace(b"\r\n", b"\n")
+                            cut = buffer.rfind(b"\n\n")
+                        if cut < 0:
+                            continue
+                    block, buffer = buffer[: cut + 2], buffer[cut + 2:]
+                    out = relay.process(block)
+                    if out:
+                        yielded = True
+                        yield out
+                    if relay.done:
+                        break
+                if buffer.strip():
+                    out = relay.process(buffer + b"\n\n")
+                    if out:
+                        yielded = True
+                        yield out
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            if yielded:
+                raise MidStreamError(f"provider {provider} stream broke: {type(exc).__name__}",
+                                     provider=provider) from exc
+            raise error_from_exception(exc, provider) from exc
+        except _UpstreamStreamError as exc:
+            if yielded:
+                raise MidStreamError(exc.message, provider=provider) from None
+            raise error_from_response(502, exc.raw, provider) from None
+        if not relay.done and not relay.finished:
+            # The upstream closed without [DONE] or a finish reason: a truncated stream.
+            if yielded:
+                raise MidStreamError(f"provider {provider} closed the stream early", provider=provider)
+            raise UpstreamError(f"provider {provider} closed the stream without sending anything",
+                                provider=provider, retryable=True)
+
+
+class _UpstreamStreamError(Exception):
+    def __init__(self, message: str, raw: bytes) -> None:
+        super().__init__(message)
+        self.message = message
+        self.raw = raw
+
+
+class _ChunkRelay:
+    """Rewrites OpenAI SSE events for the client and captures what metering needs."""
+
+    def __init__(self, ctx: CallContext, provider: str, state: StreamState) -> None:
+        self.ctx = ctx
+        self.provider = provider
+        self.state = state
+        self.done = False  # saw [DONE]
+        self.finished = False  # saw a finish_reason
+        self.learned = False
+        self.fast = False
+        self.replacements: list[tuple[bytes, bytes]] = []
+        self.id_pattern = b""  # an event without the learned id spelling takes the slow path
+
+    def process(self, block: bytes) -> bytes:
+        """Turn a run of complete upstream events into client bytes."""
+        out: list[bytes] = []
+        plain: list[bytes] = []  # ordinary chunks waiting for the byte rewrite
+        for event in block.split(b"\n\n"):
+            if not event:
+                continue
+            if not event.startswith(b"data:"):
+                # Comments (": keep-alive") and event:/id: lines carry nothing for OpenAI.
+                data_at = event.find(b"\ndata:")
+                if data_at < 0:
+                    continue
+                event = event[data_at + 1:]
+            if (self.fast and self.id_pattern in event and not any(m in event for m in _USAGE_MARKS)
+                    and not any(m in event for m in _FINISH_MARKS) and _ERROR_MARK not in event):
+                plain.append(event)
+                continue
+            if plain:
+                out.append(self._rewrite(plain))
+                plain = []
+            handled = self._slow(event)
+            if handled:
+                out.append(handled)
+            if self.done:
+                break
+        if plain:
+            out.append(self._rewrite(plain))
+        if out:
+            self.state.relayed.extend(out)
+        return b"".join(out)
+
+    def _rewrite(self, events: list[bytes]) -> bytes:
+        data = b"\n\n".join(events) + b"\n\n"
+        for old, new in self.replacements:
+            data = data.replace(old, new)
+        return data
+
+    def _slow(self, event: bytes) -> bytes | None:
+        payload = event[5:].strip()
+        if payload == b"[DONE]":
+            self.done = True
+            return None
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return None  # a malformed line is dropped, not fatal
+        if not isinstance(obj, dict):
+            return None
+        if "error" in obj and not obj.get("choices"):
+            err = obj["error"]
+            message = err.get("message") if isinstance(err, dict) else str(err)
+            raise _UpstreamStreamError(f"provider error mid-stream: {message}", payload)
+        if not self.learned:
+            self._learn(obj, event)
+        usage = Usage.from_openai(obj.get("usage"))
+        if usage is not None:
+            self.state.usage = usage  # cumulative: the last report replaces earlier ones
+        choices = obj.get("choices")
+        for choice in choices or ():
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                self.finished = True
+                self.state.finish_reason = choice["finish_reason"]
+                self.state.native_finish_reason = choice.get("native_finish_reason",
+                                                             choice["finish_reason"])
+                choice.setdefault("native_finish_reason", choice["finish_reason"])
+        if not choices:
+            return None  # the usage-only chunk: tollway emits its own, with cost, at the end
+        obj.pop("usage", None)
+        obj["id"] = self.ctx.generation_id
+        obj["model"] = self.ctx.model_id
+        obj["provider"] = self.provider
+        return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+    def _learn(self, obj: dict[str, Any], event: bytes) -> None:
+        """Find how the upstream spells id and model, so later chunks need no parsing."""
+        self.learned = True
+        upstream_id, model = obj.get("id"), obj.get("model")
+        if isinstance(upstream_id, str):
+            self.state.upstream_id = upstream_id
+        if not isinstance(upstream_id, str) or not isinstance(model, str):
+            return
+        new_id = b'"id":' + orjson.dumps(self.ctx.generation_id)
+        new_model = (b'"model":' + orjson.dumps(self.ctx.model_id) + b',"provider":'
+                     + orjson.dumps(self.provider))
+        found: list[tuple[bytes, bytes]] = []
+        for key, value, new in ((b'"id"', upstream_id, new_id), (b'"model"', model, new_model)):
+            encoded = orjson.dumps(value)
+            for sep in (b":", b": "):
+                pattern = key + sep + encoded
+                if pattern in event:
+                    found.append((pattern, new))
+                    break
+            else:
+                return
+        if b'"provider"' in event:
+            return  # the upstream already sends a provider field; keep the slow path exact
+        self.replacements = found
+        self.id_pattern = found[0][0]
+        self.fast = True

@@ -1,0 +1,1 @@
+"""Usage analytics: read-only queries over the rollups, what-if pricing, imports, charts."""

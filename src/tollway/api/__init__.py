@@ -1,0 +1,1 @@
+"""HTTP endpoints, one module per family.  Handlers parse, call one function, render."""

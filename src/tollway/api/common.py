@@ -1,0 +1,63 @@
+"""Request parsing and response rendering shared by the endpoint modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tollway.errors import BadRequest, PayloadTooLarge
+from tollway.gateway import Gateway, RequestMeta
+
+
+def gateway_of(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes before reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {int(declared)} bytes; the limit is {limit} "
+                              "(config server.max_body_bytes)", code=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes "
+                                  "(config server.max_body_bytes)", code=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """Parse the body once; a clear 400 if it is not a JSON object."""
+    raw = await read_body(request, limit)
+    if not raw:
+        raise BadRequest("request body is empty: send a JSON object", code=400)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", code=400) from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object", code=400)
+    return body
+
+
+def request_meta(request: Request, api: str) -> RequestMeta:
+    headers = request.headers
+    return RequestMeta(
+        app=headers.get("http-referer") or headers.get("referer"),
+        app_title=headers.get("x-openrouter-title") or headers.get("x-title"),
+        session_id=headers.get("x-session-id"),
+        api=api,
+    )
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json",
+                    headers=headers)

@@ -1,0 +1,106 @@
+"""build_app(settings): routes, error rendering, lifespan (HTTP client, DB engine, ledger).
+
+Middleware is deliberately absent from the hot path: authentication happens inside the
+handlers that need it, and errors are rendered by exception handlers, so a request
+pays for nothing it does not use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from tollway.api import chat, generation, health
+from tollway.api.common import json_response
+from tollway.config import Settings, load_settings
+from tollway.errors import TollwayError
+from tollway.gateway import Gateway
+
+log = logging.getLogger("tollway")
+
+
+def _is_anthropic_path(request: Request) -> bool:
+    return request.url.path.endswith("/messages")
+
+
+async def _tollway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TollwayError)
+    body = exc.to_anthropic() if _is_anthropic_path(request) else exc.to_openai()
+    return json_response(body, status=exc.status, headers=exc.headers or None)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        err: TollwayError = TollwayError(f"no such endpoint: {request.method} {request.url.path}", code=404)
+    elif exc.status_code == 405:
+        err = TollwayError(f"method {request.method} is not allowed on {request.url.path}", code=405)
+    else:
+        err = TollwayError(str(exc.detail), code=exc.status_code)
+    err.status = exc.status_code
+    err.type = "invalid_request_error"
+    return await _tollway_error(request, err)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # Logged with its traceback for operators; the client gets no internals.
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    err = TollwayError("internal error in the gateway; the request was not completed", code=500)
+    return await _tollway_error(request, err)
+
+
+def _routes() -> list[BaseRoute]:
+    routes: list[BaseRoute] = [Route("/health", health.health, methods=["GET"]),
+                               Route("/metrics", health.metrics, methods=["GET"])]
+    for prefix in ("/v1", "/api/v1"):
+        routes.append(Route(f"{prefix}/chat/completions", chat.chat_completions, methods=["POST"]))
+    routes.append(Route("/api/v1/generation", generation.generation, methods=["GET"]))
+    routes.extend(_optional_routes())
+    return routes
+
+
+def _optional_routes() -> list[BaseRoute]:
+    """Endpoint families that live in their own modules."""
+    try:
+        from tollway.api import models
+    except ImportError:
+        return []
+    return [
+        Route("/v1/models", models.list_models_openai, methods=["GET"]),
+        Route("/api/v1/models", models.list_models_openrouter, methods=["GET"]),
+        Route("/api/v1/models/{author}/{slug}/endpoints", models.model_endpoints, methods=["GET"]),
+    ]
+
+
+def build_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
+    """The ASGI app for these settings.  The gateway starts and stops with the lifespan."""
+    gw = gateway if gateway is not None else Gateway(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+
+    handlers: dict[Any, Any] = {TollwayError: _tollway_error, HTTPException: _http_error,
+                                Exception: _unexpected}
+    app = Starlette(routes=_routes(), exception_handlers=handlers, lifespan=lifespan)
+    app.state.gateway = gw
+    return app
+
+
+def app_from_environment() -> Starlette:
+    """Factory for ``uvicorn --factory`` (multi-worker serve): config path from the env."""
+    import os
+
+    return build_app(load_settings(os.environ.get("TOLLWAY_CONFIG") or None))

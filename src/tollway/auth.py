@@ -1,0 +1,90 @@
+"""Bearer key -> principal.  401 and 403 are decided here and nowhere else.
+
+Keys are looked up by their SHA-256; the result is cached per process for a short TTL
+(``server.key_cache_ttl_s``) so the hot path does not touch the database, while a
+revocation still takes effect within that TTL.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from tollway.errors import AuthenticationError, PermissionDenied
+from tollway.ledger.keys import KeyInfo, hash_key, lookup_by_hash
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a key (with its limits and policies), or the configured admin."""
+
+    key: KeyInfo | None
+    is_admin: bool = False
+
+    @property
+    def key_id(self) -> str | None:
+        return self.key.id if self.key is not None else None
+
+
+def bearer_token(request: Request) -> str | None:
+    """``Authorization: Bearer KEY``, or Anthropic's ``x-api-key``."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    api_key = request.headers.get("x-api-key")
+    return api_key.strip() if api_key else None
+
+
+class KeyCache:
+    """Per-process cache of key lookups (hits and misses), expiring after ``ttl_s``."""
+
+    def __init__(self, engine: Engine, ttl_s: float, admin_key: str | None) -> None:
+        self._engine = engine
+        self._ttl = ttl_s
+        self._admin_hash = hash_key(admin_key) if admin_key else None
+        self._entries: dict[str, tuple[float, KeyInfo | None]] = {}
+
+    def invalidate(self) -> None:
+        self._entries.clear()
+
+    async def authenticate(self, request: Request) -> Principal:
+        token = bearer_token(request)
+        if not token:
+            raise AuthenticationError(
+                "missing API key: send 'Authorization: Bearer <key>' (create one with 'tollway keys create')",
+                code=401)
+        digest = hash_key(token)
+        if self._admin_hash is not None and digest == self._admin_hash:
+            return Principal(key=None, is_admin=True)
+        now = time.monotonic()
+        entry = self._entries.get(digest)
+        if entry is None or entry[0] < now:
+            info = await run_in_threadpool(self._lookup, digest)
+            if len(self._entries) > 100_000:
+                self._entries.clear()  # bound memory against floods of random keys
+            self._entries[digest] = (now + self._ttl, info)
+        else:
+            info = entry[1]
+        if info is None:
+            raise AuthenticationError("invalid API key: check the key, or create one with 'tollway keys create'",
+                                      code=401)
+        if info.revoked_at is not None:
+            raise AuthenticationError(f"API key {info.key_prefix}... has been revoked", code=401)
+        if not info.active:
+            raise AuthenticationError(f"API key {info.key_prefix}... has expired", code=401)
+        return Principal(key=info, is_admin=info.is_admin)
+
+    def _lookup(self, digest: str) -> KeyInfo | None:
+        with self._engine.connect() as conn:
+            return lookup_by_hash(conn, digest)
+
+
+def require_admin(principal: Principal) -> None:
+    if not principal.is_admin:
+        raise PermissionDenied("this endpoint needs the admin key (config 'admin_key')", code=403)

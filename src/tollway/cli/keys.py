@@ -1,0 +1,151 @@
+"""``tollway keys create|list|revoke|update``."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+import click
+
+from tollway.cli.common import config_option, open_ledger, settings_or_exit
+from tollway.ledger import keys as key_store
+from tollway.metering import nano_to_decimal, usd_to_nano
+
+RESETS = ("daily", "weekly", "monthly")
+
+
+def _usd(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise click.BadParameter(f"{value!r} is not an amount in USD (e.g. 10 or 2.50)") from None
+    if amount < 0:
+        raise click.BadParameter("the limit must be >= 0")
+    return usd_to_nano(amount)
+
+
+def _country(value: str | None) -> str | None:
+    if value is not None and (len(value) != 2 or not value.isalpha()):
+        raise click.BadParameter(f"{value!r} is not an ISO 3166 alpha-2 country code (e.g. US, CN, DE)")
+    return value.upper() if value else None
+
+
+@click.group()
+def keys() -> None:
+    """Create, list and revoke API keys (only a hash of each key is stored)."""
+
+
+@keys.command("create")
+@config_option
+@click.option("--name", required=True, help="A name for the key (its owner or app).")
+@click.option("--label", default=None, help="A free-form label.")
+@click.option("--limit", default=None, help="Credit limit in USD.")
+@click.option("--limit-reset", type=click.Choice(RESETS), default=None,
+              help="Reset the limit every day, week (Monday-Sunday UTC) or month.")
+@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
+@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens per minute.")
+@click.option("--models", "allowed_models", default=None,
+              help="Comma-separated model ids this key may use (default: all).")
+@click.option("--expires", default=None, help="Expiry, ISO date or datetime (UTC).")
+@click.option("--country", default=None, help="The owner's billing country (ISO 3166 alpha-2).")
+@click.option("--admin", is_flag=True, help="Make an admin key (manages keys over HTTP).")
+def create(config: str | None, name: str, label: str | None, limit: str | None, limit_reset: str | None,
+           rpm: int | None, tpm: int | None, allowed_models: str | None, expires: str | None,
+           country: str | None, admin: bool) -> None:
+    """Create a key.  The plain key is printed once, on the last line."""
+    settings = settings_or_exit(config)
+    expires_at = None
+    if expires:
+        try:
+            expires_at = datetime.fromisoformat(expires).replace(tzinfo=None)
+        except ValueError:
+            raise click.BadParameter(f"{expires!r} is not an ISO date (e.g. 2027-01-31)") from None
+    engine = open_ledger(settings)
+    with engine.begin() as conn:
+        info, plain = key_store.create_key(
+            conn, name=name, label=label, limit_nanousd=_usd(limit), limit_reset=limit_reset, rpm=rpm,
+            tpm=tpm, allowed_models=[m.strip() for m in allowed_models.split(",") if m.strip()]
+            if allowed_models else None, country=_country(country), expires_at=expires_at, is_admin=admin)
+    engine.dispose()
+    click.echo(f"created key {info.id} ({info.name}); store it now, it is not shown again:", err=True)
+    click.echo(plain)
+
+
+@keys.command("list")
+@config_option
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_(config: str | None, include_revoked: bool, as_json: bool) -> None:
+    """List keys (never the keys themselves, only their prefixes)."""
+    engine = open_ledger(settings_or_exit(config))
+    with engine.connect() as conn:
+        infos = key_store.list_keys(conn, include_revoked=include_revoked)
+    engine.dispose()
+    if as_json:
+        click.echo(json.dumps([i.to_public() for i in infos]))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "name", "prefix", "usage USD", "limit USD", "rpm", "country", "created", "status")
+    for i in infos:
+        table.add_row(i.id, i.name, i.key_prefix + "...", str(nano_to_decimal(i.usage_nanousd)),
+                      str(nano_to_decimal(i.limit_nanousd)) if i.limit_nanousd is not None else "-",
+                      str(i.rpm or "-"), i.country or "-", i.created_at.strftime("%Y-%m-%d %H:%M"),
+                      "revoked" if i.revoked_at else ("active" if i.active else "expired"))
+    Console().print(table)
+
+
+@keys.command("revoke")
+@config_option
+@click.argument("key")
+def revoke(config: str | None, key: str) -> None:
+    """Revoke KEY (its id, its unique name, or the key itself)."""
+    engine = open_ledger(settings_or_exit(config))
+    with engine.begin() as conn:
+        info = key_store.find_key(conn, key)
+        if info is None:
+            raise click.ClickException(f"no key matches {key!r}; 'tollway keys list' shows them")
+        if not key_store.revoke_key(conn, info.id):
+            raise click.ClickException(f"key {info.id} is already revoked")
+    engine.dispose()
+    click.echo(f"revoked {info.id} ({info.name})")
+
+
+@keys.command("update")
+@config_option
+@click.argument("key")
+@click.option("--label", default=None)
+@click.option("--limit", default=None, help="Credit limit in USD ('none' removes it).")
+@click.option("--limit-reset", type=click.Choice([*RESETS, "none"]), default=None)
+@click.option("--rpm", type=int, default=None)
+@click.option("--tpm", type=int, default=None)
+@click.option("--country", default=None)
+def update(config: str | None, key: str, label: str | None, limit: str | None, limit_reset: str | None,
+           rpm: int | None, tpm: int | None, country: str | None) -> None:
+    """Change a key's label, limits or country."""
+    values: dict[str, object] = {}
+    if label is not None:
+        values["label"] = label
+    if limit is not None:
+        values["limit_nanousd"] = None if limit == "none" else _usd(limit)
+    if limit_reset is not None:
+        values["limit_reset"] = None if limit_reset == "none" else limit_reset
+    if rpm is not None:
+        values["rpm"] = rpm or None
+    if tpm is not None:
+        values["tpm"] = tpm or None
+    if country is not None:
+        values["country"] = _country(country)
+    engine = open_ledger(settings_or_exit(config))
+    with engine.begin() as conn:
+        info = key_store.find_key(conn, key)
+        if info is None:
+            raise click.ClickException(f"no key matches {key!r}; 'tollway keys list' shows them")
+        updated = key_store.update_key(conn, info.id, **values)
+    engine.dispose()
+    assert updated is not None
+    click.echo(json.dumps(updated.to_public()))

@@ -1,0 +1,50 @@
+"""The generation record: what the gateway hands to the ledger writer."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+
+@dataclass(slots=True)
+class GenerationRecord:
+    """One generation, successful, failed or cancelled.  Field names are column names."""
+
+    id: str
+    key_id: str | None
+    created_at: datetime
+    model: str
+    provider: str | None = None
+    upstream_model: str | None = None
+    upstream_id: str | None = None
+    app: str | None = None
+    app_title: str | None = None
+    session_id: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_nanousd: int = 0
+    status: str = "success"
+    http_status: int | None = 200
+    finish_reason: str | None = None
+    native_finish_reason: str | None = None
+    streamed: bool = False
+    cancelled: bool = False
+    estimated: bool = False
+    latency_ms: int | None = None
+    ttft_ms: int | None = None
+    api: str | None = "chat"
+    error: str | None = None
+    attempts: list[dict[str, Any]] | None = None
+    extra: dict[str, Any] | None = field(default=None)
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["attempts"] = orjson.dumps(self.attempts).decode() if self.attempts else None
+        row["extra"] = orjson.dumps(self.extra).decode() if self.extra else None
+        return row

@@ -1,0 +1,282 @@
+"""Rollups: pre-aggregated usage that analytics reads instead of the raw ledger.
+
+They are kept up to date in the ledger writer's transaction (:func:`apply_rollups` is a
+``LedgerWriter`` batch hook), so a generation and its rollup contribution commit together.
+Imported usage (``tollway usage import``) lands here too, tagged with its import batch
+so a re-import can be recognised and a replaced file removed.
+
+Tables (all measures are exact integers; cost in nano-dollars):
+
+* ``usage_hourly``: hour x model x provider x app x key x batch. The full-detail cube,
+  for reports filtered by app or key.
+* ``usage_daily_model``: day x model x provider x batch. The ranking cube (model, author,
+  origin, weights, provider, hosting country) - a year of it is a few hundred thousand
+  rows at most, which is what makes yearly rankings answer in well under a second.
+* ``usage_daily_audience``: day x app x key x batch, for rankings by app, key and the
+  key owner's country without touching the model dimension.
+* ``usage_daily_request_hist``: day x model x log bucket of tokens per request, counts of
+  requests; gives p50/p90/p99 of tokens per request *approximately* (4 buckets per
+  doubling, so a percentile is known to within one bucket, about +-12%).
+* ``usage_sessions``: one row per task (``session_id``), its exact token sums, so
+  per-task distributions are *exact*.
+* ``import_batches``: one row per imported file content (sha256), for idempotency.
+
+Missing dimensions are stored as ``''`` rather than NULL so they can be part of the
+primary key (NULLs never conflict, which would break the upserts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+    func,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tollway.ledger import schema
+from tollway.ledger.records import GenerationRecord
+
+MEASURES = ("requests", "errors", "prompt_tokens", "completion_tokens", "reasoning_tokens",
+            "cached_tokens", "cache_write_tokens", "cost_nanousd")
+GATEWAY_BATCH = 0  # batch id of live gateway traffic; imports get 1, 2, ...
+
+
+def _measure_columns() -> list[Column[Any]]:
+    return [Column(name, BigInteger, nullable=False, server_default="0") for name in MEASURES]
+
+
+usage_hourly = Table(
+    "usage_hourly",
+    schema.metadata,
+    Column("hour", DateTime, primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("provider", String(100), primary_key=True),
+    Column("app", String(500), primary_key=True),
+    Column("key_id", String(40), primary_key=True),
+    Column("batch_id", Integer, primary_key=True),
+    *_measure_columns(),
+)
+
+usage_daily_model = Table(
+    "usage_daily_model",
+    schema.metadata,
+    Column("day", Date, primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("provider", String(100), primary_key=True),
+    Column("batch_id", Integer, primary_key=True),
+    *_measure_columns(),
+)
+
+usage_daily_audience = Table(
+    "usage_daily_audience",
+    schema.metadata,
+    Column("day", Date, primary_key=True),
+    Column("app", String(500), primary_key=True),
+    Column("key_id", String(40), primary_key=True),
+    Column("batch_id", Integer, primary_key=True),
+    *_measure_columns(),
+)
+
+usage_daily_request_hist = Table(
+    "usage_daily_request_hist",
+    schema.metadata,
+    Column("day", Date, primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("bucket", SmallInteger, primary_key=True),
+    Column("batch_id", Integer, primary_key=True),
+    Column("requests", BigInteger, nullable=False, server_default="0"),
+)
+
+usage_sessions = Table(
+    "usage_sessions",
+    schema.metadata,
+    Column("session_id", String(200), primary_key=True),
+    Column("batch_id", Integer, primary_key=True),
+    Column("key_id", String(40), nullable=False, server_default=""),
+    Column("first_seen", DateTime, nullable=False),
+    Column("last_seen", DateTime, nullable=False),
+    *_measure_columns(),
+    Index("ix_usage_sessions_first_seen", "first_seen"),
+)
+
+import_batches = Table(
+    "import_batches",
+    schema.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("source", String(1000), nullable=False),
+    Column("kind", String(16), nullable=False),  # events | day | week
+    Column("rows", BigInteger, nullable=False),
+    Column("imported_at", DateTime, nullable=False),
+)
+
+ROLLUP_TABLES = (usage_hourly, usage_daily_model, usage_daily_audience, usage_daily_request_hist,
+                 usage_sessions)
+
+
+def m002_rollups(conn: Connection) -> None:
+    """Migration ``m002_rollups``: create the rollup and import tables."""
+    for table in (*ROLLUP_TABLES, import_batches):
+        table.create(conn, checkfirst=True)
+
+
+def token_bucket(tokens: int) -> int:
+    """Log bucket of a token count: exact below 8, then 4 buckets per power of two.
+
+    Integer-only (bit length plus the two bits after the leading one), so it is the same
+    on every platform and never drifts with float rounding.
+    """
+    if tokens < 8:
+        return max(tokens, 0)
+    shift = tokens.bit_length() - 3
+    return shift * 4 + (tokens >> shift)
+
+
+def bucket_bounds(bucket: int) -> tuple[int, int]:
+    """Smallest and largest token count that fall in ``bucket`` (inclusive)."""
+    if bucket < 8:
+        return bucket, bucket
+    shift = bucket // 4 - 1
+    top = bucket % 4 + 4
+    return top << shift, ((top + 1) << shift) - 1
+
+
+class RollupDelta:
+    """Accumulates contributions in memory, then upserts them with one statement per table.
+
+    Aggregating first keeps a batch to one row per key (PostgreSQL refuses to update the
+    same row twice in one ``INSERT ... ON CONFLICT``) and makes the database work scale
+    with distinct keys, not records.
+    """
+
+    def __init__(self) -> None:
+        self.hourly: dict[tuple[Any, ...], list[int]] = {}
+        self.daily_model: dict[tuple[Any, ...], list[int]] = {}
+        self.audience: dict[tuple[Any, ...], list[int]] = {}
+        self.hist: dict[tuple[Any, ...], int] = {}
+        self.sessions: dict[tuple[str, int], list[Any]] = {}
+
+    def add(self, *, at: datetime, model: str, provider: str, app: str, key_id: str, batch_id: int,
+            measures: Sequence[int], session_id: str | None = None, per_request: bool = True) -> None:
+        """Add one record (or one aggregate row when ``per_request`` is false).
+
+        ``measures`` follows :data:`MEASURES`.  Aggregate rows carry no per-request sizes,
+        so they stay out of the tokens-per-request histogram; event rows that stand for
+        several requests enter it at their average size.
+        """
+        hour = at.replace(minute=0, second=0, microsecond=0)
+        day = at.date()
+        for target, key in ((self.hourly, (hour, model, provider, app, key_id, batch_id)),
+                            (self.daily_model, (day, model, provider, batch_id)),
+                            (self.audience, (day, app, key_id, batch_id))):
+            acc = target.get(key)
+            if acc is None:
+                target[key] = list(measures)
+            else:
+                for i, value in enumerate(measures):
+                    acc[i] += value
+        requests = measures[0]
+        if per_request and requests > 0:
+            size = (measures[2] + measures[3]) // requests
+            hkey = (day, model, token_bucket(size), batch_id)
+            self.hist[hkey] = self.hist.get(hkey, 0) + requests
+        if session_id:
+            skey = (session_id, batch_id)
+            sess = self.sessions.get(skey)
+            if sess is None:
+                self.sessions[skey] = [key_id, at, at, *measures]
+            else:
+                sess[1] = min(sess[1], at)
+                sess[2] = max(sess[2], at)
+                for i, value in enumerate(measures):
+                    sess[3 + i] += value
+
+    def add_record(self, record: GenerationRecord) -> None:
+        """Add one generation from the gateway."""
+        error = record.status == "error"
+        self.add(
+            at=record.created_at, model=record.model, provider=record.provider or "",
+            app=record.app or record.app_title or "", key_id=record.key_id or "",
+            batch_id=GATEWAY_BATCH, session_id=record.session_id, per_request=not error,
+            measures=(0 if error else 1, 1 if error else 0, record.prompt_tokens,
+                      record.completion_tokens, record.reasoning_tokens, record.cached_tokens,
+                      record.cache_write_tokens, record.cost_nanousd),
+        )
+
+    def apply(self, conn: Connection) -> None:
+        """Upsert everything accumulated, in key order (concurrent writers cannot deadlock)."""
+        _upsert_sum(conn, usage_hourly, ("hour", "model", "provider", "app", "key_id", "batch_id"),
+                    self.hourly)
+        _upsert_sum(conn, usage_daily_model, ("day", "model", "provider", "batch_id"), self.daily_model)
+        _upsert_sum(conn, usage_daily_audience, ("day", "app", "key_id", "batch_id"), self.audience)
+        if self.hist:
+            rows = [{"day": k[0], "model": k[1], "bucket": k[2], "batch_id": k[3], "requests": v}
+                    for k, v in sorted(self.hist.items())]
+            stmt = _insert(conn, usage_daily_request_hist)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["day", "model", "bucket", "batch_id"],
+                set_={"requests": usage_daily_request_hist.c.requests + stmt.excluded.requests}), rows)
+        if self.sessions:
+            self._apply_sessions(conn)
+
+    def _apply_sessions(self, conn: Connection) -> None:
+        t = usage_sessions
+        rows = [{"session_id": k[0], "batch_id": k[1], "key_id": v[0], "first_seen": v[1],
+                 "last_seen": v[2], **dict(zip(MEASURES, v[3:], strict=True))}
+                for k, v in sorted(self.sessions.items())]
+        stmt = _insert(conn, t)
+        least, greatest = (func.least, func.greatest) if conn.dialect.name == "postgresql" else \
+            (func.min, func.max)  # SQLite's two-argument min/max are scalar
+        updates: dict[str, Any] = {m: t.c[m] + stmt.excluded[m] for m in MEASURES}
+        updates["first_seen"] = least(t.c.first_seen, stmt.excluded.first_seen)
+        updates["last_seen"] = greatest(t.c.last_seen, stmt.excluded.last_seen)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["session_id", "batch_id"], set_=updates),
+                     rows)
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    # Both dialects' insert() offer on_conflict_do_update with the same signature.
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _upsert_sum(conn: Connection, table: Table, dims: tuple[str, ...],
+                acc: dict[tuple[Any, ...], list[int]]) -> None:
+    if not acc:
+        return
+    rows = [{**dict(zip(dims, k, strict=True)), **dict(zip(MEASURES, v, strict=True))}
+            for k, v in sorted(acc.items())]
+    stmt = _insert(conn, table)
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=list(dims), set_={m: table.c[m] + stmt.excluded[m] for m in MEASURES}), rows)
+
+
+def apply_rollups(conn: Connection, records: Iterable[GenerationRecord]) -> None:
+    """``LedgerWriter`` batch hook: fold a batch of generations into every rollup table."""
+    delta = RollupDelta()
+    for record in records:
+        delta.add_record(record)
+    delta.apply(conn)
+
+
+def day_of(value: date | datetime | str) -> date:
+    """A rollup ``day`` value as a date (SQLite may hand back ISO strings from raw SQL)."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])

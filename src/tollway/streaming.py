@@ -1,0 +1,133 @@
+"""SSE out to the client: the closing usage chunk, mid-stream errors, disconnect handling.
+
+Adapters yield OpenAI chunk bytes; this module ends every stream the same way (a usage
+chunk with ``choices: []`` and the cost, then ``data: [DONE]``), and
+:class:`SSEResponse` relays it while watching for the client hanging up, so a
+cancelled stream is closed upstream at once and billed for what was generated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from tollway.adapters.base import MidStreamError, StreamState, Target
+from tollway.metering import Usage, estimate_tokens_from_bytes, nano_to_usd
+
+DONE = b"data: [DONE]\n\n"
+
+
+def render_usage(usage: Usage, cost_nano: int) -> dict[str, Any]:
+    """OpenAI's usage object with OpenRouter's ``cost`` (USD) and tollway's exact figure."""
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens,
+                                  "cache_write_tokens": usage.cache_write_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "cost": nano_to_usd(cost_nano),
+        "cost_details": {"cost_nanousd": cost_nano, "estimated": usage.estimated},
+    }
+
+
+def _provider(target: Target) -> str:
+    return target.provider.display_name or target.provider.name
+
+
+def final_chunks(generation_id: str, target: Target, usage: dict[str, Any]) -> bytes:
+    chunk = {"id": generation_id, "object": "chat.completion.chunk", "created": int(time.time()),
+             "model": target.model.id, "provider": _provider(target), "system_fingerprint": None,
+             "choices": [], "usage": usage}
+    return b"data: " + orjson.dumps(chunk) + b"\n\n" + DONE
+
+
+def midstream_error_chunk(generation_id: str, target: Target, exc: MidStreamError) -> bytes:
+    """OpenRouter's mid-stream error: ``finish_reason: "error"`` plus an ``error`` object."""
+    chunk = {
+        "id": generation_id, "object": "chat.completion.chunk", "created": int(time.time()),
+        "model": target.model.id, "provider": _provider(target), "system_fingerprint": None,
+        "error": {"code": 502, "message": exc.message,
+                  "metadata": {"provider_name": exc.provider}},
+        "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error",
+                     "native_finish_reason": "error"}],
+    }
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def estimate_stream_usage(state: StreamState, prompt_estimate: int) -> Usage:
+    """Count tokens locally from the relayed chunks when the upstream reported none."""
+    text_bytes = state.text_bytes
+    if not text_bytes:
+        for block in state.relayed:
+            for event in block.split(b"\n\n"):
+                if not event.startswith(b"data:"):
+                    continue
+                try:
+                    obj = orjson.loads(event[5:])
+                except orjson.JSONDecodeError:
+                    continue
+                for choice in obj.get("choices") or () if isinstance(obj, dict) else ():
+                    delta = choice.get("delta") if isinstance(choice, dict) else None
+                    if not isinstance(delta, dict):
+                        continue
+                    for field in ("content", "reasoning", "reasoning_content"):
+                        if isinstance(delta.get(field), str):
+                            text_bytes += len(delta[field].encode("utf-8", "replace"))
+                    for call in delta.get("tool_calls") or ():
+                        fn = call.get("function") if isinstance(call, dict) else None
+                        if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                            text_bytes += len(fn["arguments"])
+    return Usage(prompt_tokens=prompt_estimate, completion_tokens=estimate_tokens_from_bytes(text_bytes),
+                 estimated=True)
+
+
+class SSEResponse:
+    """A streaming ASGI response that cancels its producer when the client disconnects."""
+
+    def __init__(self, iterator: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> None:
+        self.iterator = iterator
+        self.headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                        (b"x-accel-buffering", b"no")]
+        for name, value in (headers or {}).items():
+            self.headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        pump = asyncio.ensure_future(self._pump(send))
+        watch = asyncio.ensure_future(self._watch(receive))
+        try:
+            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, watch):
+                if not task.done():
+                    task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await pump
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+        if pump.done() and not pump.cancelled() and pump.exception() is not None:
+            raise pump.exception()  # type: ignore[misc]
+
+    async def _pump(self, send: Send) -> None:
+        iterator = self.iterator
+        try:
+            async for chunk in iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _watch(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
