@@ -161,6 +161,42 @@ class ServerSettings(_Frozen):
     key_cache_ttl_s: float = Field(default=2.0, ge=0)
 
 
+class RoutingSettings(_Frozen):
+    """How requests are spread over endpoints and how failing endpoints are avoided.
+
+    See ``tollway.routing``: price-weighted load balancing, the circuit breaker, the
+    30-second outage window and sticky sessions for prompt caches.
+    """
+
+    seed: int | None = None  # seeds the load-balancing randomness (tests, reproducible runs)
+    sticky_ttl_s: float = Field(default=300.0, ge=0)  # 0 turns sticky routing off
+    sticky_max_sessions: int = Field(default=100_000, ge=1)
+    outage_window_s: float = Field(default=30.0, gt=0)
+    outage_min_failures: int = Field(default=3, ge=1)
+    outage_error_rate: float = Field(default=0.25, gt=0, le=1)
+    breaker_failures: int = Field(default=5, ge=1)  # consecutive failures that open it
+    breaker_error_rate: float = Field(default=0.5, gt=0, le=1)  # ...or this rate over the window
+    breaker_window: int = Field(default=20, ge=2)  # outcomes the error rate is taken over
+    breaker_min_samples: int = Field(default=10, ge=1)
+    breaker_cooldown_s: float = Field(default=15.0, gt=0)  # open -> half-open (one probe)
+    stats_samples: int = Field(default=512, ge=8)  # latency/throughput samples kept per endpoint
+    redis_flush_s: float = Field(default=1.0, gt=0)  # shared health: publish/pull period
+
+
+class LimitsSettings(_Frozen):
+    """Credit reservations and rate limits (see ``tollway.limits``)."""
+
+    # Output tokens reserved when neither the request (max_tokens) nor the endpoint says.
+    default_max_output_tokens: int = Field(default=4096, ge=1)
+    # Headroom on the local prompt-token estimate (~4 bytes/token) when reserving credit.
+    prompt_estimate_margin_pct: int = Field(default=25, ge=0, le=1000)
+    # How long a crashed replica's reservations hold credit; default: timeouts.total + 60 s.
+    reservation_ttl_s: float | None = Field(default=None, gt=0)
+    # Idle time after which Redis forgets a key's period counter (re-seeded from the ledger).
+    counter_ttl_s: int = Field(default=8 * 86400, ge=3600)
+    redis_timeout_s: float = Field(default=2.0, gt=0)
+
+
 class Settings(_Frozen):
     """The whole configuration, validated."""
 
@@ -176,7 +212,8 @@ class Settings(_Frozen):
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
-    routing: Mapping[str, Any] = Field(default_factory=dict)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     source_path: str | None = Field(default=None, exclude=True)
 
     @field_validator("database")

@@ -9,28 +9,54 @@ every failure, and meters the result in a ``finally`` so no generation goes unre
 from __future__ import annotations
 
 import asyncio
-import secrets
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+)
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 
 from tollway.adapters import adapter_registry
-from tollway.adapters.base import Adapter, CallContext, MidStreamError, StreamState, Target
+from tollway.adapters.anthropic import AnthropicAdapter  # issue 5: /v1/messages pass-through
+from tollway.adapters.base import (
+    Adapter,
+    CallContext,
+    Embedder,
+    MidStreamError,
+    StreamState,
+    Target,
+)
 from tollway.adapters.http import ClientTimeouts
 from tollway.auth import KeyCache, Principal
 from tollway.catalog import Catalog, build_catalog
 from tollway.config import Settings
+from tollway.embeddings import estimate_input_tokens, validate_embeddings_body  # issue 5
 from tollway.errors import AllAttemptsFailed, BadRequest, TollwayError, UpstreamError
 from tollway.ledger.db import create_db_engine, migrate
 from tollway.ledger.records import GenerationRecord
 from tollway.ledger.schema import utcnow
 from tollway.ledger.writer import BatchHook, LedgerWriter
-from tollway.metering import Usage, estimate_prompt_tokens
+from tollway.limits import Hold, Limiter, has_limits
+from tollway.messages import (  # issue 5: /v1/messages
+    EventWriter,
+    MessagesRequest,
+    error_event,
+    to_anthropic_message,
+    translate_stream,
+)
+from tollway.metering import (
+    Usage,
+    estimate_prompt_tokens,
+    nano_to_usd,
+)
 from tollway.metrics import Metrics
-from tollway.routing import Router
+from tollway.routing import Router, build_health
 from tollway.streaming import estimate_stream_usage, final_chunks, midstream_error_chunk, render_usage
 
 
@@ -64,17 +90,28 @@ class _Run:
     started: float
     created_at: Any
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    hold: Hold | None = None  # the key's credit/rate-limit claim, settled when the run ends
 
 
 def new_generation_id() -> str:
-    return "gen-" + str(int(time.time())) + "-" + secrets.token_hex(10)
+    # 80 random bits from the interpreter's PRNG (seeded from os.urandom at start): ids
+    # are unguessable enough for lookups that are checked against the caller's key anyway,
+    # and avoid a getrandom() syscall per request on the hot path.
+    return f"gen-{int(time.time())}-{random.getrandbits(80):020x}"
 
 
 class Gateway:
-    def __init__(self, settings: Settings, *, hooks: tuple[BatchHook, ...] = ()) -> None:
+    def __init__(self, settings: Settings, *, hooks: tuple[BatchHook, ...] = (),
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
+        # The ledger's timestamp source (naive UTC).  Only `tollway demo` replaces it, to
+        # compress simulated weeks into seconds; a server always uses the real clock.
+        self.clock = clock
         self.catalog: Catalog = build_catalog(settings)
-        self.router = Router(self.catalog)
+        self.health = build_health(settings.routing, settings.redis)
+        self.router = Router(self.catalog, settings.routing, self.health)
+        # The models API (api/models.py) reads endpoint uptime/latency/throughput through this.
+        self.endpoint_health = self.health.endpoint_health
         self.adapters: dict[str, Adapter] = adapter_registry()
         self.engine = create_db_engine(settings.database)
         self.writer = LedgerWriter(self.engine, batch_size=settings.ledger.batch_size,
@@ -84,6 +121,7 @@ class Gateway:
         self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin)
         self.metrics = Metrics()
         self.timeouts = ClientTimeouts.from_settings(settings.timeouts)
+        self.limits = Limiter(settings, self.engine)
         self._session: aiohttp.ClientSession | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -100,6 +138,7 @@ class Gateway:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self.limits.close()  # pending settlements first: they may need the DB
         # Drain the ledger: every answered generation is written before we exit.
         await asyncio.to_thread(self.writer.close)
         self.engine.dispose()
@@ -115,7 +154,7 @@ class Gateway:
     async def chat(self, principal: Principal, body: dict[str, Any], meta: RequestMeta) -> ChatOutcome:
         validate_chat_body(body)
         run = _Run(generation_id=new_generation_id(), principal=principal, body=body, meta=meta,
-                   started=time.monotonic(), created_at=utcnow())
+                   started=time.monotonic(), created_at=self.clock())
         if meta.session_id is None and isinstance(body.get("session_id"), str):
             meta.session_id = body["session_id"]
         try:
@@ -123,6 +162,14 @@ class Gateway:
         except TollwayError as exc:
             self._record_failure(run, exc, model=str(body.get("model") or ""))
             raise
+        if has_limits(principal.key):
+            assert principal.key is not None
+            try:
+                run.hold = await self.limits.admit(principal.key, body, targets, self.catalog,
+                                                   now=run.created_at)
+            except TollwayError as exc:
+                self._record_failure(run, exc, model=targets[0].model.id)
+                raise
         if body.get("stream") is True:
             return await self._start_stream(run, targets)
         return ChatOutcome(generation_id=run.generation_id, payload=await self._complete(run, targets))
@@ -133,11 +180,23 @@ class Gateway:
 
     async def _complete(self, run: _Run, targets: list[Target]) -> dict[str, Any]:
         last: UpstreamError | None = None
-        for target in targets:
+        session = self.router.session_key(run.body, run.meta.session_id, run.principal.key_id)
+        targets = self.router.stick(targets, session)
+        deadline = run.started + self.settings.timeouts.total
+        for n, target in enumerate(targets):
             adapter = self.adapters[target.provider.kind]
             attempt_started = time.monotonic()
             try:
-                completion = await adapter.complete(target, run.body, self._context(run, target))
+                if n == 0:
+                    # aiohttp's own total timeout bounds the first attempt: no extra timer.
+                    completion = await adapter.complete(target, run.body, self._context(run, target))
+                else:
+                    async with asyncio.timeout_at(self._loop_deadline(deadline)):
+                        completion = await adapter.complete(target, run.body, self._context(run, target))
+            except TimeoutError:
+                last = self._deadline_error(target)
+                self._note_attempt(run, target, last, attempt_started)
+                break
             except UpstreamError as exc:
                 last = exc
                 self._note_attempt(run, target, exc, attempt_started)
@@ -145,11 +204,14 @@ class Gateway:
                     break
                 continue
             self._note_attempt(run, target, None, attempt_started)
+            self.router.remember(targets, target, session)
             usage = completion.usage
             if usage is None:
                 usage = Usage(prompt_tokens=estimate_prompt_tokens(run.body),
                               completion_tokens=_completion_tokens_estimate(completion.payload),
                               estimated=True)
+            self.health.record_throughput((target.model.id, target.provider.name),
+                                          usage.completion_tokens, time.monotonic() - attempt_started)
             cost = self.catalog.price_table(target.model.id, target.endpoint).cost_nano(usage)
             completion.payload["usage"] = render_usage(usage, cost)
             latency = time.monotonic() - run.started
@@ -163,26 +225,36 @@ class Gateway:
 
     async def _start_stream(self, run: _Run, targets: list[Target]) -> ChatOutcome:
         last: UpstreamError | None = None
+        session = self.router.session_key(run.body, run.meta.session_id, run.principal.key_id)
+        targets = self.router.stick(targets, session)
+        deadline = run.started + self.settings.timeouts.total
         for target in targets:
             adapter = self.adapters[target.provider.kind]
             state = StreamState()
             attempt_started = time.monotonic()
+            # Before the first byte a stream can still fail over: bound the wait by the
+            # first-byte timeout and by what is left of the overall deadline.
+            wait = min(self.timeouts.first_byte_s, deadline - attempt_started)
             iterator = adapter.stream(target, run.body, self._context(run, target), state)
             try:
-                async with asyncio.timeout(self.timeouts.first_byte_s):
+                async with asyncio.timeout(max(wait, 0.0)):
                     first = await anext(iterator)
             except StopAsyncIteration:
                 exc = UpstreamError(f"provider {target.provider.name} sent an empty stream",
                                     provider=target.provider.name, retryable=True)
             except TimeoutError:
-                await iterator.aclose()
-                exc = UpstreamError(f"provider {target.provider.name} sent no first byte within "
-                                    f"{self.timeouts.first_byte_s:g} s", provider=target.provider.name,
-                                    retryable=True)
+                await iterator.aclose()  # type: ignore[attr-defined]
+                if wait < self.timeouts.first_byte_s:
+                    exc = self._deadline_error(target)
+                else:
+                    exc = UpstreamError(f"provider {target.provider.name} sent no first byte within "
+                                        f"{self.timeouts.first_byte_s:g} s", provider=target.provider.name,
+                                        retryable=True)
             except UpstreamError as err:
                 exc = err
             else:
                 self._note_attempt(run, target, None, attempt_started)
+                self.router.remember(targets, target, session)
                 return ChatOutcome(generation_id=run.generation_id,
                                    stream=self._relay(run, target, state, first, iterator))
             last = exc
@@ -190,6 +262,25 @@ class Gateway:
             if not exc.retryable:
                 break
         raise self._all_failed(run, targets, last)
+
+    def _loop_deadline(self, deadline: float) -> float:
+        """A ``time.monotonic()`` deadline on the event loop's clock."""
+        return asyncio.get_running_loop().time() + (deadline - time.monotonic())
+
+    def _deadline_error(self, target: Target) -> UpstreamError:
+        total = self.settings.timeouts.total
+        # Not retryable: the caller's overall budget is spent, another attempt can't fit.
+        return UpstreamError(f"overall deadline of {total:g} s (config timeouts.total) reached while "
+                             f"waiting for provider {target.provider.name}", provider=target.provider.name,
+                             retryable=False)
+
+    def _observe_stream(self, target: Target, state: StreamState, usage: Usage, status: str) -> None:
+        """Feed a finished stream to endpoint health: mid-stream failures, tokens per second."""
+        key = (target.model.id, target.provider.name)
+        if status == "error":
+            self.health.record(key, False)
+        elif status == "success" and state.first_byte_at is not None:
+            self.health.record_throughput(key, usage.completion_tokens, time.monotonic() - state.first_byte_at)
 
     async def _relay(self, run: _Run, target: Target, state: StreamState, first: bytes,
                      iterator: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -214,6 +305,7 @@ class Gateway:
             if hasattr(iterator, "aclose"):
                 await iterator.aclose()
             usage = self._stream_usage(run, state)
+            self._observe_stream(target, state, usage, status)
             ttft = state.first_byte_at - run.started if state.first_byte_at else None
             self._submit(run, target, usage, prices.cost_nano(usage), status=status,
                          http_status=499 if cancelled else http_status, finish_reason=state.finish_reason,
@@ -236,17 +328,32 @@ class Gateway:
             "latency_ms": int((time.monotonic() - started) * 1000),
             **({"message": exc.message} if exc is not None else {}),
         })
+        # Endpoint health: the caller's own 4xx and our own deadline say nothing about the provider.
+        key = (target.model.id, target.provider.name)
+        if exc is None:
+            self.health.record(key, True, latency_s=time.monotonic() - started)
+        elif exc.upstream_status == 429:
+            self.health.record(key, False, rate_limited=True)
+        elif exc.retryable:
+            self.health.record(key, False)
 
     def _all_failed(self, run: _Run, targets: list[Target], last: UpstreamError | None) -> TollwayError:
         assert last is not None
         if len(run.attempts) == 1:
             error: TollwayError = last
+        elif not last.retryable and last.status < 500:
+            # The caller's own 4xx is relayed as such, with the earlier failures listed.
+            error = last
+            error.metadata = {**(last.metadata or {}), "attempts": run.attempts}
         else:
             summary = "; ".join(f"{a['provider']}: {a['status']} {a.get('message', '')}".strip()
                                 for a in run.attempts)
             error = AllAttemptsFailed(f"all {len(run.attempts)} attempts failed: {summary}",
                                       attempts=run.attempts, last=last)
-        self._record_failure(run, error, model=targets[0].model.id, target=targets[-1])
+        tried = run.attempts[-1]
+        target = next((t for t in targets if t.provider.name == tried["provider"]
+                       and t.model.id == tried["model"]), targets[-1])
+        self._record_failure(run, error, model=targets[0].model.id, target=target)
         return error
 
     def _record_failure(self, run: _Run, exc: TollwayError, *, model: str, target: Target | None = None) -> None:
@@ -260,6 +367,9 @@ class Gateway:
             latency_ms=int((time.monotonic() - run.started) * 1000), error=exc.message[:2000],
             attempts=run.attempts or None,
         ))
+        if run.hold is not None:
+            self.limits.release(run.hold)
+            run.hold = None
 
     def _submit(self, run: _Run, target: Target, usage: Usage, cost: int, *, status: str,
                 http_status: int, finish_reason: str | None, native_finish_reason: str | None,
@@ -278,9 +388,194 @@ class Gateway:
             ttft_ms=int(ttft_s * 1000) if ttft_s is not None else None, api=run.meta.api, error=error,
             attempts=run.attempts if len(run.attempts) > 1 else None,
         ))
+        if run.hold is not None:
+            self.limits.settle(run.hold, cost, usage.total_tokens)
+            run.hold = None
         self.metrics.record(model=target.model.id, provider=target.provider.name, status=status,
                             latency_s=latency_s, ttft_s=ttft_s, prompt_tokens=usage.prompt_tokens,
                             completion_tokens=usage.completion_tokens, cost_nano=cost)
+    # -- Anthropic Messages ingress (/v1/messages) and embeddings --------------------------------
+    # Added for issue 5.  They reuse the bookkeeping above (_note_attempt, _submit,
+    # _record_failure, _all_failed) and mirror chat()'s admission, so a /v1/messages or
+    # /v1/embeddings call is routed, limited and metered exactly like a chat completion.
+
+    async def _open_run(self, principal: Principal, body: dict[str, Any],
+                        meta: RequestMeta) -> tuple[_Run, list[Target]]:
+        """A run for ``body`` (OpenAI-shaped), its planned targets, and the key's limits admitted."""
+        run = _Run(generation_id=new_generation_id(), principal=principal, body=body, meta=meta,
+                   started=time.monotonic(), created_at=self.clock())
+        if meta.session_id is None and isinstance(body.get("session_id"), str):
+            meta.session_id = body["session_id"]
+        try:
+            targets = self.router.plan(body, principal)
+        except TollwayError as exc:
+            self._record_failure(run, exc, model=str(body.get("model") or ""))
+            raise
+        if has_limits(principal.key):
+            assert principal.key is not None
+            try:
+                run.hold = await self.limits.admit(principal.key, body, targets, self.catalog,
+                                                   now=run.created_at)
+            except TollwayError as exc:
+                self._record_failure(run, exc, model=targets[0].model.id)
+                raise
+        return run, targets
+
+    async def messages(self, principal: Principal, request: MessagesRequest, meta: RequestMeta,
+                       forward_headers: dict[str, str] | None = None) -> ChatOutcome:
+        """An Anthropic Messages call: passed straight through to providers that speak Anthropic,
+        translated to OpenAI chat for the others; the payload or events are Anthropic's."""
+        validate_chat_body(request.openai)
+        run, targets = await self._open_run(principal, request.openai, meta)
+        headers = forward_headers or {}
+        if request.stream:
+            return await self._messages_stream(run, request, targets, headers)
+        return ChatOutcome(generation_id=run.generation_id,
+                           payload=await self._messages_complete(run, request, targets, headers))
+
+    def _passthrough(self, target: Target) -> AnthropicAdapter | None:
+        adapter = self.adapters[target.provider.kind]
+        return adapter if isinstance(adapter, AnthropicAdapter) else None
+
+    async def _messages_complete(self, run: _Run, request: MessagesRequest, targets: list[Target],
+                                 headers: dict[str, str]) -> dict[str, Any]:
+        last: UpstreamError | None = None
+        for target in targets:
+            passthrough = self._passthrough(target)
+            ctx = self._context(run, target)
+            attempt_started = time.monotonic()
+            try:
+                if passthrough is not None:
+                    ctx.extra_headers = headers
+                    completion = await passthrough.passthrough_complete(target, request.anthropic, ctx)
+                else:
+                    completion = await self.adapters[target.provider.kind].complete(target, run.body, ctx)
+            except UpstreamError as exc:
+                last = exc
+                self._note_attempt(run, target, exc, attempt_started)
+                if not exc.retryable:
+                    break
+                continue
+            self._note_attempt(run, target, None, attempt_started)
+            usage = completion.usage
+            if usage is None:
+                usage = Usage(prompt_tokens=estimate_prompt_tokens(run.body),
+                              completion_tokens=_completion_tokens_estimate(completion.payload),
+                              estimated=True)
+            cost = self.catalog.price_table(target.model.id, target.endpoint).cost_nano(usage)
+            payload = completion.payload if passthrough is not None else \
+                to_anthropic_message(completion.payload, usage)
+            self._submit(run, target, usage, cost, status="success", http_status=200,
+                         finish_reason=completion.finish_reason,
+                         native_finish_reason=completion.native_finish_reason,
+                         upstream_id=completion.upstream_id, latency_s=time.monotonic() - run.started,
+                         ttft_s=None, streamed=False)
+            return payload
+        raise self._all_failed(run, targets, last)
+
+    async def _messages_stream(self, run: _Run, request: MessagesRequest, targets: list[Target],
+                               headers: dict[str, str]) -> ChatOutcome:
+        last: UpstreamError | None = None
+        for target in targets:
+            passthrough = self._passthrough(target)
+            state = StreamState()
+            ctx = self._context(run, target)
+            writer: EventWriter | None = None
+            iterator: AsyncGenerator[bytes, None]
+            if passthrough is not None:
+                ctx.extra_headers = headers
+                iterator = passthrough.passthrough_stream(target, request.anthropic, ctx, state)
+            else:
+                writer = EventWriter(run.generation_id, target.model.id)
+                adapter = self.adapters[target.provider.kind]
+                iterator = translate_stream(adapter.stream(target, run.body, ctx, state), writer)
+            attempt_started = time.monotonic()
+            try:
+                async with asyncio.timeout(self.timeouts.first_byte_s):
+                    first = await anext(iterator)
+            except StopAsyncIteration:
+                exc = UpstreamError(f"provider {target.provider.name} sent an empty stream",
+                                    provider=target.provider.name, retryable=True)
+            except TimeoutError:
+                await iterator.aclose()
+                exc = UpstreamError(f"provider {target.provider.name} sent no first byte within "
+                                    f"{self.timeouts.first_byte_s:g} s", provider=target.provider.name,
+                                    retryable=True)
+            except UpstreamError as err:
+                exc = err
+            else:
+                self._note_attempt(run, target, None, attempt_started)
+                return ChatOutcome(generation_id=run.generation_id,
+                                   stream=self._messages_relay(run, target, state, first, iterator, writer))
+            last = exc
+            self._note_attempt(run, target, exc, attempt_started)
+            if not exc.retryable:
+                break
+        raise self._all_failed(run, targets, last)
+
+    async def _messages_relay(self, run: _Run, target: Target, state: StreamState, first: bytes,
+                              iterator: AsyncGenerator[bytes, None],
+                              writer: EventWriter | None) -> AsyncIterator[bytes]:
+        """Like ``_relay``, in Anthropic events: a translated stream is closed by ``writer``."""
+        status, error, cancelled, http_status = "success", None, False, 200
+        prices = self.catalog.price_table(target.model.id, target.endpoint)
+        try:
+            yield first
+            try:
+                async for chunk in iterator:
+                    yield chunk
+            except MidStreamError as exc:
+                status, error, http_status = "error", exc.message, 502
+                state.finish_reason = "error"
+                yield error_event(exc.message)
+            else:
+                if writer is not None:
+                    yield writer.end(self._stream_usage(run, state), state.finish_reason)
+        except (asyncio.CancelledError, GeneratorExit):
+            status, cancelled = "cancelled", True
+            raise
+        finally:
+            await iterator.aclose()
+            usage = self._stream_usage(run, state)
+            ttft = state.first_byte_at - run.started if state.first_byte_at else None
+            self._submit(run, target, usage, prices.cost_nano(usage), status=status,
+                         http_status=499 if cancelled else http_status, finish_reason=state.finish_reason,
+                         native_finish_reason=state.native_finish_reason, upstream_id=state.upstream_id,
+                         latency_s=time.monotonic() - run.started, ttft_s=ttft, streamed=True,
+                         cancelled=cancelled, error=error)
+
+    async def embeddings(self, principal: Principal, body: dict[str, Any], meta: RequestMeta) -> dict[str, Any]:
+        """``POST /v1/embeddings``: routed like chat, metered at the endpoint's prompt price."""
+        validate_embeddings_body(body)
+        run, targets = await self._open_run(principal, body, meta)
+        last: UpstreamError | None = None
+        for target in targets:
+            adapter = self.adapters[target.provider.kind]
+            attempt_started = time.monotonic()
+            try:
+                if not isinstance(adapter, Embedder):
+                    raise UpstreamError(f"provider {target.provider.name} ({target.provider.kind} format) "
+                                        "offers no embeddings", provider=target.provider.name)
+                result = await adapter.embed(target, body, self._context(run, target))
+            except UpstreamError as exc:
+                last = exc
+                self._note_attempt(run, target, exc, attempt_started)
+                if not exc.retryable:
+                    break
+                continue
+            self._note_attempt(run, target, None, attempt_started)
+            usage = result.usage or Usage(prompt_tokens=estimate_input_tokens(body), estimated=True)
+            usage = Usage(prompt_tokens=usage.prompt_tokens, estimated=usage.estimated)
+            cost = self.catalog.price_table(target.model.id, target.endpoint).cost_nano(usage)
+            result.payload["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens,
+                                       "cost": nano_to_usd(cost),
+                                       "cost_details": {"cost_nanousd": cost, "estimated": usage.estimated}}
+            result.payload["id"] = run.generation_id
+            self._submit(run, target, usage, cost, status="success", http_status=200, finish_reason=None,
+                         native_finish_reason=None, upstream_id=None,
+                         latency_s=time.monotonic() - run.started, ttft_s=None, streamed=False)
+            return result.payload
+        raise self._all_failed(run, targets, last)
 
 
 def _completion_tokens_estimate(payload: dict[str, Any]) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
@@ -91,6 +91,21 @@ class MidStreamError(Exception):
         self.message = message
         self.provider = provider
         self.upstream_status = upstream_status
+
+
+@dataclass(slots=True)
+class EmbeddingResult:
+    """An OpenAI ``list`` of embeddings (tollway's model and provider set) and its usage."""
+
+    payload: dict[str, Any]
+    usage: Usage | None
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Optional: adapters whose wire format offers embeddings also implement ``embed()``."""
+
+    async def embed(self, target: Target, body: dict[str, Any], ctx: CallContext) -> EmbeddingResult: ...
 
 
 class Adapter(Protocol):

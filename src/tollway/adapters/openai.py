@@ -13,14 +13,20 @@ parsed (same output, slower).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
 
-from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
+from tollway.adapters.base import (
+    CallContext,
+    Completion,
+    EmbeddingResult,
+    MidStreamError,
+    StreamState,
+    Target,
+)
 from tollway.adapters.http import error_from_exception, error_from_response
 from tollway.errors import UpstreamError
 from tollway.metering import Usage
@@ -32,9 +38,19 @@ GATEWAY_ONLY_FIELDS = frozenset({
     "debug", "trace", "x_open_router_metadata", "prompt_cache_options",
 })
 
-_USAGE_MARKS = (b'"usage":{', b'"usage": {')
-_FINISH_MARKS = (b'"finish_reason":"', b'"finish_reason": "')
-_ERROR_MARK = b'"error"'
+# Events that carry one of these need parsing; all others are plain content deltas.
+# ([DONE] needs no mark of its own: it has no id, so the counted fast-path check rejects it.)
+_SPECIAL_MARKS = (b'"usage"', b'"finish_reason":"', b'"finish_reason": "', b'"error"')
+
+
+def _first_special(data: bytes) -> int:
+    """Offset of the first special mark in ``data``, or -1 (a few C-level scans)."""
+    first = -1
+    for mark in _SPECIAL_MARKS:
+        at = data.find(mark)
+        if at >= 0 and (first < 0 or at < first):
+            first = at
+    return first
 
 
 def build_upstream_body(target: Target, body: dict[str, Any], stream: bool) -> bytes:
@@ -98,7 +114,7 @@ class OpenAIAdapter:
                                         timeout=ctx.timeouts.complete) as resp:
                 raw = await resp.read()
                 status = resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise error_from_exception(exc, provider) from exc
         if status >= 400:
             raise error_from_response(status, raw, provider)
@@ -113,6 +129,32 @@ class OpenAIAdapter:
                                 provider=provider, upstream_status=status,
                                 raw=raw[:2048].decode("utf-8", "replace"))
         return stamp_completion(obj, target, ctx)
+
+    async def embed(self, target: Target, body: dict[str, Any], ctx: CallContext) -> EmbeddingResult:
+        """``POST {base_url}/embeddings``: the body forwarded with the upstream's model name."""
+        provider = target.provider.name
+        payload = orjson.dumps({**{k: v for k, v in body.items() if k not in GATEWAY_ONLY_FIELDS},
+                                "model": target.endpoint.model})
+        try:
+            async with ctx.session.post(target.provider.base_url + "/embeddings", data=payload,
+                                        headers=_headers(target), timeout=ctx.timeouts.complete) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise error_from_exception(exc, provider) from exc
+        if status >= 400:
+            raise error_from_response(status, raw, provider)
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
+            raise UpstreamError(f"provider {provider} returned a body that is not an embeddings list",
+                                provider=provider, upstream_status=status,
+                                raw=raw[:2048].decode("utf-8", "replace"))
+        obj["model"] = ctx.model_id
+        obj["provider"] = provider_label(target)
+        return EmbeddingResult(payload=obj, usage=Usage.from_openai(obj.get("usage")))
 
     async def stream(self, target: Target, body: dict[str, Any], ctx: CallContext,
                      state: StreamState) -> AsyncIterator[bytes]:
@@ -155,7 +197,7 @@ class OpenAIAdapter:
                     if out:
                         yielded = True
                         yield out
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             if yielded:
                 raise MidStreamError(f"provider {provider} stream broke: {type(exc).__name__}",
                                      provider=provider) from exc
@@ -194,9 +236,41 @@ class _ChunkRelay:
         self.id_pattern = b""  # an event without the learned id spelling takes the slow path
 
     def process(self, block: bytes) -> bytes:
-        """Turn a run of complete upstream events into client bytes."""
+        """Turn a run of complete upstream events into client bytes.
+
+        Fast path: the events before the first one that carries a finish reason, usage,
+        an error or [DONE] are rewritten as one block with byte replacements, provided
+        every one of them is a plain ``data:`` event with the learned id spelling (counted,
+        not parsed).  Everything else goes event by event.
+        """
         out: list[bytes] = []
-        plain: list[bytes] = []  # ordinary chunks waiting for the byte rewrite
+        rest = block
+        while not self.learned and rest and not self.done:
+            # Parse events one at a time until the first chunk has taught us the spelling.
+            end = rest.find(b"\n\n") + 2
+            self._events(rest[:end], out)
+            rest = rest[end:]
+        block = rest
+        if self.fast and block:
+            cut = _first_special(block)
+            if cut < 0:
+                start = len(block)
+            else:
+                boundary = block.rfind(b"\n\n", 0, cut)
+                start = boundary + 2 if boundary >= 0 else 0
+            prefix = block[:start]
+            if prefix:
+                events = prefix.count(b"\n\n")
+                if prefix.count(b"data:") == events == prefix.count(self.id_pattern) and prefix[:5] == b"data:":
+                    out.append(self._rewrite_block(prefix))
+                    rest = block[start:]
+        if rest:
+            self._events(rest, out)
+        if out:
+            self.state.relayed.extend(out)
+        return b"".join(out)
+
+    def _events(self, block: bytes, out: list[bytes]) -> None:
         for event in block.split(b"\n\n"):
             if not event:
                 continue
@@ -206,26 +280,16 @@ class _ChunkRelay:
                 if data_at < 0:
                     continue
                 event = event[data_at + 1:]
-            if (self.fast and self.id_pattern in event and not any(m in event for m in _USAGE_MARKS)
-                    and not any(m in event for m in _FINISH_MARKS) and _ERROR_MARK not in event):
-                plain.append(event)
+            if self.fast and self.id_pattern in event and _first_special(event) < 0:
+                out.append(self._rewrite_block(event + b"\n\n"))
                 continue
-            if plain:
-                out.append(self._rewrite(plain))
-                plain = []
             handled = self._slow(event)
             if handled:
                 out.append(handled)
             if self.done:
                 break
-        if plain:
-            out.append(self._rewrite(plain))
-        if out:
-            self.state.relayed.extend(out)
-        return b"".join(out)
 
-    def _rewrite(self, events: list[bytes]) -> bytes:
-        data = b"\n\n".join(events) + b"\n\n"
+    def _rewrite_block(self, data: bytes) -> bytes:
         for old, new in self.replacements:
             data = data.replace(old, new)
         return data

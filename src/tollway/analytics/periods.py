@@ -41,7 +41,7 @@ def bucket_expr(dialect: str, column: Any, period: str, *, is_date: bool) -> Col
     """
     if dialect == "postgresql":
         if period == "day":
-            return cast(column, Date) if not is_date else column  # type: ignore[no-any-return]
+            return column if is_date else cast(column, Date)
         return cast(func.date_trunc(period, column), Date)
     name = f"{column.table.name}.{column.name}"
     if period == "day":

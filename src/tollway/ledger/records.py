@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -44,7 +44,10 @@ class GenerationRecord:
     extra: dict[str, Any] | None = field(default=None)
 
     def to_row(self) -> dict[str, Any]:
-        row = asdict(self)
+        row = {name: getattr(self, name) for name in _FIELD_NAMES}
         row["attempts"] = orjson.dumps(self.attempts).decode() if self.attempts else None
         row["extra"] = orjson.dumps(self.extra).decode() if self.extra else None
         return row
+
+
+_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(GenerationRecord))

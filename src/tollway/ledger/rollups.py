@@ -21,6 +21,9 @@ Tables (all measures are exact integers; cost in nano-dollars):
   per-task distributions are *exact*.
 * ``import_batches``: one row per imported file content (sha256), for idempotency.
 
+On SQLite the rollups are ``WITHOUT ROWID`` tables: the composite primary key *is* the
+b-tree, so an upsert touches one tree instead of a rowid table plus an index.
+
 Missing dimensions are stored as ``''`` rather than NULL so they can be part of the
 primary key (NULLs never conflict, which would break the upserts).
 """
@@ -42,9 +45,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
-    func,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from tollway.ledger import schema
 from tollway.ledger.records import GenerationRecord
@@ -68,6 +69,7 @@ usage_hourly = Table(
     Column("key_id", String(40), primary_key=True),
     Column("batch_id", Integer, primary_key=True),
     *_measure_columns(),
+    sqlite_with_rowid=False,
 )
 
 usage_daily_model = Table(
@@ -78,6 +80,7 @@ usage_daily_model = Table(
     Column("provider", String(100), primary_key=True),
     Column("batch_id", Integer, primary_key=True),
     *_measure_columns(),
+    sqlite_with_rowid=False,
 )
 
 usage_daily_audience = Table(
@@ -88,6 +91,7 @@ usage_daily_audience = Table(
     Column("key_id", String(40), primary_key=True),
     Column("batch_id", Integer, primary_key=True),
     *_measure_columns(),
+    sqlite_with_rowid=False,
 )
 
 usage_daily_request_hist = Table(
@@ -98,6 +102,7 @@ usage_daily_request_hist = Table(
     Column("bucket", SmallInteger, primary_key=True),
     Column("batch_id", Integer, primary_key=True),
     Column("requests", BigInteger, nullable=False, server_default="0"),
+    sqlite_with_rowid=False,
 )
 
 usage_sessions = Table(
@@ -110,6 +115,7 @@ usage_sessions = Table(
     Column("last_seen", DateTime, nullable=False),
     *_measure_columns(),
     Index("ix_usage_sessions_first_seen", "first_seen"),
+    sqlite_with_rowid=False,
 )
 
 import_batches = Table(
@@ -218,51 +224,64 @@ class RollupDelta:
 
     def apply(self, conn: Connection) -> None:
         """Upsert everything accumulated, in key order (concurrent writers cannot deadlock)."""
-        _upsert_sum(conn, usage_hourly, ("hour", "model", "provider", "app", "key_id", "batch_id"),
-                    self.hourly)
-        _upsert_sum(conn, usage_daily_model, ("day", "model", "provider", "batch_id"), self.daily_model)
-        _upsert_sum(conn, usage_daily_audience, ("day", "app", "key_id", "batch_id"), self.audience)
+        pg = conn.dialect.name == "postgresql"
+        for table, acc in ((usage_hourly, self.hourly), (usage_daily_model, self.daily_model),
+                           (usage_daily_audience, self.audience)):
+            if acc:
+                dims = tuple(c.name for c in table.primary_key.columns)
+                _upsert(conn, table, (*dims, *MEASURES), dims,
+                        [(*k, *v) for k, v in sorted(acc.items())], _sum_updates(table, MEASURES))
         if self.hist:
-            rows = [{"day": k[0], "model": k[1], "bucket": k[2], "batch_id": k[3], "requests": v}
-                    for k, v in sorted(self.hist.items())]
-            stmt = _insert(conn, usage_daily_request_hist)
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=["day", "model", "bucket", "batch_id"],
-                set_={"requests": usage_daily_request_hist.c.requests + stmt.excluded.requests}), rows)
+            t = usage_daily_request_hist
+            _upsert(conn, t, ("day", "model", "bucket", "batch_id", "requests"),
+                    ("day", "model", "bucket", "batch_id"),
+                    [(*k, v) for k, v in sorted(self.hist.items())], _sum_updates(t, ("requests",)))
         if self.sessions:
-            self._apply_sessions(conn)
-
-    def _apply_sessions(self, conn: Connection) -> None:
-        t = usage_sessions
-        rows = [{"session_id": k[0], "batch_id": k[1], "key_id": v[0], "first_seen": v[1],
-                 "last_seen": v[2], **dict(zip(MEASURES, v[3:], strict=True))}
-                for k, v in sorted(self.sessions.items())]
-        stmt = _insert(conn, t)
-        least, greatest = (func.least, func.greatest) if conn.dialect.name == "postgresql" else \
-            (func.min, func.max)  # SQLite's two-argument min/max are scalar
-        updates: dict[str, Any] = {m: t.c[m] + stmt.excluded[m] for m in MEASURES}
-        updates["first_seen"] = least(t.c.first_seen, stmt.excluded.first_seen)
-        updates["last_seen"] = greatest(t.c.last_seen, stmt.excluded.last_seen)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["session_id", "batch_id"], set_=updates),
-                     rows)
+            t = usage_sessions
+            least, greatest = ("least", "greatest") if pg else ("min", "max")  # SQLite's 2-arg min is scalar
+            updates = [*_sum_updates(t, MEASURES),
+                       f"first_seen = {least}({t.name}.first_seen, excluded.first_seen)",
+                       f"last_seen = {greatest}({t.name}.last_seen, excluded.last_seen)"]
+            _upsert(conn, t, ("session_id", "batch_id", "key_id", "first_seen", "last_seen", *MEASURES),
+                    ("session_id", "batch_id"), [(*k, *v) for k, v in sorted(self.sessions.items())], updates)
 
 
-def _insert(conn: Connection, table: Table) -> Any:
-    # Both dialects' insert() offer on_conflict_do_update with the same signature.
+def _sum_updates(table: Table, names: Iterable[str]) -> list[str]:
+    return [f"{n} = {table.name}.{n} + excluded.{n}" for n in names]
+
+
+_PG_ARRAY = {DateTime: "timestamp[]", Date: "date[]", String: "text[]"}
+
+
+def _upsert(conn: Connection, table: Table, columns: tuple[str, ...], conflict: tuple[str, ...],
+            rows: list[tuple[Any, ...]], updates: list[str]) -> None:
+    """``INSERT ... ON CONFLICT DO UPDATE`` at the driver level, one round trip per table.
+
+    This is the ledger writer's hot path: going below SQLAlchemy's per-row bind processing
+    makes it several times faster.  PostgreSQL gets one statement whose rows arrive as
+    arrays (``unnest``); SQLite gets ``executemany`` with values in SQLAlchemy's own storage
+    formats, so rows written here and through Core compare equal.
+    """
+    head = f"INSERT INTO {table.name} ({', '.join(columns)}) "
+    tail = f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {', '.join(updates)}"
     if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
-def _upsert_sum(conn: Connection, table: Table, dims: tuple[str, ...],
-                acc: dict[tuple[Any, ...], list[int]]) -> None:
-    if not acc:
+        casts = [_PG_ARRAY.get(type(table.c[c].type), "bigint[]") for c in columns]
+        unnest = ", ".join(f"%(c{i})s::{cast}" for i, cast in enumerate(casts))
+        params = {f"c{i}": [row[i] for row in rows] for i in range(len(columns))}
+        conn.exec_driver_sql(f"{head}SELECT * FROM unnest({unnest}){tail}", params)
         return
-    rows = [{**dict(zip(dims, k, strict=True)), **dict(zip(MEASURES, v, strict=True))}
-            for k, v in sorted(acc.items())]
-    stmt = _insert(conn, table)
-    conn.execute(stmt.on_conflict_do_update(
-        index_elements=list(dims), set_={m: table.c[m] + stmt.excluded[m] for m in MEASURES}), rows)
+    marks = ", ".join("?" * len(columns))
+    conn.exec_driver_sql(f"{head}VALUES ({marks}){tail}", [tuple(_sqlite_value(v) for v in row) for row in rows])
+
+
+def _sqlite_value(value: Any) -> Any:
+    # SQLAlchemy's SQLite storage formats for DateTime and Date.
+    if isinstance(value, datetime):
+        return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:"
+                f"{value.second:02d}.{value.microsecond:06d}")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
 def apply_rollups(conn: Connection, records: Iterable[GenerationRecord]) -> None:

@@ -105,12 +105,19 @@ def _m002_rollups(conn: Connection) -> None:
     m002_rollups(conn)
 
 
+def _m003_limits(conn: Connection) -> None:
+    from tollway.limits.tables import m003_limits  # late: tables.py imports this module
+
+    m003_limits(conn)
+
+
 Migration = tuple[str, Callable[[Connection], None]]
 
 # Append only; never reorder or rename.  Other modules register theirs in MIGRATIONS below.
 MIGRATIONS: list[Migration] = [
     ("m001_initial", _m001_initial),
     ("m002_rollups", _m002_rollups),
+    ("m003_limits", _m003_limits),
 ]
 
 

@@ -41,8 +41,6 @@ class LedgerWriter:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._pending: dict[str, GenerationRecord] = {}
         self._thread: threading.Thread | None = None
-        self._idle = threading.Event()
-        self._idle.set()
         self.written = 0
 
     def start(self) -> None:
@@ -53,7 +51,6 @@ class LedgerWriter:
     def submit(self, record: GenerationRecord) -> None:
         """Queue a record; never blocks the event loop."""
         self._pending[record.id] = record
-        self._idle.clear()
         self._queue.put(record)
 
     def pending(self, generation_id: str) -> GenerationRecord | None:

@@ -1,0 +1,165 @@
+"""Analytics benchmark: ingest synthetic generations into ledger + rollups, then time reports.
+
+    /work/venv/bin/python benchmarks/analytics_bench.py --records 2000000 \
+        --database sqlite:////tmp/bench.db [--parquet /tmp/bench.parquet]
+
+Builds ``--records`` generation records (default 100 million) spread over one year, as the
+gateway would produce them (time order, realistic request sizes, ~300 models from 40
+authors, 12 providers, 60 apps, 5,000 keys, agentic sessions), writes them through the
+real ``LedgerWriter`` with the ``apply_rollups`` hook, and reports:
+
+* ingest throughput (records/s) into the ledger *plus* rollups, and the hook's own share;
+* weekly rankings by origin over the whole year from the rollups (median of 5 runs);
+* optionally, the same ranking scanned from an exported Parquet file with DuckDB.
+
+It is a benchmark, not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from tollway.analytics.attribution import Attribution
+from tollway.analytics.rankings import RankingQuery, rankings
+from tollway.ledger import rollups
+from tollway.ledger.db import create_db_engine, migrate
+from tollway.ledger.records import GenerationRecord
+from tollway.ledger.writer import LedgerWriter
+
+YEAR_START = datetime(2025, 3, 3)  # a Monday
+AUTHORS = ["anthropic", "openai", "google", "x-ai", "meta-llama", "mistralai", "deepseek", "qwen", "moonshotai",
+           "minimax", "z-ai", "xiaomi", "stepfun", "tencent", "baidu", "bytedance-seed", "nvidia", "amazon",
+           "cohere", "ai21", "microsoft", "ibm-granite", "arcee-ai", "inception", "liquid", "perplexity",
+           "nousresearch", "allenai", "meituan", "kwaipilot", "inclusionai", "upstage", "sakana", "sarvamai",
+           "tngtech", "thudm", "01-ai", "reka", "writer", "relace"]
+
+
+def synthetic(n: int, seed: int = 1) -> Iterator[GenerationRecord]:
+    """n records over one year, in time order; sizes log-normal, a few agentic sessions."""
+    rng = random.Random(seed)
+    models = [f"{a}/model-{i}" for a in AUTHORS for i in range(8)][:300]
+    # Zipf-like popularity, as in real rankings: a few models carry most tokens.
+    weights = [1 / (i + 1) ** 1.1 for i in range(len(models))]
+    rng.shuffle(weights)
+    providers = [f"provider-{i}" for i in range(12)]
+    apps = [f"https://app{i}.example" for i in range(60)] + [""] * 20
+    step = 365 * 86400 / n
+    picks = rng.choices(range(len(models)), weights=weights, k=min(n, 1_000_000))
+    for i in range(n):
+        model = models[picks[i % len(picks)]]
+        prompt = int(math.exp(rng.gauss(8.5, 1.4)))  # median ~5k, long tail past 100k
+        completion = int(math.exp(rng.gauss(5.5, 1.1)))
+        cached = prompt * rng.randint(0, 9) // 10
+        yield GenerationRecord(
+            id=f"gen-{i:012d}", key_id=f"key-{rng.randrange(5000)}",
+            created_at=YEAR_START + timedelta(seconds=i * step), model=model,
+            provider=providers[hash(model) % 4 + rng.randrange(2) * 4], app=rng.choice(apps) or None,
+            session_id=f"s-{i // 40}" if rng.random() < 0.3 else None,
+            prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached,
+            reasoning_tokens=completion // 4, cost_nanousd=prompt * 300 + completion * 1200,
+            status="success" if rng.random() > 0.01 else "error")
+
+
+def ingest(database: str, n: int, batch_size: int) -> tuple[float, float]:
+    """Seconds spent writing (ledger + rollups), and of that the rollup hook's seconds."""
+    engine = create_db_engine(database)
+    migrate(engine)
+    hook_time = [0.0]
+
+    def timed_hook(conn, batch):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        rollups.apply_rollups(conn, batch)
+        hook_time[0] += time.perf_counter() - t
+
+    writer = LedgerWriter(engine, batch_size=batch_size, hooks=[timed_hook])
+    spent = 0.0
+    chunk: list[GenerationRecord] = []
+    done = 0
+    for record in synthetic(n):
+        chunk.append(record)
+        if len(chunk) == batch_size:
+            spent += _write(writer, chunk)
+            done += len(chunk)
+            chunk = []
+            if done % (batch_size * 100) == 0:
+                print(f"  {done:,} records, {done / spent:,.0f}/s", file=sys.stderr)
+    if chunk:
+        spent += _write(writer, chunk)
+    writer.close()
+    engine.dispose()
+    return spent, hook_time[0]
+
+
+def _write(writer: LedgerWriter, chunk: list[GenerationRecord]) -> float:
+    # Only the write is timed: generating synthetic records is the benchmark's own cost.
+    t = time.perf_counter()
+    for record in chunk:
+        writer.submit(record)
+    writer.flush()
+    return time.perf_counter() - t
+
+
+def time_rankings(database: str, runs: int = 5) -> tuple[float, int, int]:
+    engine = create_db_engine(database)
+    query = RankingQuery(by="origin", period="week", start=YEAR_START.date(),
+                         end=YEAR_START.date() + timedelta(days=364))
+    times = []
+    with engine.connect() as conn:
+        attribution = Attribution.load(conn, None, with_keys=False)
+        for _ in range(runs):
+            t = time.perf_counter()
+            doc = rankings(conn, query, attribution)
+            times.append(time.perf_counter() - t)
+        cube = conn.execute(select(func.count()).select_from(rollups.usage_daily_model)).scalar_one()
+    engine.dispose()
+    return statistics.median(times), len(doc["periods"]), int(cube)
+
+
+def time_parquet(database: str, path: Path) -> tuple[float, float]:
+    from tollway.analytics.export import export_ledger
+    from tollway.analytics.rankings import build_report
+    from tollway.analytics.scan import scan_grouped
+
+    engine = create_db_engine(database)
+    t = time.perf_counter()
+    export_ledger(engine, path)
+    exported = time.perf_counter() - t
+    engine.dispose()
+    query = RankingQuery(by="origin", period="week")
+    t = time.perf_counter()
+    build_report(scan_grouped(str(path), query), query, Attribution().resolver("origin"))
+    return exported, time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=100_000_000)
+    parser.add_argument("--database", default="sqlite:///./bench-analytics.db")
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--parquet", type=Path, default=None, help="Also export and scan with DuckDB.")
+    args = parser.parse_args()
+    print(f"ingesting {args.records:,} records into {args.database} (batches of {args.batch_size})")
+    spent, hook = ingest(args.database, args.records, args.batch_size)
+    print(f"ingest: {spent:.1f} s, {args.records / spent:,.0f} records/s into ledger + rollups "
+          f"(rollup hook {hook:.1f} s = {hook / spent:.0%}; hook alone {args.records / hook:,.0f} records/s)")
+    median, weeks, cube = time_rankings(args.database)
+    print(f"weekly rankings by origin over one year ({weeks} weeks) from rollups: {median * 1000:.0f} ms "
+          f"(median of 5; usage_daily_model has {cube:,} rows)")
+    if args.parquet is not None:
+        exported, scanned = time_parquet(args.database, args.parquet)
+        print(f"export to Parquet: {exported:.1f} s; DuckDB scan of the year by origin: {scanned * 1000:.0f} ms")
+    print(f"date: {date.today()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""The Anthropic Messages wire format (``POST {base_url}/v1/messages``).
+
+Serves Anthropic itself and every vendor with an Anthropic-compatible root (MiniMax's or
+DeepSeek's ``/anthropic``): those are catalog rows with ``kind: anthropic``.
+
+Two ways in:
+
+* ``complete()`` / ``stream()``: the adapter contract, OpenAI chat in and out, translated
+  with :mod:`tollway.adapters.anthropic_mapping`.
+* ``passthrough_complete()`` / ``passthrough_stream()``: for the ``/v1/messages`` ingress,
+  an Anthropic body forwarded with only the model name swapped, and the upstream's events
+  relayed as they are (only ``message_start`` and ``message_delta`` are parsed, for ids
+  and usage): no double translation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from tollway.adapters.anthropic_mapping import (
+    ANTHROPIC_VERSION,
+    STOP_TO_FINISH,
+    to_anthropic_request,
+    to_openai_completion,
+    usage_from_anthropic,
+)
+from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
+from tollway.adapters.chunks import chunk_event, stamp
+from tollway.adapters.http import error_from_exception, error_from_response
+from tollway.adapters.sse import SSEEvent, iter_events
+from tollway.errors import UpstreamError
+
+# The Messages API's own error types -> the HTTP status Anthropic would have answered with.
+_ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
+                 "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429,
+                 "api_error": 500, "overloaded_error": 529}
+
+
+def _label(target: Target) -> str:
+    return target.provider.display_name or target.provider.name
+
+
+class AnthropicAdapter:
+    kind = "anthropic"
+
+    def url(self, target: Target) -> str:
+        return target.provider.base_url + "/v1/messages"
+
+    def headers(self, target: Target, ctx: CallContext) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION,
+                   **target.provider.headers, **ctx.extra_headers}
+        if target.provider.api_key is not None:
+            headers["x-api-key"] = target.provider.api_key.get_secret_value()
+        return headers
+
+    # -- the adapter contract: OpenAI chat in and out -----------------------------------------
+
+    async def complete(self, target: Target, body: dict[str, Any], ctx: CallContext) -> Completion:
+        obj = await self._post(target, to_anthropic_request(target, body, stream=False), ctx)
+        payload = stamp(to_openai_completion(obj), ctx, _label(target))
+        choice = payload["choices"][0]
+        usage = usage_from_anthropic(obj.get("usage"))
+        return Completion(payload=payload, usage=usage, finish_reason=choice["finish_reason"],
+                          native_finish_reason=choice["native_finish_reason"],
+                          upstream_id=obj.get("id") if isinstance(obj.get("id"), str) else None)
+
+    async def stream(self, target: Target, body: dict[str, Any], ctx: CallContext,
+                     state: StreamState) -> AsyncIterator[bytes]:
+        translator = _StreamTranslator(ctx, _label(target), state, target.provider.name)
+        request = to_anthropic_request(target, body, stream=True)
+        async for batch in self._events(target, request, ctx, state):
+            out = b"".join(translator.event(e) for e in batch)
+            if out:
+                state.relayed.append(out)
+                yield out
+        if not translator.stopped and state.finish_reason is None:
+            _truncated(target.provider.name, bool(state.relayed))
+
+    # -- the /v1/messages pass-through ----------------------------------------------------------
+
+    async def passthrough_complete(self, target: Target, body: dict[str, Any],
+                                   ctx: CallContext) -> Completion:
+        """An Anthropic request forwarded as is (model swapped); the Anthropic message back."""
+        request = {**body, "model": target.endpoint.model}
+        request.pop("stream", None)
+        obj = await self._post(target, request, ctx)
+        upstream_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+        obj["id"] = ctx.generation_id
+        obj["model"] = ctx.model_id
+        stop = obj.get("stop_reason") if isinstance(obj.get("stop_reason"), str) else None
+        return Completion(payload=obj, usage=usage_from_anthropic(obj.get("usage")),
+                          finish_reason=STOP_TO_FINISH.get(stop, "stop") if stop else None,
+                          native_finish_reason=stop, upstream_id=upstream_id)
+
+    async def passthrough_stream(self, target: Target, body: dict[str, Any], ctx: CallContext,
+                                 state: StreamState) -> AsyncGenerator[bytes, None]:
+        """The upstream's Anthropic events, relayed; usage and stop reason captured on ``state``."""
+        request = {**body, "model": target.endpoint.model, "stream": True}
+        usage: dict[str, Any] = {}
+        stopped = False
+        async for batch in self._events(target, request, ctx, state):
+            out: list[bytes] = []
+            for event in batch:
+                if event.name == "message_start":
+                    obj = _json(event)
+                    message = _obj(obj.get("message"))
+                    if isinstance(message.get("id"), str):
+                        state.upstream_id = message["id"]
+                    message["id"], message["model"] = ctx.generation_id, ctx.model_id
+                    _merge_usage(usage, message.get("usage"), state)
+                    out.append(b"event: message_start\ndata: " + orjson.dumps(obj) + b"\n\n")
+                    continue
+                if event.name == "message_delta":
+                    obj = _json(event)
+                    _merge_usage(usage, obj.get("usage"), state)
+                    delta = _obj(obj.get("delta"))
+                    stop = delta.get("stop_reason")
+                    if isinstance(stop, str):
+                        state.native_finish_reason = stop
+                        state.finish_reason = STOP_TO_FINISH.get(stop, "stop")
+                elif event.name == "content_block_delta":
+                    state.text_bytes += max(len(event.data) - 70, 1)  # for the estimate, if no usage
+                elif event.name == "message_stop":
+                    stopped = True
+                elif event.name == "error":
+                    raise _stream_error(event, target.provider.name, bool(state.relayed) or bool(out))
+                out.append(event.raw)
+            if out:
+                data = b"".join(out)
+                state.relayed.append(b"")  # marks "bytes reached the client"; text counted above
+                yield data
+        if not stopped:
+            _truncated(target.provider.name, bool(state.relayed))
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    async def _post(self, target: Target, request: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+        provider = target.provider.name
+        try:
+            async with ctx.session.post(self.url(target), data=orjson.dumps(request),
+                                        headers=self.headers(target, ctx),
+                                        timeout=ctx.timeouts.complete) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise error_from_exception(exc, provider) from exc
+        if status >= 400:
+            raise error_from_response(status, raw, provider)
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict) or obj.get("type") != "message":
+            if isinstance(obj, dict) and obj.get("type") == "error":
+                raise error_from_response(_error_status(obj), raw, provider)
+            raise UpstreamError(f"provider {provider} returned a body that is not an Anthropic message",
+                                provider=provider, upstream_status=status,
+                                raw=raw[:2048].decode("utf-8", "replace"))
+        return obj
+
+    async def _events(self, target: Target, request: dict[str, Any], ctx: CallContext,
+                      state: StreamState) -> AsyncIterator[list[SSEEvent]]:
+        provider = target.provider.name
+        try:
+            async with ctx.session.post(self.url(target), data=orjson.dumps(request),
+                                        headers=self.headers(target, ctx),
+                                        timeout=ctx.timeouts.stream) as resp:
+                if resp.status >= 400:
+                    raise error_from_response(resp.status, await resp.read(), provider)
+                ctype = resp.headers.get("Content-Type", "")
+                if "text/event-stream" not in ctype:
+                    raw = await resp.read()
+                    raise UpstreamError(
+                        f"provider {provider} answered a stream request with {ctype or 'no content type'}",
+                        provider=provider, upstream_status=resp.status,
+                        raw=raw[:2048].decode("utf-8", "replace"))
+                async for batch in iter_events(resp):
+                    state.mark_first_byte()
+                    yield batch
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            if state.relayed:
+                raise MidStreamError(f"provider {provider} stream broke: {type(exc).__name__}",
+                                     provider=provider) from exc
+            raise error_from_exception(exc, provider) from exc
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _json(event: SSEEvent) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _error_status(obj: dict[str, Any]) -> int:
+    err = obj.get("error")
+    kind = err.get("type") if isinstance(err, dict) else None
+    return _ERROR_STATUS.get(kind, 502) if isinstance(kind, str) else 502
+
+
+def _stream_error(event: SSEEvent, provider: str, started: bool) -> Exception:
+    obj = _json(event)
+    if started:
+        err = obj.get("error")
+        message = err.get("message") if isinstance(err, dict) else None
+        return MidStreamError(f"provider error mid-stream: {message or event.data[:200]!r}",
+                              provider=provider)
+    # Nothing reached the client: an ordinary upstream error, eligible for failover.
+    return error_from_response(_error_status(obj), event.data, provider)
+
+
+def _truncated(provider: str, started: bool) -> None:
+    if started:
+        raise MidStreamError(f"provider {provider} closed the stream early", provider=provider)
+    raise UpstreamError(f"provider {provider} closed the stream without sending anything",
+                        provider=provider, retryable=True)
+
+
+def _merge_usage(usage: dict[str, Any], update: Any, state: StreamState) -> None:
+    """Anthropic's usage is cumulative: message_delta's counts replace message_start's."""
+    if not isinstance(update, dict):
+        return
+    for name, value in update.items():
+        if value is not None:
+            usage[name] = value
+    state.usage = usage_from_anthropic(usage)
+
+
+class _StreamTranslator:
+    """Anthropic stream events -> OpenAI chunk events, capturing usage and the stop reason."""
+
+    def __init__(self, ctx: CallContext, label: str, state: StreamState, provider: str) -> None:
+        self.ctx = ctx
+        self.label = label
+        self.state = state
+        self.provider = provider
+        self.usage: dict[str, Any] = {}
+        self.tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
+        self.stopped = False
+
+    def event(self, event: SSEEvent) -> bytes:
+        name = event.name
+        if name in {"ping", "content_block_stop"}:
+            return b""
+        obj = _json(event)
+        kind = name or obj.get("type")  # some compatible vendors send data lines only
+        if kind == "content_block_delta":
+            return self._delta(obj)
+        if kind == "message_start":
+            message = _obj(obj.get("message"))
+            if isinstance(message.get("id"), str):
+                self.state.upstream_id = message["id"]
+            _merge_usage(self.usage, message.get("usage"), self.state)
+            return chunk_event(self.ctx, self.label, {"role": "assistant", "content": ""})
+        if kind == "content_block_start":
+            block = _obj(obj.get("content_block"))
+            if block.get("type") == "tool_use":
+                index = len(self.tool_index)
+                self.tool_index[int(obj.get("index", 0))] = index
+                return chunk_event(self.ctx, self.label, {"tool_calls": [{
+                    "index": index, "id": block.get("id", ""), "type": "function",
+                    "function": {"name": block.get("name", ""), "arguments": ""}}]})
+            if block.get("type") == "text" and block.get("text"):
+                return chunk_event(self.ctx, self.label, {"content": block["text"]})
+            return b""
+        if kind == "message_delta":
+            _merge_usage(self.usage, obj.get("usage"), self.state)
+            delta = _obj(obj.get("delta"))
+            stop = delta.get("stop_reason")
+            if not isinstance(stop, str):
+                return b""
+            finish = STOP_TO_FINISH.get(stop, "stop")
+            self.state.finish_reason, self.state.native_finish_reason = finish, stop
+            return chunk_event(self.ctx, self.label, {}, finish_reason=finish, native_finish_reason=stop)
+        if kind == "message_stop":
+            self.stopped = True
+            return b""
+        if kind == "error":
+            raise _stream_error(event, self.provider, bool(self.state.relayed))
+        return b""
+
+    def _delta(self, obj: dict[str, Any]) -> bytes:
+        delta = _obj(obj.get("delta"))
+        kind = delta.get("type")
+        if kind == "text_delta":
+            text = str(delta.get("text", ""))
+            self.state.text_bytes += len(text)
+            return chunk_event(self.ctx, self.label, {"content": text})
+        if kind == "input_json_delta":
+            index = self.tool_index.get(int(obj.get("index", 0)), 0)
+            partial = str(delta.get("partial_json", ""))
+            self.state.text_bytes += len(partial)
+            return chunk_event(self.ctx, self.label,
+                               {"tool_calls": [{"index": index, "function": {"arguments": partial}}]})
+        if kind == "thinking_delta":
+            thinking = str(delta.get("thinking", ""))
+            self.state.text_bytes += len(thinking)
+            return chunk_event(self.ctx, self.label, {"reasoning": thinking})
+        return b""  # signature_delta, citations: nothing OpenAI-shaped to say

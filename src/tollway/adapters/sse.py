@@ -1,0 +1,59 @@
+"""Reading server-sent events from an upstream, for adapters that must parse every event.
+
+The OpenAI adapter has its own byte-level relay (most of its events are rewritten
+without parsing); the Anthropic and Gemini adapters translate each event, so they read
+the stream as ``(event name, data, raw bytes)`` triples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One event: its ``event:`` name (None when absent), its joined ``data:`` lines, the raw block."""
+
+    name: str | None
+    data: bytes
+    raw: bytes
+
+
+def parse_block(block: bytes) -> SSEEvent | None:
+    """One event block (without its blank-line terminator); None for comments-only blocks."""
+    name: str | None = None
+    data: list[bytes] = []
+    for line in block.split(b"\n"):
+        if line.startswith(b"data:"):
+            data.append(line[6:] if line[5:6] == b" " else line[5:])
+        elif line.startswith(b"event:"):
+            name = line[6:].strip().decode("utf-8", "replace")
+    if name is None and not data:
+        return None
+    return SSEEvent(name=name, data=b"\n".join(data), raw=block + b"\n\n")
+
+
+async def iter_events(resp: aiohttp.ClientResponse) -> AsyncIterator[list[SSEEvent]]:
+    """Batches of complete events, as they arrive (one batch per network read)."""
+    buffer = b""
+    async for data in resp.content.iter_any():
+        buffer = buffer + data if buffer else data
+        if b"\r" in buffer:
+            # Gemini terminates events with CRLF pairs; normalise once per read.
+            if buffer.endswith(b"\r"):
+                continue  # the matching \n is still in flight
+            buffer = buffer.replace(b"\r\n", b"\n")
+        cut = buffer.rfind(b"\n\n")
+        if cut < 0:
+            continue
+        complete, buffer = buffer[:cut], buffer[cut + 2:]
+        batch = [e for e in (parse_block(b) for b in complete.split(b"\n\n") if b) if e is not None]
+        if batch:
+            yield batch
+    if buffer.strip():
+        last = parse_block(buffer.strip(b"\n"))
+        if last is not None:
+            yield [last]

@@ -1,0 +1,1 @@
+"""``tollway demo``: the whole platform on one machine, with simulated providers and no keys."""

@@ -1,0 +1,316 @@
+"""The ``/v1/messages`` ingress: Anthropic's Messages format in and out, any model behind it.
+
+:class:`MessagesRequest` reads an Anthropic request once into both shapes the gateway
+needs: the original body (forwarded untouched, model swapped, when the chosen provider
+speaks Anthropic) and an OpenAI chat body (for routing, and for every other wire
+format).  Replies go back the other way: :func:`to_anthropic_message` for a completion,
+:class:`EventWriter` for a stream of OpenAI chunks turned into Anthropic's event sequence
+(``message_start``, ``ping``, ``content_block_start``/``delta``/``stop``,
+``message_delta`` with usage, ``message_stop``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tollway.adapters.anthropic_mapping import FINISH_TO_STOP, anthropic_usage
+from tollway.errors import BadRequest, TollwayError
+from tollway.metering import Usage
+
+# Anthropic request fields the OpenAI body carries under the same name.
+_SAME_NAME = ("model", "temperature", "top_p", "top_k", "stream", "models", "provider", "session_id")
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesRequest:
+    """An Anthropic Messages request, validated, and its OpenAI chat equivalent."""
+
+    anthropic: dict[str, Any]
+    openai: dict[str, Any]
+
+    @property
+    def stream(self) -> bool:
+        return self.anthropic.get("stream") is True
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> MessagesRequest:
+        """Validate the Messages fields no upstream could do without (400 naming the fix)."""
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            raise BadRequest("'model' is required: name a model id such as 'anthropic/claude-sonnet-4.5'",
+                             code=400)
+        max_tokens = body.get("max_tokens")
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise BadRequest("'max_tokens' is required and must be a positive integer", code=400)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise BadRequest("'messages' must be a non-empty list of {role, content} objects", code=400)
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or message.get("role") not in {"user", "assistant"}:
+                raise BadRequest(f"messages[{i}].role must be 'user' or 'assistant' "
+                                 "(the system prompt goes in the top-level 'system' field)", code=400)
+        return cls(anthropic=body, openai=to_openai_request(body))
+
+
+# -- request: Anthropic -> OpenAI ------------------------------------------------------------
+
+
+def _image_url(source: dict[str, Any]) -> str | None:
+    if source.get("type") == "base64":
+        return f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
+    if source.get("type") == "url" and isinstance(source.get("url"), str):
+        return str(source["url"])
+    return None
+
+
+def _parts(blocks: Any) -> list[dict[str, Any]]:
+    """Anthropic text/image blocks as OpenAI content parts (cache_control kept)."""
+    if isinstance(blocks, str):
+        return [{"type": "text", "text": blocks}]
+    parts: list[dict[str, Any]] = []
+    for block in blocks if isinstance(blocks, list) else ():
+        if not isinstance(block, dict):
+            continue
+        part: dict[str, Any] | None = None
+        if block.get("type") == "text":
+            part = {"type": "text", "text": str(block.get("text", ""))}
+        elif block.get("type") == "image" and isinstance(block.get("source"), dict):
+            url = _image_url(block["source"])
+            part = {"type": "image_url", "image_url": {"url": url}} if url else None
+        if part is not None:
+            if "cache_control" in block:
+                part["cache_control"] = block["cache_control"]
+            parts.append(part)
+    return parts
+
+
+def _tool_result_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(b.get("text", "") for b in content or ()
+                   if isinstance(b, dict) and isinstance(b.get("text"), str))
+
+
+def _openai_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    system = body.get("system")
+    if system:
+        out.append({"role": "system", "content": _parts(system)})
+    for message in body["messages"]:
+        content = message.get("content")
+        if message["role"] == "assistant":
+            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+            text = "".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+            calls = [{"id": b.get("id", ""), "type": "function",
+                      "function": {"name": b.get("name", ""), "arguments": orjson.dumps(b.get("input") or {}).decode()}}
+                     for b in blocks if isinstance(b, dict) and b.get("type") == "tool_use"]
+            assistant: dict[str, Any] = {"role": "assistant", "content": text or None}
+            if calls:
+                assistant["tool_calls"] = calls
+            out.append(assistant)
+            continue
+        blocks = content if isinstance(content, list) else [{"type": "text", "text": str(content or "")}]
+        # OpenAI wants tool results as their own messages, right after the assistant's calls.
+        for block in blocks:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                text = _tool_result_text(block.get("content"))
+                if block.get("is_error") is True:
+                    text = "Error: " + text
+                out.append({"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": text})
+        parts = _parts([b for b in blocks if not (isinstance(b, dict) and b.get("type") == "tool_result")])
+        if parts:
+            out.append({"role": "user", "content": parts})
+    return out
+
+
+def to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic Messages body as an OpenAI chat body (routing fields kept)."""
+    out: dict[str, Any] = {k: body[k] for k in _SAME_NAME if k in body}
+    out["messages"] = _openai_messages(body)
+    out["max_tokens"] = body["max_tokens"]
+    if isinstance(body.get("stop_sequences"), list) and body["stop_sequences"]:
+        out["stop"] = body["stop_sequences"]
+    tools = [t for t in body.get("tools") or () if isinstance(t, dict) and "input_schema" in t]
+    if tools:
+        out["tools"] = [{"type": "function", "function": {
+            "name": t.get("name", ""), "description": t.get("description", ""),
+            "parameters": t["input_schema"]}} for t in tools]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        kind = choice.get("type")
+        mapped = {"auto": "auto", "any": "required", "none": "none"}.get(str(kind))
+        if kind == "tool":
+            out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name", "")}}
+        elif mapped:
+            out["tool_choice"] = mapped
+        if choice.get("disable_parallel_tool_use") is True:
+            out["parallel_tool_calls"] = False
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        out["reasoning"] = {"max_tokens": thinking.get("budget_tokens")}
+    elif isinstance(thinking, dict) and thinking.get("type") == "adaptive":
+        out["reasoning"] = {"enabled": True}
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        out["response_format"] = {"type": "json_schema",
+                                  "json_schema": {"name": "output", "schema": fmt.get("schema", {})}}
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        out["user"] = metadata["user_id"]
+    return out
+
+
+# -- response: OpenAI -> Anthropic ------------------------------------------------------------
+
+
+def stop_reason(finish: str | None) -> str | None:
+    return FINISH_TO_STOP.get(finish, "end_turn") if finish else None
+
+
+def _arguments(raw: Any) -> Any:
+    if not isinstance(raw, str) or not raw.strip():
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {"_raw": raw}  # a model's malformed JSON, kept rather than lost
+
+
+def to_anthropic_message(payload: dict[str, Any], usage: Usage) -> dict[str, Any]:
+    """A ``chat.completion`` as an Anthropic ``message`` (tollway's id and model kept)."""
+    choices = payload.get("choices") or [{}]
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message: dict[str, Any] = choice["message"] if isinstance(choice.get("message"), dict) else {}
+    content: list[dict[str, Any]] = []
+    reasoning = message.get("reasoning") or message.get("reasoning_content")
+    if isinstance(reasoning, str) and reasoning:
+        content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
+    if isinstance(message.get("content"), str) and message["content"]:
+        content.append({"type": "text", "text": message["content"]})
+    for call in message.get("tool_calls") or ():
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict):
+            content.append({"type": "tool_use", "id": call.get("id", ""), "name": fn.get("name", ""),
+                            "input": _arguments(fn.get("arguments"))})
+    return {"id": payload.get("id"), "type": "message", "role": "assistant", "model": payload.get("model"),
+            "content": content, "stop_reason": stop_reason(choice.get("finish_reason")),
+            "stop_sequence": None, "usage": anthropic_usage(usage)}
+
+
+def sse(name: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def error_event(exc: TollwayError | str) -> bytes:
+    """Anthropic's mid-stream ``error`` event."""
+    if isinstance(exc, TollwayError):
+        return sse("error", exc.to_anthropic())
+    return sse("error", {"type": "error", "error": {"type": "api_error", "message": exc}})
+
+
+class EventWriter:
+    """OpenAI chunk events -> Anthropic stream events, one content block at a time."""
+
+    def __init__(self, message_id: str, model: str) -> None:
+        self.message_id = message_id
+        self.model = model
+        self.started = False
+        self.block: str | None = None  # "text", "thinking" or "tool_use" while a block is open
+        self.index = -1
+        self.tools: dict[int, int] = {}  # OpenAI tool_calls index -> Anthropic block index
+        self.finish: str | None = None
+
+    def start(self) -> bytes:
+        self.started = True
+        message: dict[str, Any] = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
+                   "content": [], "stop_reason": None, "stop_sequence": None,
+                   "usage": {"input_tokens": 0, "output_tokens": 0}}
+        return sse("message_start", {"type": "message_start", "message": message}) + \
+            sse("ping", {"type": "ping"})
+
+    def feed(self, data: bytes) -> bytes:
+        """One run of OpenAI SSE events (no usage chunk, no [DONE]) as Anthropic events."""
+        out: list[bytes] = [] if self.started else [self.start()]
+        for event in data.split(b"\n\n"):
+            if not event.startswith(b"data:"):
+                continue
+            try:
+                chunk = orjson.loads(event[5:])
+            except orjson.JSONDecodeError:
+                continue
+            for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
+                if isinstance(choice, dict):
+                    self._choice(choice, out)
+        return b"".join(out)
+
+    def _open(self, kind: str, block: dict[str, Any], out: list[bytes]) -> None:
+        self._close(out)
+        self.index += 1
+        self.block = kind
+        out.append(sse("content_block_start",
+                       {"type": "content_block_start", "index": self.index, "content_block": block}))
+
+    def _close(self, out: list[bytes]) -> None:
+        if self.block is not None:
+            out.append(sse("content_block_stop", {"type": "content_block_stop", "index": self.index}))
+            self.block = None
+
+    def _delta(self, index: int, delta: dict[str, Any], out: list[bytes]) -> None:
+        out.append(sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+
+    def _choice(self, choice: dict[str, Any], out: list[bytes]) -> None:
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        assert isinstance(delta, dict)
+        reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+        if isinstance(reasoning, str) and reasoning:
+            if self.block != "thinking":
+                self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""}, out)
+            self._delta(self.index, {"type": "thinking_delta", "thinking": reasoning}, out)
+        text = delta.get("content")
+        if isinstance(text, str) and text:
+            if self.block != "text":
+                self._open("text", {"type": "text", "text": ""}, out)
+            self._delta(self.index, {"type": "text_delta", "text": text}, out)
+        for call in delta.get("tool_calls") or ():
+            if not isinstance(call, dict):
+                continue
+            position = call.get("index", 0)
+            fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+            assert isinstance(fn, dict)
+            if position not in self.tools:
+                self._open("tool_use", {"type": "tool_use", "id": call.get("id", ""),
+                                        "name": fn.get("name", ""), "input": {}}, out)
+                self.tools[position] = self.index
+            arguments = fn.get("arguments")
+            if isinstance(arguments, str) and arguments:
+                self._delta(self.tools[position], {"type": "input_json_delta", "partial_json": arguments}, out)
+        if choice.get("finish_reason"):
+            self.finish = str(choice["finish_reason"])
+
+    def end(self, usage: Usage, finish: str | None) -> bytes:
+        """Close the open block; ``message_delta`` (stop reason, cumulative usage); ``message_stop``."""
+        out: list[bytes] = [] if self.started else [self.start()]
+        self._close(out)
+        delta = {"stop_reason": stop_reason(finish or self.finish) or "end_turn", "stop_sequence": None}
+        out.append(sse("message_delta", {"type": "message_delta", "delta": delta,
+                                         "usage": anthropic_usage(usage)}))
+        out.append(sse("message_stop", {"type": "message_stop"}))
+        return b"".join(out)
+
+
+async def translate_stream(chunks: AsyncIterator[bytes], writer: EventWriter) -> AsyncGenerator[bytes, None]:
+    """An adapter's OpenAI chunk stream as Anthropic events (the closing events come from
+    :meth:`EventWriter.end`, once usage is known); closing this closes the adapter's stream."""
+    try:
+        async for data in chunks:
+            out = writer.feed(data)
+            if out:
+                yield out
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
