@@ -82,7 +82,8 @@ def build_weeks(data: Path, snapshot: dict[str, dict[str, Any]]) -> tuple[list[A
             pricing = snap.get("pricing", {})
             author = model_id.split("/", 1)[0]
             models[model_id] = {
-                "name": (snap.get("name") or row["name"]).split(": ", 1)[-1],
+                "name": (snap.get("name") or row["name"]).split(": ", 1)[-1].removesuffix(" (exacto)")
+                .removesuffix(" (free)"),
                 "author": author,
                 "author_country": row["author_country_iso2"] or None,
                 "open_weights": author in OPEN_WEIGHTS or model_id in OPEN_WEIGHT_IDS,

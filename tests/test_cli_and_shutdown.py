@@ -115,3 +115,43 @@ def test_sigterm_drains_every_answered_generation(tmp_path: Path, stub) -> None:
     assert totals["requests"] == 25
     assert totals["completion_tokens"] == 25 * 3 == upstream.served_completion_tokens
     assert set(totals) >= {"requests", "prompt_tokens", "completion_tokens", "cost_usd"}
+
+
+def test_two_workers_share_port_metrics_and_ledger(tmp_path: Path, stub) -> None:  # type: ignore[no-untyped-def]
+    upstream, upstream_url = stub
+    cfg = _config(tmp_path, upstream_url)
+    env = {"BENCH_KEY": "sk-upstream-secret"}
+    key = _run("keys", "create", "--config", str(cfg), "--name", "w", cwd=tmp_path,
+               env=env).stdout.strip().splitlines()[-1]
+    port = free_port()
+    proc = subprocess.Popen([*TOLLWAY, "serve", "--config", str(cfg), "--port", str(port), "--workers", "2"],
+                            cwd=tmp_path, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
+            time.sleep(0.1)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}) as c:
+            for i in range(30):
+                assert c.post("/v1/chat/completions", json={
+                    "model": "bench/echo", "max_tokens": 2,
+                    "messages": [{"role": "user", "content": f"r{i}"}]}).status_code == 200
+            text = c.get("/metrics").text
+        line = next(x for x in text.splitlines()
+                    if x.startswith('tollway_requests_total{') and 'status="success"' in x)
+        # Whichever worker answered /metrics, it reports the requests of both.
+        assert float(line.rsplit(" ", 1)[1]) == 30.0
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    totals = json.loads(_run("usage", "summary", "--config", str(cfg), "--json", cwd=tmp_path,
+                             env=env).stdout.strip().splitlines()[-1])
+    assert totals["requests"] == 30 == len(upstream.requests)

@@ -195,6 +195,7 @@ class LimitsSettings(_Frozen):
     # Idle time after which Redis forgets a key's period counter (re-seeded from the ledger).
     counter_ttl_s: int = Field(default=8 * 86400, ge=3600)
     redis_timeout_s: float = Field(default=2.0, gt=0)
+    redis_max_connections: int = Field(default=64, ge=1)  # per process; requests queue for one
 
 
 class Settings(_Frozen):

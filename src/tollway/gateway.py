@@ -180,7 +180,9 @@ class Gateway:
 
     async def _complete(self, run: _Run, targets: list[Target]) -> dict[str, Any]:
         last: UpstreamError | None = None
-        session = self.router.session_key(run.body, run.meta.session_id, run.principal.key_id)
+        # Sticky routing only matters with a choice to make; one endpoint skips the hashing.
+        session = self.router.session_key(run.body, run.meta.session_id, run.principal.key_id) \
+            if len(targets) > 1 else None
         targets = self.router.stick(targets, session)
         deadline = run.started + self.settings.timeouts.total
         for n, target in enumerate(targets):
@@ -225,7 +227,9 @@ class Gateway:
 
     async def _start_stream(self, run: _Run, targets: list[Target]) -> ChatOutcome:
         last: UpstreamError | None = None
-        session = self.router.session_key(run.body, run.meta.session_id, run.principal.key_id)
+        # Sticky routing only matters with a choice to make; one endpoint skips the hashing.
+        session = self.router.session_key(run.body, run.meta.session_id, run.principal.key_id) \
+            if len(targets) > 1 else None
         targets = self.router.stick(targets, session)
         deadline = run.started + self.settings.timeouts.total
         for target in targets:
@@ -287,6 +291,21 @@ class Gateway:
         """Yield the stream to the client; meter it whatever happens (done, error, hang-up)."""
         status, error, cancelled, http_status = "success", None, False, 200
         prices = self.catalog.price_table(target.model.id, target.endpoint)
+        recorded = False
+
+        def record() -> Usage:
+            nonlocal recorded
+            recorded = True
+            usage = self._stream_usage(run, state)
+            self._observe_stream(target, state, usage, status)
+            ttft = state.first_byte_at - run.started if state.first_byte_at else None
+            self._submit(run, target, usage, prices.cost_nano(usage), status=status,
+                         http_status=499 if cancelled else http_status, finish_reason=state.finish_reason,
+                         native_finish_reason=state.native_finish_reason, upstream_id=state.upstream_id,
+                         latency_s=time.monotonic() - run.started, ttft_s=ttft, streamed=True,
+                         cancelled=cancelled, error=error)
+            return usage
+
         try:
             yield first
             try:
@@ -296,22 +315,23 @@ class Gateway:
                 status, error, http_status = "error", exc.message, 502
                 state.finish_reason = "error"
                 yield midstream_error_chunk(run.generation_id, target, exc)
-            usage = self._stream_usage(run, state)
+            # Record before the closing chunk, so a client that has seen [DONE] can already
+            # look the generation up.
+            usage = record()
             yield final_chunks(run.generation_id, target, render_usage(usage, prices.cost_nano(usage)))
         except (asyncio.CancelledError, GeneratorExit):
-            status, cancelled = "cancelled", True
+            cancelled = True
+            # The client hung up.  If the upstream had already finished (finish reason and
+            # usage received) the generation itself succeeded and is billed in full; only a
+            # generation cut short counts as cancelled.
+            if not (state.usage is not None and state.finish_reason and status == "success"):
+                status = "cancelled"
             raise
         finally:
             if hasattr(iterator, "aclose"):
                 await iterator.aclose()
-            usage = self._stream_usage(run, state)
-            self._observe_stream(target, state, usage, status)
-            ttft = state.first_byte_at - run.started if state.first_byte_at else None
-            self._submit(run, target, usage, prices.cost_nano(usage), status=status,
-                         http_status=499 if cancelled else http_status, finish_reason=state.finish_reason,
-                         native_finish_reason=state.native_finish_reason, upstream_id=state.upstream_id,
-                         latency_s=time.monotonic() - run.started, ttft_s=ttft, streamed=True,
-                         cancelled=cancelled, error=error)
+            if not recorded:
+                record()
 
     def _stream_usage(self, run: _Run, state: StreamState) -> Usage:
         if state.usage is not None:
@@ -532,7 +552,12 @@ class Gateway:
                 if writer is not None:
                     yield writer.end(self._stream_usage(run, state), state.finish_reason)
         except (asyncio.CancelledError, GeneratorExit):
-            status, cancelled = "cancelled", True
+            cancelled = True
+            # The client hung up.  If the upstream had already finished (finish reason and
+            # usage received) the generation itself succeeded and is billed in full; only a
+            # generation cut short counts as cancelled.
+            if not (state.usage is not None and state.finish_reason and status == "success"):
+                status = "cancelled"
             raise
         finally:
             await iterator.aclose()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import os
-import secrets
 
 import pytest
 from sqlalchemy import Engine

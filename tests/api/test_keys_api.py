@@ -50,7 +50,7 @@ def env(database: str) -> Iterator[Env]:
 
 def test_openrouter_sdk_parses_key_and_credits(env: Env) -> None:
     cost = request_cost_nano(BODY)
-    key_id, key = new_key(env.database, label="team-a", limit_nanousd=10 * cost, limit_reset="weekly",
+    _, key = new_key(env.database, label="team-a", limit_nanousd=10 * cost, limit_reset="weekly",
                           rpm=100)
     assert env.chat(key).status_code == 200
     env.flush()

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
-
 from tests.analytics.helpers import db_url, ledger, record, write
+
 from tollway.ledger import schema
 from tollway.ledger.records import GenerationRecord
 from tollway.ledger.rollups import (
     MEASURES,
     bucket_bounds,
     token_bucket,
-    usage_daily_audience,
+    usage_daily_app,
+    usage_daily_key,
     usage_daily_model,
     usage_daily_request_hist,
     usage_hourly,
+    usage_monthly_model,
     usage_sessions,
+    usage_weekly_model,
 )
 
 __all__ = ["db_url"]
@@ -49,7 +52,9 @@ def _records(n: int = 300, seed: int = 7) -> list[GenerationRecord]:
 def _expected(records: list[GenerationRecord], dims: tuple[str, ...]) -> dict[tuple[object, ...], list[int]]:
     acc: dict[tuple[object, ...], list[int]] = defaultdict(lambda: [0] * len(MEASURES))
     for r in records:
-        values = {"hour": r.created_at.replace(minute=0, second=0, microsecond=0), "day": r.created_at.date(),
+        day = r.created_at.date()
+        values = {"hour": r.created_at.replace(minute=0, second=0, microsecond=0), "day": day,
+                  "week": day - timedelta(days=day.weekday()), "month": date(day.year, day.month, 1),
                   "model": r.model, "provider": r.provider or "", "app": r.app or r.app_title or "",
                   "key_id": r.key_id or "", "batch_id": 0}
         m = acc[tuple(values[d] for d in dims)]
@@ -64,7 +69,7 @@ def _table(conn, table, dims):  # type: ignore[no-untyped-def]
     out = {}
     for row in conn.execute(select(table)):
         m = row._mapping
-        key = tuple(m[d].date() if d == "day" and isinstance(m[d], datetime) else m[d] for d in dims)
+        key = tuple(m[d].date() if d != "hour" and isinstance(m[d], datetime) else m[d] for d in dims)
         out[key] = [int(m[c]) for c in MEASURES]
     return out
 
@@ -90,7 +95,10 @@ def test_hook_rollups_equal_the_ledger(db_url: str) -> None:
             assert len(n) == len(records)
             for table, dims in ((usage_hourly, ("hour", "model", "provider", "app", "key_id", "batch_id")),
                                 (usage_daily_model, ("day", "model", "provider", "batch_id")),
-                                (usage_daily_audience, ("day", "app", "key_id", "batch_id"))):
+                                (usage_weekly_model, ("week", "model", "provider", "batch_id")),
+                                (usage_monthly_model, ("month", "model", "provider", "batch_id")),
+                                (usage_daily_key, ("day", "key_id", "batch_id")),
+                                (usage_daily_app, ("day", "app", "batch_id"))):
                 assert _table(conn, table, dims) == _expected(records, dims), table.name
             # Tokens-per-request histogram: every non-error request, in its own bucket.
             hist: dict[tuple[object, ...], int] = defaultdict(int)

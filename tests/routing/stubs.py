@@ -56,8 +56,8 @@ class Stub:
     async def chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         body = json.loads(raw)
-        action = self.plan(len(self.requests))
         self.requests.append(body)
+        action = self.plan(len(self.requests) - 1)
         self.outcomes.append(action)
         if action == "hang":
             await asyncio.sleep(3600)  # cancelled when the gateway gives up and disconnects

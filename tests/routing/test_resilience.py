@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -116,18 +117,17 @@ def test_when_every_attempt_fails_the_error_lists_each(tmp_path: Path) -> None:
 
 def test_the_callers_own_4xx_is_not_retried(tmp_path: Path) -> None:
     picky, other = Stub("picky", plan=lambda _n: "400"), Stub("other")
-    with fleet(tmp_path, [picky, other]) as f:
-        with pytest.raises(openai.BadRequestError):
-            f.ask({"order": ["picky", "other"]})
+    with fleet(tmp_path, [picky, other]) as f, pytest.raises(openai.BadRequestError):
+        f.ask({"order": ["picky", "other"]})
     assert picky.count() == 1 and other.count() == 0
 
 
 def test_overall_deadline_spans_attempts(tmp_path: Path) -> None:
     stubs = [Stub("slow1", plan=lambda _n: "hang"), Stub("slow2", plan=lambda _n: "hang"),
              Stub("never")]
-    with fleet(tmp_path, stubs, timeouts={"first_byte": 0.5, "total": 0.7}) as f:
-        with pytest.raises(openai.APIStatusError) as info:
-            f.ask({"order": ["slow1", "slow2", "never"]})
+    with fleet(tmp_path, stubs, timeouts={"first_byte": 0.5, "total": 0.7}) as f, \
+            pytest.raises(openai.APIStatusError) as info:
+        f.ask({"order": ["slow1", "slow2", "never"]})
     assert info.value.status_code == 502
     assert "timeouts.total" in info.value.message
     assert stubs[0].count() == 1 and stubs[1].count() == 1
@@ -163,3 +163,18 @@ def test_circuit_opens_then_recovers_through_a_probe(tmp_path: Path) -> None:
         snap = health.snapshot(MODEL, "shaky")
     assert snap is not None
     assert snap["uptime_last_5m"] == pytest.approx(100 * 2 / 5)  # 3 failures, 2 successes
+
+
+def test_models_endpoint_reports_measured_health(tmp_path: Path) -> None:
+    up, down = Stub("up"), Stub("down", plan=lambda n: "500" if n < 2 else "ok")
+    with fleet(tmp_path, [up, down]) as f:
+        for _ in range(4):
+            f.ask({"order": ["down", "up"]})
+        author, slug = MODEL.split("/")
+        resp = httpx.get(f"{f.url}/api/v1/models/{author}/{slug}/endpoints",
+                         headers={"Authorization": f"Bearer {f.key}"})
+    assert resp.status_code == 200, resp.text
+    rows = {e["provider_name"]: e for e in resp.json()["data"]["endpoints"]}
+    assert rows["down"]["uptime_last_5m"] == 50.0  # 2 failures then 2 successes
+    assert rows["up"]["uptime_last_5m"] == 100.0
+    assert rows["down"]["latency_last_30m"]["p50"] > 0

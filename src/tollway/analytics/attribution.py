@@ -22,6 +22,7 @@ from tollway.ledger import schema
 MODEL_DIMENSIONS = ("model", "author", "origin", "weights", "provider", "provider-country")
 AUDIENCE_DIMENSIONS = ("app", "key", "user-country")
 DIMENSIONS = MODEL_DIMENSIONS + AUDIENCE_DIMENSIONS
+USER_DIMENSIONS = ("key", "user-country")  # reports count distinct users (keys) for these
 SOURCE_COLUMN: Mapping[str, str] = MappingProxyType({
     "model": "model", "author": "model", "origin": "model", "weights": "model",
     "provider": "provider", "provider-country": "provider",

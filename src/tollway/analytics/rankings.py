@@ -11,20 +11,28 @@ Sums stay integers end to end; floats appear only in shares, growth rates and US
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
 from tollway.analytics import periods
-from tollway.analytics.attribution import AUDIENCE_DIMENSIONS, DIMENSIONS, SOURCE_COLUMN, Attribution
+from tollway.analytics.attribution import (
+    AUDIENCE_DIMENSIONS,
+    DIMENSIONS,
+    SOURCE_COLUMN,
+    USER_DIMENSIONS,
+    Attribution,
+)
 from tollway.ledger.rollups import (
+    CUBES,
     MEASURES,
+    Cube,
     day_of,
-    usage_daily_audience,
+    usage_daily_app,
+    usage_daily_key,
     usage_daily_model,
-    usage_hourly,
 )
 from tollway.metering import nano_to_usd
 
@@ -63,55 +71,90 @@ class RankingQuery:
 GroupedRow = tuple[date, str, str, Sequence[int]]
 
 
-def read_start(query: RankingQuery) -> date | None:
-    """Where to start reading: one period early, so the first period has a rank change."""
+def previous_range(query: RankingQuery) -> RankingQuery | None:
+    """The whole period before the range's first one, read only to rank against."""
     if query.start is None or query.period == "total":
-        return query.start
-    return periods.previous(periods.floor(query.start, query.period), query.period)
+        return None
+    first = periods.floor(query.start, query.period)
+    return replace(query, start=periods.previous(first, query.period), end=first - timedelta(days=1))
+
+
+def _aligned(query: RankingQuery, grain: str) -> bool:
+    """Whether the range is whole ``grain`` periods, so that cube can answer it exactly."""
+    if query.period != grain:
+        return False
+    start, end = query.start, query.end
+    if grain == "week":
+        return (start is None or start.weekday() == 0) and (end is None or end.weekday() == 6)
+    return (start is None or start.day == 1) and (end is None or (end + timedelta(days=1)).day == 1)
+
+
+def choose_cube(query: RankingQuery) -> Cube:
+    """The smallest rollup that answers ``query`` exactly."""
+    if query.app is not None or query.key_id is not None:
+        return CUBES[0]  # hourly, the only cube with every dimension
+    if query.by in ("app",):
+        return next(c for c in CUBES if c.table is usage_daily_app)
+    if query.by in AUDIENCE_DIMENSIONS:
+        return next(c for c in CUBES if c.table is usage_daily_key)
+    for grain in ("week", "month"):
+        if _aligned(query, grain):
+            return next(c for c in CUBES if c.grain == grain)
+    return next(c for c in CUBES if c.table is usage_daily_model)
 
 
 def fetch_grouped(conn: Connection, query: RankingQuery) -> list[GroupedRow]:
-    """One aggregate query over the smallest rollup that answers ``query``."""
+    """Grouped rows for the range, plus the period before it (for rank change and growth).
+
+    The range is clipped exactly at ``start``/``end``, so a first period that starts before
+    ``start`` holds only the days in range; the previous period is read whole.
+    """
     query.validate()
-    filtered = query.app is not None or query.key_id is not None
-    if filtered:
-        table, time_col, is_date = usage_hourly, usage_hourly.c.hour, False
-    elif query.by in AUDIENCE_DIMENSIONS:
-        table, time_col, is_date = usage_daily_audience, usage_daily_audience.c.day, True
-    else:
-        table, time_col, is_date = usage_daily_model, usage_daily_model.c.day, True
+    before = previous_range(query)
+    return (_fetch(conn, before) if before is not None else []) + _fetch(conn, query)
+
+
+def _fetch(conn: Connection, query: RankingQuery) -> list[GroupedRow]:
+    """One aggregate query over the smallest rollup that answers ``query``."""
+    cube = choose_cube(query)
+    table = cube.table
+    time_col = table.c[cube.grain]
+    is_date = cube.grain != "hour"
     dim = table.c[SOURCE_COLUMN[query.by]]
-    users = query.by in AUDIENCE_DIMENSIONS
-    key_col = table.c.key_id if users else None
+    # Distinct users (keys) per row: the key cube has them; the key itself is one user.
+    count_users = query.by == "user-country"
+    cols: list[Any] = [dim, table.c.key_id] if count_users else [dim]
     if query.period == "total":
-        bucket = func.min(time_col).label("p")
-        group: list[Any] = [dim]
+        bucket: Any = func.min(time_col)
+        group: list[Any] = list(cols)
+    elif query.period == cube.grain:
+        bucket = time_col
+        group = [bucket, *cols]
     else:
-        bucket = periods.bucket_expr(conn.dialect.name, time_col, query.period, is_date=is_date).label("p")
-        group = [bucket, dim]
-    if key_col is not None and query.by != "key":
-        group.append(key_col)
-    cols = [bucket, dim, *( [key_col] if key_col is not None and query.by != "key" else [])]
-    stmt = select(*cols, *[func.sum(table.c[m]) for m in MEASURES]).group_by(*group)
-    start = read_start(query)
+        bucket = periods.bucket_expr(conn.dialect.name, time_col, query.period, is_date=is_date)
+        group = [bucket, *cols]
+    stmt = select(bucket, *cols, *[func.sum(table.c[m]) for m in MEASURES]).group_by(*group)
+    start = query.start
     if start is not None:
         stmt = stmt.where(time_col >= (start if is_date else datetime.combine(start, time())))
     if query.end is not None:
-        end = query.end if is_date else datetime.combine(query.end + timedelta(days=1), time())
-        stmt = stmt.where(time_col <= end) if is_date else stmt.where(time_col < end)
+        if is_date:
+            stmt = stmt.where(time_col <= query.end)
+        else:
+            stmt = stmt.where(time_col < datetime.combine(query.end + timedelta(days=1), time()))
     if query.app is not None:
         stmt = stmt.where(table.c.app == query.app)
     if query.key_id is not None:
         stmt = stmt.where(table.c.key_id == query.key_id)
     out: list[GroupedRow] = []
-    n_dims = len(cols)
+    first = 1 + len(cols)
     for row in conn.execute(stmt):
-        start_day = day_of(row[0])
-        key_id = str(row[2]) if n_dims == 3 else (str(row[1]) if query.by == "key" else "")
-        out.append((start_day, str(row[1]), key_id, [int(v or 0) for v in row[n_dims:]]))
+        raw = str(row[1])
+        key_id = str(row[2]) if count_users else (raw if query.by == "key" else "")
+        out.append((day_of(row[0]), raw, key_id, [int(v or 0) for v in row[first:]]))
     if query.period == "total" and out:
-        first = query.start or min(r[0] for r in out)
-        out = [(first, raw, k, m) for _, raw, k, m in out]
+        first_day = query.start or min(r[0] for r in out)
+        out = [(first_day, raw, k, m) for _, raw, k, m in out]
     return out
 
 
@@ -124,8 +167,11 @@ class _Cell:
 def _aggregate(rows: Iterable[GroupedRow], resolve: Callable[[str], str],
                period: str) -> dict[date, dict[str, _Cell]]:
     cells: dict[date, dict[str, _Cell]] = {}
+    resolved: dict[str, str] = {}  # a year of weeks repeats each model ~52 times
     for start, raw, key_id, measures in rows:
-        key = resolve(raw)
+        key = resolved.get(raw)
+        if key is None:
+            key = resolved[raw] = resolve(raw)
         bucket = cells.setdefault(periods.floor(start, period) if period != "total" else start, {})
         cell = bucket.get(key)
         if cell is None:
@@ -190,7 +236,7 @@ def build_report(rows: Iterable[GroupedRow], query: RankingQuery,
         top_tokens = sum(ranked[start][k][1] for k in order[:concentration_n])
         summaries.append({
             "period_start": start.isoformat(), **measure_fields(totals), "keys": len(order),
-            "users": len(all_users) if query.by in AUDIENCE_DIMENSIONS else None,
+            "users": len(all_users) if query.by in USER_DIMENSIONS else None,
             "change": _ratio(period_tokens - prev_total, prev_total) if prev else None,
             "top_n": concentration_n, "top_n_share": _ratio(top_tokens, period_tokens),
         })
@@ -203,7 +249,7 @@ def build_report(rows: Iterable[GroupedRow], query: RankingQuery,
                    "prev_rank": before[0] if before else None,
                    "rank_change": before[0] - rank if before else None,
                    "change": _ratio(tokens - before[1], before[1]) if before else None}
-            if query.by in AUDIENCE_DIMENSIONS:
+            if query.by in USER_DIMENSIONS:
                 row["users"] = len(cell.users)
                 row["user_share"] = _ratio(len(cell.users), len(all_users))
             out_rows.append(row)

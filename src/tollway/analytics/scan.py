@@ -9,10 +9,10 @@ import/export format are read; optional columns that are absent count as empty o
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
-from tollway.analytics.attribution import AUDIENCE_DIMENSIONS, SOURCE_COLUMN
-from tollway.analytics.rankings import GroupedRow, RankingQuery, read_start
+from tollway.analytics.attribution import SOURCE_COLUMN
+from tollway.analytics.rankings import GroupedRow, RankingQuery, previous_range
 from tollway.ledger.rollups import MEASURES, day_of
 
 _DEFAULTS = {"provider": "''", "app": "''", "key_id": "''", "requests": "1", "errors": "0",
@@ -43,26 +43,23 @@ def scan_grouped(pattern: str, query: RankingQuery) -> list[GroupedRow]:
         period = "CAST(MIN(created_at) AS DATE)" if query.period == "total" else \
             f"CAST(date_trunc('{query.period}', created_at) AS DATE)"
         dim = col(SOURCE_COLUMN[query.by]) if SOURCE_COLUMN[query.by] != "model" else "model"
-        users = query.by in AUDIENCE_DIMENSIONS and query.by != "key"
+        users = query.by == "user-country"
         key_expr = col("key_id") if users else "''"
         exprs = {m: col(m) for m in MEASURES}
         if "errors" not in present and "status" in present:
             # Ledger exports mark failed generations by status (and requests = 0).
             exprs["errors"] = "CASE WHEN status = 'error' THEN 1 ELSE 0 END"
         sums = ", ".join(f"SUM({exprs[m]})::HUGEINT" for m in MEASURES)
-        where = ["TRUE"]
-        params: list[object] = []
-        start = read_start(query)
-        if start is not None:
-            where.append("created_at >= ?")
-            params.append(start)
-        if query.end is not None:
-            where.append("created_at < ?")
-            params.append(query.end + timedelta(days=1))
         group = "2, 3" if query.period == "total" else "1, 2, 3"
-        sql = (f"SELECT {period}, {dim}, {key_expr}, {sums} FROM usage WHERE {' AND '.join(where)} "
-               f"GROUP BY {group}")
-        rows = con.execute(sql, params).fetchall()
+        sql = f"SELECT {period}, {dim}, {key_expr}, {sums} FROM usage WHERE created_at >= ? AND created_at < ? " \
+              f"GROUP BY {group}"
+        rows = []
+        before = previous_range(query)
+        # The previous period whole (for rank change), then the range clipped exactly.
+        for part in ([before] if before is not None else []) + [query]:
+            low = datetime.combine(part.start or date.min, time())
+            high = datetime.combine(part.end + timedelta(days=1), time()) if part.end else datetime.max
+            rows.extend(con.execute(sql, [low, high]).fetchall())
     finally:
         con.close()
     out: list[GroupedRow] = []

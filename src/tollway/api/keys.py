@@ -30,7 +30,7 @@ from tollway.metering import nano_to_usd, usd_to_nano
 _BODY_LIMIT = 64 * 1024
 
 
-def _admin_view(now: datetime) -> dict[str, Any]:
+def _admin_view() -> dict[str, Any]:
     """The configured admin key has no row: describe it as an unlimited management key."""
     return {"label": "admin (config admin_key)", "limit": None, "limit_remaining": None, "limit_reset": None,
             "usage": 0.0, "usage_daily": 0.0, "usage_weekly": 0.0, "usage_monthly": 0.0,
@@ -85,10 +85,9 @@ async def current_key(request: Request) -> Response:
     """GET /api/v1/key: the calling key's limits and usage."""
     gateway = gateway_of(request)
     principal = await gateway.keys.authenticate(request)
-    now = gateway.clock()
     if principal.key is None:
-        return json_response({"data": _admin_view(now)})
-    key, windows = await run_in_threadpool(_view, gateway.engine, principal.key.id, now)
+        return json_response({"data": _admin_view()})
+    key, windows = await run_in_threadpool(_view, gateway.engine, principal.key.id, gateway.clock())
     return json_response({"data": _current_key(key, windows)})
 
 

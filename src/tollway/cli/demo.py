@@ -57,7 +57,7 @@ async def _main(options: Any, *, serve: bool, json_out: Path | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, main_task.cancel)
-    console = Console()
+    console = Console(soft_wrap=True)  # URLs, keys and commands stay copyable
     stack = DemoStack(options)
     async with stack as run:
         console.print(f"[yellow]{report.SIM_LABEL}")
@@ -92,8 +92,12 @@ async def _main(options: Any, *, serve: bool, json_out: Path | None) -> None:
             console.print(f"chart: {path}")
         if json_out is not None:
             json_out.write_bytes(orjson.dumps(reports, default=str, option=orjson.OPT_INDENT_2))
-        if options.data_dir is not None:
-            console.print(f"explore the ledger: tollway usage summary --config {run.config_path}")
+        where = "" if options.data_dir is not None else " (while the demo runs; --data-dir keeps it)"
+        console.print(f"explore the ledger{where}:")
+        for command in ("report rankings --by origin", "report rankings --by model --period total",
+                        "report cost --what-if anthropic/claude-opus-4.6 --what-if minimax/minimax-m2.5",
+                        "report tasks", "usage summary"):
+            console.print(f"  tollway {command} --config {run.config_path}", soft_wrap=True)
         if serve:
             console.print(f"\n[bold green]gateway running at {run.gateway_url}/v1[/]  (Ctrl-C to stop)")
             console.print(f"key: {run.api_key}")

@@ -48,8 +48,7 @@ class KeyInfo:
 
     @property
     def active(self) -> bool:
-        now = utcnow()
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > utcnow())
 
     def to_public(self) -> dict[str, Any]:
         return {

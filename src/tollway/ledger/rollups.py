@@ -9,11 +9,12 @@ Tables (all measures are exact integers; cost in nano-dollars):
 
 * ``usage_hourly``: hour x model x provider x app x key x batch. The full-detail cube,
   for reports filtered by app or key.
-* ``usage_daily_model``: day x model x provider x batch. The ranking cube (model, author,
-  origin, weights, provider, hosting country) - a year of it is a few hundred thousand
-  rows at most, which is what makes yearly rankings answer in well under a second.
-* ``usage_daily_audience``: day x app x key x batch, for rankings by app, key and the
-  key owner's country without touching the model dimension.
+* ``usage_daily_model``, ``usage_weekly_model``, ``usage_monthly_model``: period x model x
+  provider x batch. The ranking cubes (model, author, origin, weights, provider, hosting
+  country).  A year of weekly cube is at most 52 x (model, provider) pairs, which is
+  what makes a year of weekly rankings answer in well under a second at any volume.
+* ``usage_daily_key`` (day x key x batch) and ``usage_daily_app`` (day x app x batch), for
+  rankings by key, the key owner's country and app, and for counting distinct users.
 * ``usage_daily_request_hist``: day x model x log bucket of tokens per request, counts of
   requests; gives p50/p90/p99 of tokens per request *approximately* (4 buckets per
   doubling, so a percentile is known to within one bucket, about +-12%).
@@ -31,7 +32,8 @@ primary key (NULLs never conflict, which would break the upserts).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -72,27 +74,45 @@ usage_hourly = Table(
     sqlite_with_rowid=False,
 )
 
-usage_daily_model = Table(
-    "usage_daily_model",
-    schema.metadata,
-    Column("day", Date, primary_key=True),
-    Column("model", String(200), primary_key=True),
-    Column("provider", String(100), primary_key=True),
-    Column("batch_id", Integer, primary_key=True),
-    *_measure_columns(),
-    sqlite_with_rowid=False,
+def _cube(name: str, grain: str, dims: Sequence[tuple[str, int]]) -> Table:
+    time_type: Any = DateTime if grain == "hour" else Date
+    return Table(
+        name,
+        schema.metadata,
+        Column(grain, time_type, primary_key=True),
+        *[Column(dim, String(length), primary_key=True) for dim, length in dims],
+        Column("batch_id", Integer, primary_key=True),
+        *_measure_columns(),
+        sqlite_with_rowid=False,
+    )
+
+
+_MODEL_DIMS = (("model", 200), ("provider", 100))
+usage_daily_model = _cube("usage_daily_model", "day", _MODEL_DIMS)
+usage_weekly_model = _cube("usage_weekly_model", "week", _MODEL_DIMS)
+usage_monthly_model = _cube("usage_monthly_model", "month", _MODEL_DIMS)
+usage_daily_key = _cube("usage_daily_key", "day", (("key_id", 40),))
+usage_daily_app = _cube("usage_daily_app", "day", (("app", 500),))
+
+
+@dataclass(frozen=True, slots=True)
+class Cube:
+    """A rollup table summing :data:`MEASURES` by a time grain and some dimensions."""
+
+    table: Table
+    grain: str  # hour | day | week | month: also the name of its time column
+    dims: tuple[str, ...]
+
+
+CUBES = (
+    Cube(usage_hourly, "hour", ("model", "provider", "app", "key_id")),
+    Cube(usage_daily_model, "day", ("model", "provider")),
+    Cube(usage_weekly_model, "week", ("model", "provider")),
+    Cube(usage_monthly_model, "month", ("model", "provider")),
+    Cube(usage_daily_key, "day", ("key_id",)),
+    Cube(usage_daily_app, "day", ("app",)),
 )
 
-usage_daily_audience = Table(
-    "usage_daily_audience",
-    schema.metadata,
-    Column("day", Date, primary_key=True),
-    Column("app", String(500), primary_key=True),
-    Column("key_id", String(40), primary_key=True),
-    Column("batch_id", Integer, primary_key=True),
-    *_measure_columns(),
-    sqlite_with_rowid=False,
-)
 
 usage_daily_request_hist = Table(
     "usage_daily_request_hist",
@@ -129,8 +149,7 @@ import_batches = Table(
     Column("imported_at", DateTime, nullable=False),
 )
 
-ROLLUP_TABLES = (usage_hourly, usage_daily_model, usage_daily_audience, usage_daily_request_hist,
-                 usage_sessions)
+ROLLUP_TABLES = (*(c.table for c in CUBES), usage_daily_request_hist, usage_sessions)
 
 
 def m002_rollups(conn: Connection) -> None:
@@ -169,9 +188,7 @@ class RollupDelta:
     """
 
     def __init__(self) -> None:
-        self.hourly: dict[tuple[Any, ...], list[int]] = {}
-        self.daily_model: dict[tuple[Any, ...], list[int]] = {}
-        self.audience: dict[tuple[Any, ...], list[int]] = {}
+        self.cubes: list[dict[tuple[Any, ...], list[int]]] = [{} for _ in CUBES]
         self.hist: dict[tuple[Any, ...], int] = {}
         self.sessions: dict[tuple[str, int], list[Any]] = {}
 
@@ -183,11 +200,16 @@ class RollupDelta:
         so they stay out of the tokens-per-request histogram; event rows that stand for
         several requests enter it at their average size.
         """
-        hour = at.replace(minute=0, second=0, microsecond=0)
         day = at.date()
-        for target, key in ((self.hourly, (hour, model, provider, app, key_id, batch_id)),
-                            (self.daily_model, (day, model, provider, batch_id)),
-                            (self.audience, (day, app, key_id, batch_id))):
+        keys = (
+            (at.replace(minute=0, second=0, microsecond=0), model, provider, app, key_id, batch_id),
+            (day, model, provider, batch_id),
+            (day - timedelta(days=day.weekday()), model, provider, batch_id),
+            (day.replace(day=1), model, provider, batch_id),
+            (day, key_id, batch_id),
+            (day, app, batch_id),
+        )  # in CUBES order
+        for target, key in zip(self.cubes, keys, strict=True):
             acc = target.get(key)
             if acc is None:
                 target[key] = list(measures)
@@ -225,12 +247,11 @@ class RollupDelta:
     def apply(self, conn: Connection) -> None:
         """Upsert everything accumulated, in key order (concurrent writers cannot deadlock)."""
         pg = conn.dialect.name == "postgresql"
-        for table, acc in ((usage_hourly, self.hourly), (usage_daily_model, self.daily_model),
-                           (usage_daily_audience, self.audience)):
+        for cube, acc in zip(CUBES, self.cubes, strict=True):
             if acc:
-                dims = tuple(c.name for c in table.primary_key.columns)
-                _upsert(conn, table, (*dims, *MEASURES), dims,
-                        [(*k, *v) for k, v in sorted(acc.items())], _sum_updates(table, MEASURES))
+                dims = (cube.grain, *cube.dims, "batch_id")
+                _upsert(conn, cube.table, (*dims, *MEASURES), dims,
+                        [(*k, *v) for k, v in sorted(acc.items())], _sum_updates(cube.table, MEASURES))
         if self.hist:
             t = usage_daily_request_hist
             _upsert(conn, t, ("day", "model", "bucket", "batch_id", "requests"),
@@ -271,17 +292,26 @@ def _upsert(conn: Connection, table: Table, columns: tuple[str, ...], conflict: 
         conn.exec_driver_sql(f"{head}SELECT * FROM unnest({unnest}){tail}", params)
         return
     marks = ", ".join("?" * len(columns))
-    conn.exec_driver_sql(f"{head}VALUES ({marks}){tail}", [tuple(_sqlite_value(v) for v in row) for row in rows])
+    times = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, Date | DateTime)]
+    formatted: dict[Any, str] = {}  # a batch repeats the same few hours and days
+    rows_out: list[list[Any]] = []
+    for row in rows:
+        values = list(row)
+        for i in times:
+            text = formatted.get(values[i])
+            if text is None:
+                text = formatted[values[i]] = _sqlite_time(values[i])
+            values[i] = text
+        rows_out.append(values)
+    conn.exec_driver_sql(f"{head}VALUES ({marks}){tail}", rows_out)
 
 
-def _sqlite_value(value: Any) -> Any:
+def _sqlite_time(value: date | datetime) -> str:
     # SQLAlchemy's SQLite storage formats for DateTime and Date.
     if isinstance(value, datetime):
         return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:"
                 f"{value.second:02d}.{value.microsecond:06d}")
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
+    return value.isoformat()
 
 
 def apply_rollups(conn: Connection, records: Iterable[GenerationRecord]) -> None:

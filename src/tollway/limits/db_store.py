@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 
@@ -31,18 +32,21 @@ class DbLimitStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        # One thread per process: this process's transactions queue here instead of
+        # contending for the database lock (SQLite's busy handler sleeps when they do).
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tollway-limits")
 
     async def admit(self, req: AdmitRequest) -> AdmitResult:
-        return await asyncio.to_thread(self._admit, req)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._admit, req)
 
     async def seed(self, key_id: str, period: Period, spent_nano: int, ttl_s: int) -> None:
         """Not needed: :meth:`admit` seeds inside its own transaction."""
 
     async def settle(self, hold: Hold, cost_nano: int, tokens: int) -> None:
-        await asyncio.to_thread(self._settle, hold, cost_nano, tokens)
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._settle, hold, cost_nano, tokens)
 
     async def close(self) -> None:
-        return None
+        self._thread.shutdown(wait=True)
 
     def _admit(self, req: AdmitRequest) -> AdmitResult:
         h = limit_holds

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tollway.adapters.base import Target
 from tollway.catalog import Catalog
 from tollway.config import Settings
+from tollway.embeddings import estimate_input_tokens
 from tollway.errors import InsufficientCredits, RateLimited, ServiceUnavailable
 from tollway.ledger.keys import KeyInfo
 from tollway.ledger.schema import utcnow
@@ -56,7 +57,7 @@ def worst_case(catalog: Catalog, targets: Sequence[Target], body: dict[str, Any]
     asked = requested_max_output(body)
     cost, tokens = 0, 0
     for target in targets:
-        cap = target.endpoint.max_output_tokens
+        cap = target.endpoint.max_output_tokens if default_max_output else 0  # 0: no output (embeddings)
         out = min(asked, cap) if asked and cap else (asked or cap or default_max_output)
         prices = catalog.price_table(target.model.id, target.endpoint)
         femto = (prompt_tokens * max(prices.prompt, prices.cache_read, prices.cache_write)
@@ -91,7 +92,8 @@ class Limiter:
         if store is not None:
             self.store: LimitStore = store
         elif settings.redis is not None:
-            self.store = RedisLimitStore(settings.redis, timeout_s=limits.redis_timeout_s)
+            self.store = RedisLimitStore(settings.redis, timeout_s=limits.redis_timeout_s,
+                                         max_connections=limits.redis_max_connections)
         else:
             self.store = DbLimitStore(engine)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -110,9 +112,10 @@ class Limiter:
         Raises 429 (:class:`RateLimited`), 402 (:class:`InsufficientCredits`) or 503
         (:class:`ServiceUnavailable`, the spend store is unreachable: fail closed).
         """
-        prompt = estimate_prompt_tokens(body)
+        embedding = "messages" not in body and "input" in body
+        prompt = estimate_input_tokens(body) if embedding else estimate_prompt_tokens(body)
         prompt += prompt * self._margin // 100
-        cost, tokens = worst_case(catalog, targets, body, prompt, self._default_out)
+        cost, tokens = worst_case(catalog, targets, body, prompt, 0 if embedding else self._default_out)
         if key.tpm:
             tokens = min(tokens, key.tpm)  # larger requests run only when the window is empty
         period = period_of(key.limit_reset, now or self._clock())
@@ -189,9 +192,15 @@ class Limiter:
         self.settle(hold, 0, 0)
 
     async def _settle(self, hold: Hold, cost_nano: int, tokens: int) -> None:
-        try:
-            await self.store.settle(hold, cost_nano, tokens)
-        except (RedisError, OSError, SQLAlchemyError) as exc:
-            # The reservation expires by itself; the ledger still has the cost.
-            log.error("could not settle hold %s of key %s (%s); its reservation expires after the TTL",
-                      hold.hold_id, hold.key_id, type(exc).__name__)
+        for delay in (0.1, 0.5, 2.0, None):
+            try:
+                await self.store.settle(hold, cost_nano, tokens)
+                return
+            except (RedisError, OSError, SQLAlchemyError) as exc:
+                if delay is None:
+                    # The reservation expires by itself; the ledger still has the cost, and a
+                    # counter lost with Redis is re-seeded from it.
+                    log.error("could not settle hold %s of key %s (%s); its reservation expires after "
+                              "the TTL", hold.hold_id, hold.key_id, type(exc).__name__)
+                    return
+                await asyncio.sleep(delay)  # a brief outage should not lose the settlement

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from tollway.limits.periods import Period
 from tollway.limits.store import WINDOW_MS, AdmitRequest, AdmitResult, Hold
@@ -131,9 +131,12 @@ _OUTCOMES = {0: "ok", 1: "rpm", 2: "tpm", 3: "credits", -1: "seed"}
 class RedisLimitStore:
     """Limits shared by every replica that points at the same Redis."""
 
-    def __init__(self, url: str, *, timeout_s: float) -> None:
-        self.redis: Redis = Redis.from_url(url, socket_timeout=timeout_s,
-                                           socket_connect_timeout=timeout_s)
+    def __init__(self, url: str, *, timeout_s: float, max_connections: int) -> None:
+        # A blocking pool: under load a request waits (up to the timeout) for a free
+        # connection instead of failing with "too many connections".
+        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout_s,
+                                               socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.redis: Redis = Redis.from_pool(pool)
         self._admit = self.redis.register_script(_ADMIT)
         self._settle = self.redis.register_script(_SETTLE)
 

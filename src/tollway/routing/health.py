@@ -75,7 +75,7 @@ class EndpointStats:
     """The mutable health record of one endpoint (owned by one tracker, one event loop)."""
 
     __slots__ = ("breaker", "consecutive", "last_fail_at", "latency", "minutes", "open_until",
-                 "outage_at", "outage_verdict", "p50_at", "p50_latency", "p50_throughput",
+                 "outage_at", "outage_verdict", "pct_at", "pct_latency", "pct_throughput",
                  "probe_until", "recent", "recent_fails", "seconds", "throughput")
 
     def __init__(self, samples: int, window: int) -> None:
@@ -92,9 +92,9 @@ class EndpointStats:
         self.outage_verdict = False
         self.latency: deque[tuple[float, float]] = deque(maxlen=samples)  # (t, seconds to first token)
         self.throughput: deque[tuple[float, float]] = deque(maxlen=samples)  # (t, tokens/s)
-        self.p50_at = -1e18
-        self.p50_latency: float | None = None
-        self.p50_throughput: float | None = None
+        self.pct_at = -1e18  # when pct_* were computed (routing reads them, refreshed each second)
+        self.pct_latency: dict[str, float] = {}
+        self.pct_throughput: dict[str, float] = {}
 
 
 class HealthTracker:
@@ -201,16 +201,18 @@ class HealthTracker:
 
     def p50(self, key: EndpointKey, now: float) -> tuple[float | None, float | None]:
         """(p50 seconds to first token, p50 tokens/s) over the last 30 min; refreshed once a second."""
+        latency, throughput = self.cached_percentiles(key, now)
+        return latency.get("p50"), throughput.get("p50")
+
+    def cached_percentiles(self, key: EndpointKey, now: float) -> tuple[dict[str, float], dict[str, float]]:
+        """:meth:`percentiles`, recomputed at most once a second (routing reads it per request)."""
         stats = self._stats.get(key)
         if stats is None:
-            return None, None
-        if now - stats.p50_at >= 1.0:
-            stats.p50_at = now
-            lat = self._window(stats.latency, now)
-            tps = self._window(stats.throughput, now)
-            stats.p50_latency = percentile(lat, 0.5) if lat else None
-            stats.p50_throughput = percentile(tps, 0.5) if tps else None
-        return stats.p50_latency, stats.p50_throughput
+            return {}, {}
+        if now - stats.pct_at >= 1.0:
+            stats.pct_at = now
+            stats.pct_latency, stats.pct_throughput = self.percentiles(key, now)
+        return stats.pct_latency, stats.pct_throughput
 
     def percentiles(self, key: EndpointKey, now: float) -> tuple[dict[str, float], dict[str, float]]:
         """Latency (seconds) and throughput (tokens/s) percentiles over the last 30 minutes."""

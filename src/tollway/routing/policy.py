@@ -87,7 +87,7 @@ class KeyPolicy(BaseModel):
 
     @property
     def is_empty(self) -> bool:
-        return self == _EMPTY
+        return self is _EMPTY or self == _EMPTY
 
     def narrow(self, other: KeyPolicy) -> KeyPolicy:
         """The stricter combination of two policies (never wider than either)."""

@@ -33,7 +33,7 @@ from tollway.config import ModelConfig, RoutingSettings
 from tollway.errors import BadRequest, ModelNotFound, NoEndpointAvailable, PermissionDenied
 from tollway.routing.health import HEALTHY, OPEN, PROBE, EndpointKey, HealthTracker
 from tollway.routing.policy import KeyPolicy, PolicyError, empty_policy, parse_policy
-from tollway.routing.preferences import SUFFIX_SORTS, Preferences, parse_preferences
+from tollway.routing.preferences import DEFAULT, SUFFIX_SORTS, Preferences, parse_preferences
 
 # Request parameters that ``require_parameters`` checks against an endpoint's list.
 CHECKED_PARAMETERS = frozenset({
@@ -43,7 +43,8 @@ CHECKED_PARAMETERS = frozenset({
     "parallel_tool_calls", "include_reasoning", "reasoning", "reasoning_effort", "verbosity",
     "web_search_options",
 })
-_FREE_PRICE = 1e-6  # a $0 endpoint still gets a finite (very large) weight
+_FREE_PRICE = 1e-6
+_NONE: frozenset[EndpointKey] = frozenset()  # a $0 endpoint still gets a finite (very large) weight
 
 
 class NoEndpointMatches(NoEndpointAvailable):
@@ -91,6 +92,7 @@ class Router:
         self.health = health or HealthTracker(self.settings)
         self.rng = random.Random(self.settings.seed)
         self._candidates: dict[str, tuple[Candidate, ...]] = {}
+        self._cum_weights: dict[str, list[float]] = {}
         self._policies: dict[str, tuple[dict[str, Any], KeyPolicy]] = {}
         self._sticky: OrderedDict[bytes, tuple[EndpointKey, float]] = OrderedDict()
 
@@ -164,8 +166,15 @@ class Router:
                 origin_country=model.author_country.upper() if model.author_country else None,
                 retains=bool(retains), trains=bool(trains),
                 quantization=(endpoint.quantization or "unknown").lower()))
-        result = tuple(out)
+        # Cheapest first (catalog order among equals): the fallback order of price ordering,
+        # and the draw weights of load balancing, computed once.
+        result = tuple(sorted(out, key=lambda c: c.blend))
         self._candidates[model.id] = result
+        total, cumulative = 0.0, []
+        for c in result:
+            total += 1.0 / max(c.blend, _FREE_PRICE) ** 2
+            cumulative.append(total)
+        self._cum_weights[model.id] = cumulative
         return result
 
     # -- the plan ------------------------------------------------------------------------------
@@ -178,13 +187,14 @@ class Router:
         key_policy = self.key_policy(principal)
         allowed = principal.key.allowed_models if principal.key is not None else None
         needs = _Needs.of(body, prefs.require_parameters)
+        filtering = prefs is not DEFAULT or needs.active or not key_policy.is_empty
         now = self.health.clock()
         unknown: list[str] = []
         inactive: list[str] = []
         denied: list[str] = []
         excluded: list[str] = []
         circuit_open: list[str] = []
-        groups: list[list[tuple[Candidate, int]]] = []
+        groups: list[tuple[str, list[tuple[Candidate, int]]]] = []
         for name, (model, _) in zip(names, resolved, strict=True):
             if model is None or model.disabled:
                 unknown.append(name)
@@ -198,41 +208,43 @@ class Router:
                 continue
             group: list[tuple[Candidate, int]] = []
             for c in candidates:
-                reason = (_preference_reason(c, prefs) or needs.reason(c)
-                          or _policy_reason(c, key_policy, "key policy")
-                          or _policy_reason(c, prefs.policy, "provider"))
-                if reason is not None:
-                    excluded.append(f"{model.id}@{c.target.provider.name}: {reason}")
-                    continue
+                if filtering:
+                    reason = (_preference_reason(c, prefs) or needs.reason(c)
+                              or _policy_reason(c, key_policy, "key policy")
+                              or _policy_reason(c, prefs.policy, "provider"))
+                    if reason is not None:
+                        excluded.append(f"{model.id}@{c.target.provider.name}: {reason}")
+                        continue
                 verdict = self.health.verdict(c.key, now)
                 if verdict == OPEN:
                     circuit_open.append(f"{model.id}@{c.target.provider.name}")
                     continue
                 group.append((c, verdict))
             if group:
-                groups.append(group)
+                groups.append((model.id, group))
         ordered = self._order(groups, prefs, now)
         if ordered:
-            unstable = frozenset(c.key for c, v in ordered if v > PROBE)
+            unstable = frozenset(c.key for c, v in ordered if v > PROBE) \
+                if any(v > PROBE for _, v in ordered) else _NONE
             return Plan([c.target for c, _ in ordered], sticky_allowed=not prefs.order,
                         unstable=unstable)
         raise _nothing_qualifies(unknown, inactive, denied, excluded, circuit_open,
                                  self.settings.breaker_cooldown_s)
 
-    def _order(self, groups: list[list[tuple[Candidate, int]]], prefs: Preferences,
+    def _order(self, groups: list[tuple[str, list[tuple[Candidate, int]]]], prefs: Preferences,
                now: float) -> list[tuple[Candidate, int]]:
         if prefs.sort is not None and prefs.partition == "none":
-            flat = [item for group in groups for item in group]
+            flat = [item for _, group in groups for item in group]
             return self._sorted(flat, prefs, now)
         out: list[tuple[Candidate, int]] = []
-        for group in groups:
+        for model_id, group in groups:
             if prefs.order:
                 out.extend(self._by_order(group, prefs, now))
             elif prefs.sort is not None:
                 ranked = self._sorted(group, prefs, now)
                 out.extend(ranked if prefs.allow_fallbacks else ranked[:1])
             else:
-                ranked = self._balanced(group, prefs, now)
+                ranked = self._balanced(model_id, group, prefs, now)
                 out.extend(ranked if prefs.allow_fallbacks else ranked[:1])
         return out
 
@@ -256,24 +268,32 @@ class Router:
         """Probes first, then stable endpoints by the sort key (unmeasured after measured), then
         endpoints missing a preferred threshold, unstable ones last."""
 
+        measured = prefs.sort in ("throughput", "latency")
+
         def key(item: tuple[Candidate, int]) -> tuple[int, int, int, float, float]:
             c, verdict = item
             tier = 0 if verdict == PROBE else (1 if verdict == HEALTHY else 2)
-            latency, throughput = self.health.p50(c.key, now)
-            if prefs.sort == "throughput":
-                metric = -throughput if throughput is not None else None
-            elif prefs.sort == "latency":
-                metric = latency
-            else:
-                metric = c.blend
+            metric: float | None = c.blend
+            if measured:
+                latency, throughput = self.health.p50(c.key, now)
+                metric = latency if prefs.sort == "latency" else \
+                    (-throughput if throughput is not None else None)
             return (tier, self._misses_preferred(c, prefs, now), int(metric is None),
                     metric if metric is not None else 0.0, c.blend)
 
         return sorted(items, key=key)
 
-    def _balanced(self, group: list[tuple[Candidate, int]], prefs: Preferences,
+    def _balanced(self, model_id: str, group: list[tuple[Candidate, int]], prefs: Preferences,
                   now: float) -> list[tuple[Candidate, int]]:
         """One stable endpoint drawn with weight 1/price^2, then the others cheapest first."""
+        if len(group) == 1:
+            return group
+        thresholds = prefs.min_throughput is not None or prefs.max_latency is not None
+        if len(group) > 1 and not thresholds and len(group) == len(self._candidates[model_id]) \
+                and all(v == HEALTHY for _, v in group):
+            # The common case: nothing excluded, all healthy, group already cheapest first.
+            chosen = self.rng.choices(group, cum_weights=self._cum_weights[model_id])[0]
+            return [chosen, *(item for item in group if item is not chosen)]
         ranked = self._sorted(group, prefs, now)
         if ranked and ranked[0][1] == PROBE:
             return ranked  # a half-open endpoint must be tried to recover
@@ -289,7 +309,7 @@ class Router:
         """1 when the endpoint is measured and misses preferred_min_throughput / max_latency."""
         if prefs.min_throughput is None and prefs.max_latency is None:
             return 0
-        latency, throughput = self.health.percentiles(c.key, now)
+        latency, throughput = self.health.cached_percentiles(c.key, now)
         for name, floor in (prefs.min_throughput or {}).items():
             if name in throughput and throughput[name] < floor:
                 return 1
@@ -312,7 +332,8 @@ class Router:
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:
                 return None
-            h.update(b"m\0" + orjson.dumps(messages[:2]))
+            for message in messages[:2]:
+                h.update(b"m\0" + _fingerprint(message))
         return h.digest()
 
     def stick(self, plan: list[Target], session: bytes | None) -> list[Target]:
@@ -356,9 +377,15 @@ class _Needs:
     max_tokens: int | None
     parameters: frozenset[str]
 
+    @property
+    def active(self) -> bool:
+        return self.tools or self.max_tokens is not None or bool(self.parameters)
+
     @classmethod
     def of(cls, body: dict[str, Any], require_parameters: bool) -> _Needs:
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        if max_tokens is None and not require_parameters and not body.get("tools"):
+            return _NO_NEEDS
         return cls(tools=bool(body.get("tools")),
                    max_tokens=max_tokens if isinstance(max_tokens, int) else None,
                    parameters=CHECKED_PARAMETERS.intersection(body) if require_parameters
@@ -378,6 +405,20 @@ class _Needs:
             if missing:
                 return f"provider.require_parameters: does not support {', '.join(sorted(missing))}"
         return None
+
+
+def _fingerprint(message: Any) -> bytes:
+    """Enough of a message to tell conversations apart without hashing a 50 KB system prompt:
+    its role, its length, and its first and last 1,000 characters."""
+    content = message.get("content") if isinstance(message, dict) else message
+    text = content if isinstance(content, str) else orjson.dumps(content).decode()
+    if len(text) > 2000:
+        text = f"{text[:1000]}\0{len(text)}\0{text[-1000:]}"
+    role = message.get("role") if isinstance(message, dict) else None
+    return f"{role}\0{text}".encode("utf-8", "surrogatepass")
+
+
+_NO_NEEDS = _Needs(tools=False, max_tokens=None, parameters=frozenset())
 
 
 def _preference_reason(c: Candidate, prefs: Preferences) -> str | None:
