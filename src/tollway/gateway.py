@@ -11,11 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterator,
-    Callable,
-)
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,6 +23,7 @@ from tollway.adapters.anthropic import AnthropicAdapter  # issue 5: /v1/messages
 from tollway.adapters.base import (
     Adapter,
     CallContext,
+    Completion,
     Embedder,
     MidStreamError,
     StreamState,
@@ -93,6 +90,11 @@ class _Run:
     hold: Hold | None = None  # the key's credit/rate-limit claim, settled when the run ends
 
 
+# A stream opener returns the stream and what closes it (given the final usage and cost).
+Closer = Callable[[Usage, int], bytes]
+_Opened = tuple[AsyncIterator[bytes], Closer | None]
+
+
 def new_generation_id() -> str:
     # 80 random bits from the interpreter's PRNG (seeded from os.urandom at start): ids
     # are unguessable enough for lookups that are checked against the caller's key anyway,
@@ -139,6 +141,7 @@ class Gateway:
             await self._session.close()
             self._session = None
         await self.limits.close()  # pending settlements first: they may need the DB
+        await asyncio.to_thread(self.health.close)  # the last batch of shared health state
         # Drain the ledger: every answered generation is written before we exit.
         await asyncio.to_thread(self.writer.close)
         self.engine.dispose()
@@ -149,10 +152,103 @@ class Gateway:
             raise RuntimeError("gateway not started")
         return self._session
 
-    # -- chat completions ---------------------------------------------------------------
+    # -- the three APIs ------------------------------------------------------------------
+    # Chat completions, Anthropic Messages and embeddings share one run lifecycle
+    # (_open_run), one attempt loop per mode (_attempt_complete, _attempt_stream) and one
+    # relay (_relay): routing, stickiness, deadlines, health, limits and metering can't
+    # drift between them.  What differs is passed in: how to call a target, how to close
+    # a stream, how to say an error mid-stream.
 
     async def chat(self, principal: Principal, body: dict[str, Any], meta: RequestMeta) -> ChatOutcome:
         validate_chat_body(body)
+        run, targets = await self._open_run(principal, body, meta)
+        if body.get("stream") is True:
+
+            def open_chat(target: Target, ctx: CallContext, state: StreamState) -> _Opened:
+                stream = self.adapters[target.provider.kind].stream(target, body, ctx, state)
+
+                def close(usage: Usage, cost: int) -> bytes:
+                    return final_chunks(run.generation_id, target, render_usage(usage, cost))
+
+                return stream, close
+
+            return await self._attempt_stream(
+                run, targets, open_chat,
+                lambda target, exc: midstream_error_chunk(run.generation_id, target, exc))
+        _target, completion, usage, cost = await self._attempt_complete(
+            run, targets, lambda t, ctx: self.adapters[t.provider.kind].complete(t, body, ctx))
+        completion.payload["usage"] = render_usage(usage, cost)
+        return ChatOutcome(generation_id=run.generation_id, payload=completion.payload)
+
+    async def messages(self, principal: Principal, request: MessagesRequest, meta: RequestMeta,
+                       forward_headers: dict[str, str] | None = None) -> ChatOutcome:
+        """An Anthropic Messages call: passed straight through to providers that speak Anthropic,
+        translated to OpenAI chat for the others; the payload or events are Anthropic's."""
+        validate_chat_body(request.openai)
+        run, targets = await self._open_run(principal, request.openai, meta)
+        headers = forward_headers or {}
+        if request.stream:
+
+            def open_messages(target: Target, ctx: CallContext, state: StreamState) -> _Opened:
+                passthrough = self._passthrough(target)
+                if passthrough is not None:
+                    ctx.extra_headers = headers
+                    return passthrough.passthrough_stream(target, request.anthropic, ctx, state), None
+                writer = EventWriter(run.generation_id, target.model.id)
+                adapter = self.adapters[target.provider.kind]
+
+                def close(usage: Usage, cost: int) -> bytes:
+                    # After a mid-stream error the error event was the end of the stream.
+                    return b"" if state.finish_reason == "error" else writer.end(usage, state.finish_reason)
+
+                return translate_stream(adapter.stream(target, run.body, ctx, state), writer), close
+
+            return await self._attempt_stream(run, targets, open_messages,
+                                              lambda target, exc: error_event(exc.message))
+
+        async def call(target: Target, ctx: CallContext) -> Completion:
+            passthrough = self._passthrough(target)
+            if passthrough is not None:
+                ctx.extra_headers = headers
+                return await passthrough.passthrough_complete(target, request.anthropic, ctx)
+            return await self.adapters[target.provider.kind].complete(target, run.body, ctx)
+
+        target, completion, usage, _cost = await self._attempt_complete(run, targets, call)
+        payload = completion.payload if self._passthrough(target) is not None else \
+            to_anthropic_message(completion.payload, usage)
+        return ChatOutcome(generation_id=run.generation_id, payload=payload)
+
+    async def embeddings(self, principal: Principal, body: dict[str, Any], meta: RequestMeta) -> dict[str, Any]:
+        """``POST /v1/embeddings``: routed like chat, metered at the endpoint's prompt price."""
+        validate_embeddings_body(body)
+        run, targets = await self._open_run(principal, body, meta)
+
+        async def call(target: Target, ctx: CallContext) -> Completion:
+            adapter = self.adapters[target.provider.kind]
+            if not isinstance(adapter, Embedder):
+                raise UpstreamError(f"provider {target.provider.name} ({target.provider.kind} format) "
+                                    "offers no embeddings", provider=target.provider.name)
+            result = await adapter.embed(target, body, ctx)
+            usage = result.usage or Usage(prompt_tokens=estimate_input_tokens(body), estimated=True)
+            return Completion(payload=result.payload, finish_reason=None, native_finish_reason=None,
+                              upstream_id=None,
+                              usage=Usage(prompt_tokens=usage.prompt_tokens, estimated=usage.estimated))
+
+        _target, completion, usage, cost = await self._attempt_complete(run, targets, call)
+        payload = completion.payload
+        payload["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens,
+                            "cost": nano_to_usd(cost),
+                            "cost_details": {"cost_nanousd": cost, "estimated": usage.estimated}}
+        payload["id"] = run.generation_id
+        return payload
+
+    def _passthrough(self, target: Target) -> AnthropicAdapter | None:
+        adapter = self.adapters[target.provider.kind]
+        return adapter if isinstance(adapter, AnthropicAdapter) else None
+
+    async def _open_run(self, principal: Principal, body: dict[str, Any],
+                        meta: RequestMeta) -> tuple[_Run, list[Target]]:
+        """A run for ``body`` (OpenAI-shaped), its planned targets, and the key's limits admitted."""
         run = _Run(generation_id=new_generation_id(), principal=principal, body=body, meta=meta,
                    started=time.monotonic(), created_at=self.clock())
         if meta.session_id is None and isinstance(body.get("session_id"), str):
@@ -170,31 +266,34 @@ class Gateway:
             except TollwayError as exc:
                 self._record_failure(run, exc, model=targets[0].model.id)
                 raise
-        if body.get("stream") is True:
-            return await self._start_stream(run, targets)
-        return ChatOutcome(generation_id=run.generation_id, payload=await self._complete(run, targets))
+        return run, targets
 
     def _context(self, run: _Run, target: Target) -> CallContext:
         return CallContext(generation_id=run.generation_id, model_id=target.model.id,
                            created=int(time.time()), session=self.session, timeouts=self.timeouts)
 
-    async def _complete(self, run: _Run, targets: list[Target]) -> dict[str, Any]:
-        last: UpstreamError | None = None
+    def _sticky(self, run: _Run, targets: list[Target]) -> tuple[list[Target], bytes | None]:
         # Sticky routing only matters with a choice to make; one endpoint skips the hashing.
         session = self.router.session_key(run.body, run.meta.session_id, run.principal.key_id) \
             if len(targets) > 1 else None
-        targets = self.router.stick(targets, session)
+        return self.router.stick(targets, session), session
+
+    async def _attempt_complete(self, run: _Run, targets: list[Target],
+                                call: Callable[[Target, CallContext], Awaitable[Completion]],
+                                ) -> tuple[Target, Completion, Usage, int]:
+        """Try ``call`` on each target in order until one answers; meter that answer."""
+        last: UpstreamError | None = None
+        targets, session = self._sticky(run, targets)
         deadline = run.started + self.settings.timeouts.total
         for n, target in enumerate(targets):
-            adapter = self.adapters[target.provider.kind]
             attempt_started = time.monotonic()
             try:
                 if n == 0:
                     # aiohttp's own total timeout bounds the first attempt: no extra timer.
-                    completion = await adapter.complete(target, run.body, self._context(run, target))
+                    completion = await call(target, self._context(run, target))
                 else:
                     async with asyncio.timeout_at(self._loop_deadline(deadline)):
-                        completion = await adapter.complete(target, run.body, self._context(run, target))
+                        completion = await call(target, self._context(run, target))
             except TimeoutError:
                 last = self._deadline_error(target)
                 self._note_attempt(run, target, last, attempt_started)
@@ -215,31 +314,28 @@ class Gateway:
             self.health.record_throughput((target.model.id, target.provider.name),
                                           usage.completion_tokens, time.monotonic() - attempt_started)
             cost = self.catalog.price_table(target.model.id, target.endpoint).cost_nano(usage)
-            completion.payload["usage"] = render_usage(usage, cost)
-            latency = time.monotonic() - run.started
             self._submit(run, target, usage, cost, status="success", http_status=200,
                          finish_reason=completion.finish_reason,
                          native_finish_reason=completion.native_finish_reason,
-                         upstream_id=completion.upstream_id, latency_s=latency, ttft_s=None,
-                         streamed=False)
-            return completion.payload
+                         upstream_id=completion.upstream_id, latency_s=time.monotonic() - run.started,
+                         ttft_s=None, streamed=False)
+            return target, completion, usage, cost
         raise self._all_failed(run, targets, last)
 
-    async def _start_stream(self, run: _Run, targets: list[Target]) -> ChatOutcome:
+    async def _attempt_stream(self, run: _Run, targets: list[Target],
+                              open_stream: Callable[[Target, CallContext, StreamState], _Opened],
+                              error_chunk: Callable[[Target, MidStreamError], bytes]) -> ChatOutcome:
+        """Open streams in order until one yields its first bytes; then relay that one."""
         last: UpstreamError | None = None
-        # Sticky routing only matters with a choice to make; one endpoint skips the hashing.
-        session = self.router.session_key(run.body, run.meta.session_id, run.principal.key_id) \
-            if len(targets) > 1 else None
-        targets = self.router.stick(targets, session)
+        targets, session = self._sticky(run, targets)
         deadline = run.started + self.settings.timeouts.total
         for target in targets:
-            adapter = self.adapters[target.provider.kind]
             state = StreamState()
             attempt_started = time.monotonic()
             # Before the first byte a stream can still fail over: bound the wait by the
             # first-byte timeout and by what is left of the overall deadline.
             wait = min(self.timeouts.first_byte_s, deadline - attempt_started)
-            iterator = adapter.stream(target, run.body, self._context(run, target), state)
+            iterator, close = open_stream(target, self._context(run, target), state)
             try:
                 async with asyncio.timeout(max(wait, 0.0)):
                     first = await anext(iterator)
@@ -247,7 +343,7 @@ class Gateway:
                 exc = UpstreamError(f"provider {target.provider.name} sent an empty stream",
                                     provider=target.provider.name, retryable=True)
             except TimeoutError:
-                await iterator.aclose()  # type: ignore[attr-defined]
+                await _aclose(iterator)
                 if wait < self.timeouts.first_byte_s:
                     exc = self._deadline_error(target)
                 else:
@@ -260,7 +356,7 @@ class Gateway:
                 self._note_attempt(run, target, None, attempt_started)
                 self.router.remember(targets, target, session)
                 return ChatOutcome(generation_id=run.generation_id,
-                                   stream=self._relay(run, target, state, first, iterator))
+                                   stream=self._relay(run, target, state, first, iterator, close, error_chunk))
             last = exc
             self._note_attempt(run, target, exc, attempt_started)
             if not exc.retryable:
@@ -287,24 +383,26 @@ class Gateway:
             self.health.record_throughput(key, usage.completion_tokens, time.monotonic() - state.first_byte_at)
 
     async def _relay(self, run: _Run, target: Target, state: StreamState, first: bytes,
-                     iterator: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+                     iterator: AsyncIterator[bytes], close: Closer | None,
+                     error_chunk: Callable[[Target, MidStreamError], bytes]) -> AsyncIterator[bytes]:
         """Yield the stream to the client; meter it whatever happens (done, error, hang-up)."""
         status, error, cancelled, http_status = "success", None, False, 200
         prices = self.catalog.price_table(target.model.id, target.endpoint)
         recorded = False
 
-        def record() -> Usage:
+        def record() -> tuple[Usage, int]:
             nonlocal recorded
             recorded = True
             usage = self._stream_usage(run, state)
+            cost = prices.cost_nano(usage)
             self._observe_stream(target, state, usage, status)
             ttft = state.first_byte_at - run.started if state.first_byte_at else None
-            self._submit(run, target, usage, prices.cost_nano(usage), status=status,
+            self._submit(run, target, usage, cost, status=status,
                          http_status=499 if cancelled else http_status, finish_reason=state.finish_reason,
                          native_finish_reason=state.native_finish_reason, upstream_id=state.upstream_id,
                          latency_s=time.monotonic() - run.started, ttft_s=ttft, streamed=True,
                          cancelled=cancelled, error=error)
-            return usage
+            return usage, cost
 
         try:
             yield first
@@ -314,11 +412,14 @@ class Gateway:
             except MidStreamError as exc:
                 status, error, http_status = "error", exc.message, 502
                 state.finish_reason = "error"
-                yield midstream_error_chunk(run.generation_id, target, exc)
-            # Record before the closing chunk, so a client that has seen [DONE] can already
-            # look the generation up.
-            usage = record()
-            yield final_chunks(run.generation_id, target, render_usage(usage, prices.cost_nano(usage)))
+                yield error_chunk(target, exc)
+            # Record before the closing bytes, so a client that has seen the end of the
+            # stream can already look the generation up.
+            usage, cost = record()
+            if close is not None:
+                ending = close(usage, cost)
+                if ending:
+                    yield ending
         except (asyncio.CancelledError, GeneratorExit):
             cancelled = True
             # The client hung up.  If the upstream had already finished (finish reason and
@@ -328,8 +429,7 @@ class Gateway:
                 status = "cancelled"
             raise
         finally:
-            if hasattr(iterator, "aclose"):
-                await iterator.aclose()
+            await _aclose(iterator)
             if not recorded:
                 record()
 
@@ -337,6 +437,7 @@ class Gateway:
         if state.usage is not None:
             return state.usage
         return estimate_stream_usage(state, estimate_prompt_tokens(run.body))
+
 
     # -- bookkeeping ----------------------------------------------------------------------
 
@@ -406,7 +507,7 @@ class Gateway:
             native_finish_reason=native_finish_reason, streamed=streamed, cancelled=cancelled,
             estimated=usage.estimated, latency_ms=int(latency_s * 1000),
             ttft_ms=int(ttft_s * 1000) if ttft_s is not None else None, api=run.meta.api, error=error,
-            attempts=run.attempts if len(run.attempts) > 1 else None,
+            attempts=run.attempts or None,
         ))
         if run.hold is not None:
             self.limits.settle(run.hold, cost, usage.total_tokens)
@@ -414,193 +515,12 @@ class Gateway:
         self.metrics.record(model=target.model.id, provider=target.provider.name, status=status,
                             latency_s=latency_s, ttft_s=ttft_s, prompt_tokens=usage.prompt_tokens,
                             completion_tokens=usage.completion_tokens, cost_nano=cost)
-    # -- Anthropic Messages ingress (/v1/messages) and embeddings --------------------------------
-    # Added for issue 5.  They reuse the bookkeeping above (_note_attempt, _submit,
-    # _record_failure, _all_failed) and mirror chat()'s admission, so a /v1/messages or
-    # /v1/embeddings call is routed, limited and metered exactly like a chat completion.
 
-    async def _open_run(self, principal: Principal, body: dict[str, Any],
-                        meta: RequestMeta) -> tuple[_Run, list[Target]]:
-        """A run for ``body`` (OpenAI-shaped), its planned targets, and the key's limits admitted."""
-        run = _Run(generation_id=new_generation_id(), principal=principal, body=body, meta=meta,
-                   started=time.monotonic(), created_at=self.clock())
-        if meta.session_id is None and isinstance(body.get("session_id"), str):
-            meta.session_id = body["session_id"]
-        try:
-            targets = self.router.plan(body, principal)
-        except TollwayError as exc:
-            self._record_failure(run, exc, model=str(body.get("model") or ""))
-            raise
-        if has_limits(principal.key):
-            assert principal.key is not None
-            try:
-                run.hold = await self.limits.admit(principal.key, body, targets, self.catalog,
-                                                   now=run.created_at)
-            except TollwayError as exc:
-                self._record_failure(run, exc, model=targets[0].model.id)
-                raise
-        return run, targets
 
-    async def messages(self, principal: Principal, request: MessagesRequest, meta: RequestMeta,
-                       forward_headers: dict[str, str] | None = None) -> ChatOutcome:
-        """An Anthropic Messages call: passed straight through to providers that speak Anthropic,
-        translated to OpenAI chat for the others; the payload or events are Anthropic's."""
-        validate_chat_body(request.openai)
-        run, targets = await self._open_run(principal, request.openai, meta)
-        headers = forward_headers or {}
-        if request.stream:
-            return await self._messages_stream(run, request, targets, headers)
-        return ChatOutcome(generation_id=run.generation_id,
-                           payload=await self._messages_complete(run, request, targets, headers))
-
-    def _passthrough(self, target: Target) -> AnthropicAdapter | None:
-        adapter = self.adapters[target.provider.kind]
-        return adapter if isinstance(adapter, AnthropicAdapter) else None
-
-    async def _messages_complete(self, run: _Run, request: MessagesRequest, targets: list[Target],
-                                 headers: dict[str, str]) -> dict[str, Any]:
-        last: UpstreamError | None = None
-        for target in targets:
-            passthrough = self._passthrough(target)
-            ctx = self._context(run, target)
-            attempt_started = time.monotonic()
-            try:
-                if passthrough is not None:
-                    ctx.extra_headers = headers
-                    completion = await passthrough.passthrough_complete(target, request.anthropic, ctx)
-                else:
-                    completion = await self.adapters[target.provider.kind].complete(target, run.body, ctx)
-            except UpstreamError as exc:
-                last = exc
-                self._note_attempt(run, target, exc, attempt_started)
-                if not exc.retryable:
-                    break
-                continue
-            self._note_attempt(run, target, None, attempt_started)
-            usage = completion.usage
-            if usage is None:
-                usage = Usage(prompt_tokens=estimate_prompt_tokens(run.body),
-                              completion_tokens=_completion_tokens_estimate(completion.payload),
-                              estimated=True)
-            cost = self.catalog.price_table(target.model.id, target.endpoint).cost_nano(usage)
-            payload = completion.payload if passthrough is not None else \
-                to_anthropic_message(completion.payload, usage)
-            self._submit(run, target, usage, cost, status="success", http_status=200,
-                         finish_reason=completion.finish_reason,
-                         native_finish_reason=completion.native_finish_reason,
-                         upstream_id=completion.upstream_id, latency_s=time.monotonic() - run.started,
-                         ttft_s=None, streamed=False)
-            return payload
-        raise self._all_failed(run, targets, last)
-
-    async def _messages_stream(self, run: _Run, request: MessagesRequest, targets: list[Target],
-                               headers: dict[str, str]) -> ChatOutcome:
-        last: UpstreamError | None = None
-        for target in targets:
-            passthrough = self._passthrough(target)
-            state = StreamState()
-            ctx = self._context(run, target)
-            writer: EventWriter | None = None
-            iterator: AsyncGenerator[bytes, None]
-            if passthrough is not None:
-                ctx.extra_headers = headers
-                iterator = passthrough.passthrough_stream(target, request.anthropic, ctx, state)
-            else:
-                writer = EventWriter(run.generation_id, target.model.id)
-                adapter = self.adapters[target.provider.kind]
-                iterator = translate_stream(adapter.stream(target, run.body, ctx, state), writer)
-            attempt_started = time.monotonic()
-            try:
-                async with asyncio.timeout(self.timeouts.first_byte_s):
-                    first = await anext(iterator)
-            except StopAsyncIteration:
-                exc = UpstreamError(f"provider {target.provider.name} sent an empty stream",
-                                    provider=target.provider.name, retryable=True)
-            except TimeoutError:
-                await iterator.aclose()
-                exc = UpstreamError(f"provider {target.provider.name} sent no first byte within "
-                                    f"{self.timeouts.first_byte_s:g} s", provider=target.provider.name,
-                                    retryable=True)
-            except UpstreamError as err:
-                exc = err
-            else:
-                self._note_attempt(run, target, None, attempt_started)
-                return ChatOutcome(generation_id=run.generation_id,
-                                   stream=self._messages_relay(run, target, state, first, iterator, writer))
-            last = exc
-            self._note_attempt(run, target, exc, attempt_started)
-            if not exc.retryable:
-                break
-        raise self._all_failed(run, targets, last)
-
-    async def _messages_relay(self, run: _Run, target: Target, state: StreamState, first: bytes,
-                              iterator: AsyncGenerator[bytes, None],
-                              writer: EventWriter | None) -> AsyncIterator[bytes]:
-        """Like ``_relay``, in Anthropic events: a translated stream is closed by ``writer``."""
-        status, error, cancelled, http_status = "success", None, False, 200
-        prices = self.catalog.price_table(target.model.id, target.endpoint)
-        try:
-            yield first
-            try:
-                async for chunk in iterator:
-                    yield chunk
-            except MidStreamError as exc:
-                status, error, http_status = "error", exc.message, 502
-                state.finish_reason = "error"
-                yield error_event(exc.message)
-            else:
-                if writer is not None:
-                    yield writer.end(self._stream_usage(run, state), state.finish_reason)
-        except (asyncio.CancelledError, GeneratorExit):
-            cancelled = True
-            # The client hung up.  If the upstream had already finished (finish reason and
-            # usage received) the generation itself succeeded and is billed in full; only a
-            # generation cut short counts as cancelled.
-            if not (state.usage is not None and state.finish_reason and status == "success"):
-                status = "cancelled"
-            raise
-        finally:
-            await iterator.aclose()
-            usage = self._stream_usage(run, state)
-            ttft = state.first_byte_at - run.started if state.first_byte_at else None
-            self._submit(run, target, usage, prices.cost_nano(usage), status=status,
-                         http_status=499 if cancelled else http_status, finish_reason=state.finish_reason,
-                         native_finish_reason=state.native_finish_reason, upstream_id=state.upstream_id,
-                         latency_s=time.monotonic() - run.started, ttft_s=ttft, streamed=True,
-                         cancelled=cancelled, error=error)
-
-    async def embeddings(self, principal: Principal, body: dict[str, Any], meta: RequestMeta) -> dict[str, Any]:
-        """``POST /v1/embeddings``: routed like chat, metered at the endpoint's prompt price."""
-        validate_embeddings_body(body)
-        run, targets = await self._open_run(principal, body, meta)
-        last: UpstreamError | None = None
-        for target in targets:
-            adapter = self.adapters[target.provider.kind]
-            attempt_started = time.monotonic()
-            try:
-                if not isinstance(adapter, Embedder):
-                    raise UpstreamError(f"provider {target.provider.name} ({target.provider.kind} format) "
-                                        "offers no embeddings", provider=target.provider.name)
-                result = await adapter.embed(target, body, self._context(run, target))
-            except UpstreamError as exc:
-                last = exc
-                self._note_attempt(run, target, exc, attempt_started)
-                if not exc.retryable:
-                    break
-                continue
-            self._note_attempt(run, target, None, attempt_started)
-            usage = result.usage or Usage(prompt_tokens=estimate_input_tokens(body), estimated=True)
-            usage = Usage(prompt_tokens=usage.prompt_tokens, estimated=usage.estimated)
-            cost = self.catalog.price_table(target.model.id, target.endpoint).cost_nano(usage)
-            result.payload["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens,
-                                       "cost": nano_to_usd(cost),
-                                       "cost_details": {"cost_nanousd": cost, "estimated": usage.estimated}}
-            result.payload["id"] = run.generation_id
-            self._submit(run, target, usage, cost, status="success", http_status=200, finish_reason=None,
-                         native_finish_reason=None, upstream_id=None,
-                         latency_s=time.monotonic() - run.started, ttft_s=None, streamed=False)
-            return result.payload
-        raise self._all_failed(run, targets, last)
+async def _aclose(iterator: AsyncIterator[bytes]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def _completion_tokens_estimate(payload: dict[str, Any]) -> int:

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection, Engine, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 
 from tollway.ledger import schema
 from tollway.ledger.records import GenerationRecord
@@ -117,7 +117,14 @@ class LedgerWriter:
         self._drain_inline()
 
     def _write(self, batch: list[GenerationRecord]) -> None:
-        delay = 0.1
+        """Write a batch, retrying while the database is unreachable.
+
+        Connection trouble (OperationalError, InterfaceError) is retried with backoff for
+        as long as it lasts; any other database error is a bug or a schema mismatch that
+        retrying can't fix, so after a few tries the batch is logged (ids and totals, so
+        an operator can reconcile) and dropped rather than hanging the writer forever.
+        """
+        delay, failures = 0.1, 0
         while True:
             try:
                 with self._engine.begin() as conn:
@@ -127,11 +134,21 @@ class LedgerWriter:
                 # Some ids were already written (a retried batch): write the rest one by one.
                 self._write_individually(batch)
                 break
+            except (OperationalError, InterfaceError) as exc:
+                log.error("ledger database unreachable writing %d records (%s); retrying in %.1f s",
+                          len(batch), type(exc).__name__, delay)
             except SQLAlchemyError as exc:
+                failures += 1
+                if failures >= 3:
+                    log.critical("ledger write failed permanently (%s: %s); %d records NOT written: ids %s, "
+                                 "cost_nanousd %d", type(exc).__name__, str(exc).splitlines()[0][:300],
+                                 len(batch), ",".join(r.id for r in batch[:50]),
+                                 sum(r.cost_nanousd for r in batch))
+                    break
                 log.error("ledger write of %d records failed (%s); retrying in %.1f s",
                           len(batch), type(exc).__name__, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
         for record in batch:
             self._pending.pop(record.id, None)
         self.written += len(batch)
