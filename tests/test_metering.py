@@ -62,3 +62,13 @@ def test_usd_to_nano_and_prompt_estimate() -> None:
     assert usd_to_nano(Decimal("0.000000001")) == 1
     body = {"messages": [{"role": "user", "content": "x" * 400}]}
     assert 100 <= estimate_prompt_tokens(body) <= 110
+
+
+def test_split_adds_up_to_the_total() -> None:
+    table = PriceTable.from_pricing(Pricing(prompt=Decimal("0.0375"), completion=Decimal("0.15"),
+                                            cache_read=Decimal("0.01"), request=Decimal("0.0001")))
+    for p, c, cached in [(1, 1, 0), (3, 7, 1), (12345, 678, 9000), (0, 5, 0)]:
+        usage = Usage(prompt_tokens=p, completion_tokens=c, cached_tokens=cached)
+        prompt, completion = table.split_nano(usage)
+        assert prompt + completion == table.cost_nano(usage)
+        assert prompt >= 100_000  # the request fee sits on the prompt side

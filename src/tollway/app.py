@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,11 +21,14 @@ from starlette.types import Receive, Scope, Send
 
 from tollway.api import chat, embeddings, generation, health, messages
 from tollway.api.common import json_response
+from tollway.auth import require_admin
 from tollway.config import Settings, load_settings
 from tollway.errors import TollwayError
 from tollway.gateway import Gateway
 
 log = logging.getLogger("tollway")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _is_anthropic_path(request: Request) -> bool:
@@ -67,7 +70,8 @@ def _routes() -> list[BaseRoute]:
         routes.append(Route(f"{prefix}/embeddings", embeddings.embeddings, methods=["POST"]))
     routes.append(Route("/api/v1/generation", generation.generation, methods=["GET"]))
     routes.extend(_key_routes())
-    routes.extend(_optional_routes())
+    routes.extend(_catalog_routes())
+    routes.extend(_analytics_routes())
     return routes
 
 
@@ -88,17 +92,34 @@ def _key_routes() -> list[BaseRoute]:
     ]
 
 
-def _optional_routes() -> list[BaseRoute]:
-    """Endpoint families that live in their own modules."""
-    try:
-        from tollway.api import models
-    except ImportError:
-        return []
+def _catalog_routes() -> list[BaseRoute]:
+    """The model catalog, OpenAI- and OpenRouter-shaped (``tollway.api.models``)."""
+    from tollway.api import models
+
     return [
         Route("/v1/models", models.list_models_openai, methods=["GET"]),
         Route("/api/v1/models", models.list_models_openrouter, methods=["GET"]),
         Route("/api/v1/models/{author}/{slug}/endpoints", models.model_endpoints, methods=["GET"]),
     ]
+
+
+def _admin_only(endpoint: Endpoint) -> Endpoint:
+    """Analytics cover every key's traffic, so they need the admin key."""
+
+    async def guarded(request: Request) -> Response:
+        gateway = request.app.state.gateway
+        require_admin(await gateway.keys.authenticate(request))
+        return await endpoint(request)
+
+    return guarded
+
+
+def _analytics_routes() -> list[BaseRoute]:
+    """Rankings, what-if cost, task and request sizes (``tollway.api.analytics``)."""
+    from tollway.api import analytics
+
+    return [Route(r.path, _admin_only(r.endpoint), methods=list(r.methods or ["GET"]))
+            for r in analytics.routes]
 
 
 _HOT_PATHS = frozenset({"/v1/chat/completions", "/api/v1/chat/completions"})

@@ -37,6 +37,7 @@ from tollway.embeddings import estimate_input_tokens, validate_embeddings_body  
 from tollway.errors import AllAttemptsFailed, BadRequest, TollwayError, UpstreamError
 from tollway.ledger.db import create_db_engine, migrate
 from tollway.ledger.records import GenerationRecord
+from tollway.ledger.rollups import apply_rollups
 from tollway.ledger.schema import utcnow
 from tollway.ledger.writer import BatchHook, LedgerWriter
 from tollway.limits import Hold, Limiter, has_limits
@@ -118,7 +119,9 @@ class Gateway:
         self.engine = create_db_engine(settings.database)
         self.writer = LedgerWriter(self.engine, batch_size=settings.ledger.batch_size,
                                    flush_interval_s=settings.ledger.flush_interval_ms / 1000,
-                                   hooks=hooks)
+                                   # Rollups are kept up to date in the same transaction as
+                                   # the generations, so reports never read the raw ledger.
+                                   hooks=(apply_rollups, *hooks))
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
         self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin)
         self.metrics = Metrics()
@@ -168,16 +171,16 @@ class Gateway:
                 stream = self.adapters[target.provider.kind].stream(target, body, ctx, state)
 
                 def close(usage: Usage, cost: int) -> bytes:
-                    return final_chunks(run.generation_id, target, render_usage(usage, cost))
+                    return final_chunks(run.generation_id, target, self._usage_doc(target, usage, cost))
 
                 return stream, close
 
             return await self._attempt_stream(
                 run, targets, open_chat,
                 lambda target, exc: midstream_error_chunk(run.generation_id, target, exc))
-        _target, completion, usage, cost = await self._attempt_complete(
+        target, completion, usage, cost = await self._attempt_complete(
             run, targets, lambda t, ctx: self.adapters[t.provider.kind].complete(t, body, ctx))
-        completion.payload["usage"] = render_usage(usage, cost)
+        completion.payload["usage"] = self._usage_doc(target, usage, cost)
         return ChatOutcome(generation_id=run.generation_id, payload=completion.payload)
 
     async def messages(self, principal: Principal, request: MessagesRequest, meta: RequestMeta,
@@ -238,9 +241,13 @@ class Gateway:
         payload = completion.payload
         payload["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens,
                             "cost": nano_to_usd(cost),
-                            "cost_details": {"cost_nanousd": cost, "estimated": usage.estimated}}
+                            "tollway": {"cost_nanousd": cost, "estimated": usage.estimated}}
         payload["id"] = run.generation_id
         return payload
+
+    def _usage_doc(self, target: Target, usage: Usage, cost: int) -> dict[str, Any]:
+        prompt_cost, _ = self.catalog.price_table(target.model.id, target.endpoint).split_nano(usage)
+        return render_usage(usage, cost, prompt_cost)
 
     def _passthrough(self, target: Target) -> AnthropicAdapter | None:
         adapter = self.adapters[target.provider.kind]

@@ -94,6 +94,20 @@ class PriceTable:
             request_nano=int((pricing.request * NANO_PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN)),
         )
 
+    def split_nano(self, usage: Usage) -> tuple[int, int]:
+        """``cost_nano`` split into (prompt side incl. any request fee, completion side).
+
+        The two parts always add up to ``cost_nano(usage)`` exactly; only the prompt part
+        is rounded on its own, the completion part is the remainder.
+        """
+        total = self.cost_nano(usage)
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        writes = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
+        fresh = usage.prompt_tokens - cached - writes
+        femto = fresh * self.prompt + cached * self.cache_read + writes * self.cache_write
+        prompt = _round_femto(femto) + self.request_nano
+        return prompt, total - prompt
+
     def cost_nano(self, usage: Usage) -> int:
         """Exact cost in nano-dollars: cached reads and cache writes at their own prices."""
         cached = min(usage.cached_tokens, usage.prompt_tokens)
@@ -107,11 +121,15 @@ class PriceTable:
             + (usage.completion_tokens - reasoning) * self.completion
             + reasoning * self.reasoning
         )
-        # Round half to even once, at the end.
-        nano, rest = divmod(femto, _FEMTO_PER_NANO)
-        if rest * 2 > _FEMTO_PER_NANO or (rest * 2 == _FEMTO_PER_NANO and nano % 2):
-            nano += 1
-        return nano + self.request_nano
+        return _round_femto(femto) + self.request_nano
+
+
+def _round_femto(femto: int) -> int:
+    """Femto-dollars to nano-dollars, rounding half to even, once."""
+    nano, rest = divmod(femto, _FEMTO_PER_NANO)
+    if rest * 2 > _FEMTO_PER_NANO or (rest * 2 == _FEMTO_PER_NANO and nano % 2):
+        nano += 1
+    return nano
 
 
 def nano_to_usd(nano: int) -> float:

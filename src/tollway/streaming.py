@@ -23,8 +23,10 @@ from tollway.metering import Usage, estimate_tokens_from_bytes, nano_to_usd
 DONE = b"data: [DONE]\n\n"
 
 
-def render_usage(usage: Usage, cost_nano: int) -> dict[str, Any]:
-    """OpenAI's usage object with OpenRouter's ``cost`` (USD) and tollway's exact figure."""
+def render_usage(usage: Usage, cost_nano: int, prompt_cost_nano: int | None = None) -> dict[str, Any]:
+    """OpenAI's usage object with OpenRouter's ``cost`` (USD) and ``cost_details``, plus
+    tollway's exact figure (integer nano-dollars) in a ``tollway`` extension object."""
+    prompt_nano = cost_nano if prompt_cost_nano is None else prompt_cost_nano
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
@@ -33,7 +35,11 @@ def render_usage(usage: Usage, cost_nano: int) -> dict[str, Any]:
                                   "cache_write_tokens": usage.cache_write_tokens},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "cost": nano_to_usd(cost_nano),
-        "cost_details": {"cost_nanousd": cost_nano, "estimated": usage.estimated},
+        "is_byok": False,
+        "cost_details": {"upstream_inference_cost": None,
+                         "upstream_inference_prompt_cost": nano_to_usd(prompt_nano),
+                         "upstream_inference_completions_cost": nano_to_usd(cost_nano - prompt_nano)},
+        "tollway": {"cost_nanousd": cost_nano, "estimated": usage.estimated},
     }
 
 
@@ -43,7 +49,7 @@ def _provider(target: Target) -> str:
 
 def final_chunks(generation_id: str, target: Target, usage: dict[str, Any]) -> bytes:
     chunk = {"id": generation_id, "object": "chat.completion.chunk", "created": int(time.time()),
-             "model": target.model.id, "provider": _provider(target), "system_fingerprint": None,
+             "model": target.model.id, "provider": _provider(target),
              "choices": [], "usage": usage}
     return b"data: " + orjson.dumps(chunk) + b"\n\n" + DONE
 
@@ -52,7 +58,7 @@ def midstream_error_chunk(generation_id: str, target: Target, exc: MidStreamErro
     """OpenRouter's mid-stream error: ``finish_reason: "error"`` plus an ``error`` object."""
     chunk = {
         "id": generation_id, "object": "chat.completion.chunk", "created": int(time.time()),
-        "model": target.model.id, "provider": _provider(target), "system_fingerprint": None,
+        "model": target.model.id, "provider": _provider(target),
         "error": {"code": 502, "message": exc.message,
                   "metadata": {"provider_name": exc.provider}},
         "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error",

@@ -334,7 +334,7 @@ async def test_usage_with_cache_is_priced(stack: Stack, fmt: str) -> None:
     assert usage["prompt_tokens_details"]["cached_tokens"] == cached
     assert usage["prompt_tokens_details"]["cache_write_tokens"] == writes
     assert usage["completion_tokens_details"]["reasoning_tokens"] == reasoning
-    assert usage["cost_details"]["cost_nanousd"] == cost
+    assert usage["tollway"]["cost_nanousd"] == cost
     row = stack.generation(result.id)
     assert (row["prompt_tokens"], row["cached_tokens"], row["cache_write_tokens"], row["cost_nanousd"]) == \
         (prompt, cached, writes, cost)

@@ -97,7 +97,7 @@ def test_after_the_first_byte_a_stream_ends_with_an_error_chunk_and_is_billed(tm
     row = rows[0]
     assert row["status"] == "error" and row["provider"] == "dropper"
     assert row["completion_tokens"] == usage_chunk["usage"]["completion_tokens"]
-    assert row["cost_nanousd"] == usage_chunk["usage"]["cost_details"]["cost_nanousd"] > 0
+    assert row["cost_nanousd"] == usage_chunk["usage"]["tollway"]["cost_nanousd"] > 0
 
 
 def test_when_every_attempt_fails_the_error_lists_each(tmp_path: Path) -> None:

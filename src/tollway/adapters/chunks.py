@@ -15,7 +15,7 @@ def chunk_event(ctx: CallContext, provider: str, delta: dict[str, Any], *,
     choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish_reason,
                               "native_finish_reason": native_finish_reason, "logprobs": None}
     chunk = {"id": ctx.generation_id, "object": "chat.completion.chunk", "created": ctx.created,
-             "model": ctx.model_id, "provider": provider, "system_fingerprint": None,
+             "model": ctx.model_id, "provider": provider,
              "choices": [choice]}
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 

@@ -16,6 +16,7 @@ from typing import Any
 
 SHARE_DIMENSIONS = frozenset(("origin", "weights", "user-country", "provider-country"))
 OTHERS = "Others"
+MAX_BAR_KEYS = 12  # more colours than this stop being readable
 
 
 def _series(report: dict[str, Any]) -> tuple[list[str], dict[str, list[int]], list[int]]:
@@ -34,7 +35,7 @@ def render_png(report: dict[str, Any], path: Path, *, title: str | None = None) 
     from matplotlib.figure import Figure
 
     starts, series, totals = _series(report)
-    fig = Figure(figsize=(12, 6), dpi=100)
+    fig = Figure(figsize=(14, 6), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     order = sorted(series, key=lambda k: -sum(series[k]))
@@ -46,7 +47,7 @@ def render_png(report: dict[str, Any], path: Path, *, title: str | None = None) 
         ax.set_ylim(0, 100)
     else:
         bottom = [0.0] * len(starts)
-        for key in order:
+        for key in order[:MAX_BAR_KEYS]:  # the rest stack up as "Others"
             values = [v / 1e9 for v in series[key]]
             ax.bar(starts, values, bottom=bottom, label=key)
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
@@ -56,7 +57,7 @@ def render_png(report: dict[str, Any], path: Path, *, title: str | None = None) 
         ax.set_ylabel("tokens (billions)")
     ax.set_title(title or f"Tokens by {report['by']}, per {report['period']}")
     ax.tick_params(axis="x", labelrotation=45)
-    ax.legend(loc="upper left", fontsize="small", ncols=2)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(str(path), format="png")

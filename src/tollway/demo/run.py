@@ -139,7 +139,6 @@ class DemoStack:
         from tollway.gateway import Gateway
         from tollway.ledger.db import create_db_engine, migrate
         from tollway.ledger.keys import create_key
-        from tollway.ledger.rollups import apply_rollups
 
         if self.options.data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="tollway-demo-")
@@ -171,7 +170,7 @@ class DemoStack:
         engine.dispose()
         # Rollups are what the reports read; the demo's gateway keeps them in the writer's
         # transaction like any deployment that runs analytics.
-        self.gateway = Gateway(settings, hooks=(apply_rollups,), clock=self.clock)
+        self.gateway = Gateway(settings, clock=self.clock)
         app = build_app(settings, self.gateway)
         sock = _bind(self.options.port)
         config = uvicorn.Config(app, loop="asyncio", lifespan="on", log_level="warning", access_log=False,

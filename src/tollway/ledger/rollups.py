@@ -3,7 +3,7 @@
 They are kept up to date in the ledger writer's transaction (:func:`apply_rollups` is a
 ``LedgerWriter`` batch hook), so a generation and its rollup contribution commit together.
 Imported usage (``tollway usage import``) lands here too, tagged with its import batch
-so a re-import can be recognised and a replaced file removed.
+so a re-import of the same content is recognised and skipped.
 
 Tables (all measures are exact integers; cost in nano-dollars):
 
@@ -294,7 +294,7 @@ def _upsert(conn: Connection, table: Table, columns: tuple[str, ...], conflict: 
     marks = ", ".join("?" * len(columns))
     times = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, Date | DateTime)]
     formatted: dict[Any, str] = {}  # a batch repeats the same few hours and days
-    rows_out: list[list[Any]] = []
+    rows_out: list[tuple[Any, ...]] = []
     for row in rows:
         values = list(row)
         for i in times:
@@ -302,7 +302,7 @@ def _upsert(conn: Connection, table: Table, columns: tuple[str, ...], conflict: 
             if text is None:
                 text = formatted[values[i]] = _sqlite_time(values[i])
             values[i] = text
-        rows_out.append(values)
+        rows_out.append(tuple(values))
     conn.exec_driver_sql(f"{head}VALUES ({marks}){tail}", rows_out)
 
 

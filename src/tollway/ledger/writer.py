@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 
 from tollway.ledger import schema
@@ -167,8 +167,11 @@ class LedgerWriter:
         for r in batch:
             if r.key_id is not None and r.cost_nanousd:
                 spend[r.key_id] += r.cost_nanousd
-        for key_id, nano in spend.items():
-            conn.execute(schema.keys.update().where(schema.keys.c.id == key_id).values(
-                usage_nanousd=schema.keys.c.usage_nanousd + nano))
+        if spend:
+            # One executemany for every key in the batch.
+            conn.execute(
+                schema.keys.update().where(schema.keys.c.id == bindparam("kid")).values(
+                    usage_nanousd=schema.keys.c.usage_nanousd + bindparam("add")),
+                [{"kid": key_id, "add": nano} for key_id, nano in spend.items()])
         for hook in self._hooks:
             hook(conn, batch)
