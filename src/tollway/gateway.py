@@ -9,6 +9,7 @@ every failure, and meters the result in a ``finally`` so no generation goes unre
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -138,6 +139,16 @@ class Gateway:
                                          keepalive_timeout=60)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
                                               skip_auto_headers=("User-Agent",))
+        # Everything built so far (modules, catalog, config, engine) lives as long as the
+        # process: move it out of the collector's sight, so the cyclic GC's full passes
+        # only walk per-request garbage.  Profiles showed full collections, triggered by
+        # request allocations, costing ~10% of a proxied request.
+        gc.collect()
+        gc.freeze()
+        # Requests allocate many short-lived objects and few cycles: collect the young
+        # generation less often (the default 700 made it run several times per request).
+        gen0, gen1, gen2 = gc.get_threshold()
+        gc.set_threshold(max(gen0, 20_000), gen1, gen2)
 
     async def stop(self) -> None:
         if self._session is not None:

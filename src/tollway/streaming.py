@@ -9,7 +9,6 @@ cancelled stream is closed upstream at once and billed for what was generated.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -106,20 +105,33 @@ class SSEResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-        pump = asyncio.ensure_future(self._pump(send))
+        # The stream is relayed in this task; a small watcher task cancels it if the
+        # client hangs up (uvicorn's send() after a disconnect is a silent no-op, so the
+        # relay itself would never notice).  One extra task per stream, nothing per chunk.
+        relay = asyncio.current_task()
+        assert relay is not None
+        hung_up = finished = False
+
+        def on_disconnect(watcher: asyncio.Task[None]) -> None:
+            nonlocal hung_up
+            # A callback already scheduled when the relay finished must not cancel
+            # whatever the server runs next in this task.
+            if not finished and not watcher.cancelled():
+                hung_up = True
+                relay.cancel()
+
         watch = asyncio.ensure_future(self._watch(receive))
+        watch.add_done_callback(on_disconnect)
         try:
-            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+            await self._pump(send)
+        except asyncio.CancelledError:
+            if not hung_up:
+                raise  # cancelled from outside (shutdown): propagate
+            relay.uncancel()  # our own cancellation: the client is gone, the response is over
         finally:
-            for task in (pump, watch):
-                if not task.done():
-                    task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await pump
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
-        if pump.done() and not pump.cancelled() and pump.exception() is not None:
-            raise pump.exception()  # type: ignore[misc]
+            finished = True
+            watch.remove_done_callback(on_disconnect)
+            watch.cancel()
 
     async def _pump(self, send: Send) -> None:
         iterator = self.iterator

@@ -7,8 +7,8 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
-from tests.analytics.helpers import db_url, ledger, record, write
 
+from tests.analytics.helpers import db_url, ledger, record, write
 from tollway.ledger import schema
 from tollway.ledger.records import GenerationRecord
 from tollway.ledger.rollups import (

@@ -38,19 +38,14 @@ GATEWAY_ONLY_FIELDS = frozenset({
     "debug", "trace", "x_open_router_metadata", "prompt_cache_options",
 })
 
-# Events that carry one of these need parsing; all others are plain content deltas.
-# ([DONE] needs no mark of its own: it has no id, so the counted fast-path check rejects it.)
-_SPECIAL_MARKS = (b'"usage"', b'"finish_reason":"', b'"finish_reason": "', b'"error"')
-
-
-def _first_special(data: bytes) -> int:
-    """Offset of the first special mark in ``data``, or -1 (a few C-level scans)."""
-    first = -1
-    for mark in _SPECIAL_MARKS:
-        at = data.find(mark)
-        if at >= 0 and (first < 0 or at < first):
-            first = at
-    return first
+# Events that need parsing rather than a byte rewrite: a finish reason (spelling learned
+# from the first chunk), an error, the usage chunk and [DONE].  All of them close a stream,
+# so they sit in the last bytes of whatever block they arrive in: only that tail is
+# scanned.  (A finish reason earlier in a block, e.g. choice 0 of n=2 finishing first, is
+# forwarded byte for byte, which is correct; only its capture for the ledger is skipped.)
+_FINISH_MARKS = (b'"finish_reason":"', b'"finish_reason": "')
+_CLOSING_MARKS = (b'"error"', b'"usage"', b"[DONE]")
+_TAIL_BYTES = 4096
 
 
 def build_upstream_body(target: Target, body: dict[str, Any], stream: bool) -> bytes:
@@ -234,14 +229,18 @@ class _ChunkRelay:
         self.fast = False
         self.replacements: list[tuple[bytes, bytes]] = []
         self.id_pattern = b""  # an event without the learned id spelling takes the slow path
+        self.finish_mark = _FINISH_MARKS[0]
 
     def process(self, block: bytes) -> bytes:
         """Turn a run of complete upstream events into client bytes.
 
-        Fast path: the events before the first one that carries a finish reason, usage,
-        an error or [DONE] are rewritten as one block with byte replacements, provided
-        every one of them is a plain ``data:`` event with the learned id spelling (counted,
-        not parsed).  Everything else goes event by event.
+        Fast path: the events before the first one that needs parsing (a finish reason, an
+        error, the usage chunk or [DONE], looked for in the block's tail) are rewritten as
+        one block with two byte replacements; everything from that event on goes event by
+        event.  Per relayed byte, the two replacements are the whole of tollway's work on
+        an ordinary content chunk.  An event that
+        lacks the learned id spelling (no OpenAI-compatible server varies it) or is a
+        comment passes through unchanged, which SSE clients accept.
         """
         out: list[bytes] = []
         rest = block
@@ -250,25 +249,31 @@ class _ChunkRelay:
             end = rest.find(b"\n\n") + 2
             self._events(rest[:end], out)
             rest = rest[end:]
-        block = rest
-        if self.fast and block:
-            cut = _first_special(block)
+        if self.fast and not self.finished and rest.startswith(b"data:"):
+            cut = self._special_at(rest)
             if cut < 0:
-                start = len(block)
+                out.append(self._rewrite_block(rest))
+                rest = b""
             else:
-                boundary = block.rfind(b"\n\n", 0, cut)
-                start = boundary + 2 if boundary >= 0 else 0
-            prefix = block[:start]
-            if prefix:
-                events = prefix.count(b"\n\n")
-                if prefix.count(b"data:") == events == prefix.count(self.id_pattern) and prefix[:5] == b"data:":
-                    out.append(self._rewrite_block(prefix))
-                    rest = block[start:]
+                start = rest.rfind(b"\n\n", 0, cut) + 2
+                if start > 1:
+                    out.append(self._rewrite_block(rest[:start]))
+                    rest = rest[start:]
         if rest:
             self._events(rest, out)
         if out:
             self.state.relayed.extend(out)
         return b"".join(out)
+
+    def _special_at(self, data: bytes) -> int:
+        """Offset of the first mark of an event that needs parsing in ``data``'s tail, or -1."""
+        tail = max(0, len(data) - _TAIL_BYTES)
+        first = data.find(self.finish_mark, tail)
+        for mark in _CLOSING_MARKS:
+            at = data.find(mark, tail)
+            if at >= 0 and (first < 0 or at < first):
+                first = at
+        return first
 
     def _events(self, block: bytes, out: list[bytes]) -> None:
         for event in block.split(b"\n\n"):
@@ -280,7 +285,7 @@ class _ChunkRelay:
                 if data_at < 0:
                     continue
                 event = event[data_at + 1:]
-            if self.fast and self.id_pattern in event and _first_special(event) < 0:
+            if self.fast and not self.finished and self.id_pattern in event and self._special_at(event) < 0:
                 out.append(self._rewrite_block(event + b"\n\n"))
                 continue
             handled = self._slow(event)
@@ -355,4 +360,6 @@ class _ChunkRelay:
             return  # the upstream already sends a provider field; keep the slow path exact
         self.replacements = found
         self.id_pattern = found[0][0]
+        # The first chunk spells "finish_reason": null; a real finish is spelled the same way.
+        self.finish_mark = _FINISH_MARKS[1] if b'"finish_reason": ' in event else _FINISH_MARKS[0]
         self.fast = True

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import orjson
 from starlette.requests import Request
-from starlette.responses import Response
 
-from tollway.api.common import gateway_of, json_response, read_json_object, request_meta
+from tollway.api.common import JSONBytesResponse, gateway_of, read_json_object, request_meta
 from tollway.streaming import SSEResponse
 
 
-async def chat_completions(request: Request) -> Response | SSEResponse:
+async def chat_completions(request: Request) -> JSONBytesResponse | SSEResponse:
     gateway = gateway_of(request)
     principal = await gateway.keys.authenticate(request)
     body = await read_json_object(request, gateway.settings.server.max_body_bytes)
     outcome = await gateway.chat(principal, body, request_meta(request, "chat"))
-    headers = {"X-Generation-Id": outcome.generation_id}
     if outcome.stream is not None:
-        return SSEResponse(outcome.stream, headers=headers)
-    return json_response(outcome.payload, headers=headers)
+        return SSEResponse(outcome.stream, headers={"X-Generation-Id": outcome.generation_id})
+    return JSONBytesResponse(orjson.dumps(outcome.payload),
+                             [(b"x-generation-id", outcome.generation_id.encode())])

@@ -43,11 +43,25 @@ class GenerationRecord:
     attempts: list[dict[str, Any]] | None = None
     extra: dict[str, Any] | None = field(default=None)
 
+    def to_values(self, sqlite: bool) -> tuple[Any, ...]:
+        """Column values in ``COLUMNS`` order, for the writer's driver-level executemany.
+
+        SQLite gets ``created_at`` as the same text SQLAlchemy's DateTime writes, so rows
+        written either way sort and compare alike.
+        """
+        values = [getattr(self, name) for name in COLUMNS]
+        if sqlite:
+            values[_CREATED_AT] = self.created_at.strftime("%Y-%m-%d %H:%M:%S.%f")
+        values[_ATTEMPTS] = orjson.dumps(self.attempts).decode() if self.attempts else None
+        values[_EXTRA] = orjson.dumps(self.extra).decode() if self.extra else None
+        return tuple(values)
+
     def to_row(self) -> dict[str, Any]:
-        row = {name: getattr(self, name) for name in _FIELD_NAMES}
+        row = {name: getattr(self, name) for name in COLUMNS}
         row["attempts"] = orjson.dumps(self.attempts).decode() if self.attempts else None
         row["extra"] = orjson.dumps(self.extra).decode() if self.extra else None
         return row
 
 
-_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(GenerationRecord))
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(GenerationRecord))
+_CREATED_AT, _ATTEMPTS, _EXTRA = (COLUMNS.index(n) for n in ("created_at", "attempts", "extra"))
