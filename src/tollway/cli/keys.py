@@ -15,6 +15,7 @@ from tollway.ledger import keys as key_store
 from tollway.metering import nano_to_decimal, usd_to_nano
 
 RESETS = ("daily", "weekly", "monthly")
+INT32_MAX = 2**31 - 1  # the rpm/tpm columns are 32-bit integers
 
 
 def _usd(value: str | None) -> int | None:
@@ -99,8 +100,8 @@ def keys() -> None:
 @click.option("--limit", default=None, help="Credit limit in USD.")
 @click.option("--limit-reset", type=click.Choice(RESETS), default=None,
               help="Reset the limit every day, week (Monday-Sunday UTC) or month.")
-@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
-@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens per minute.")
+@click.option("--rpm", type=click.IntRange(min=1, max=INT32_MAX), default=None, help="Requests per minute.")
+@click.option("--tpm", type=click.IntRange(min=1, max=INT32_MAX), default=None, help="Tokens per minute.")
 @click.option("--models", "allowed_models", default=None,
               help="Comma-separated model ids this key may use (default: all).")
 @click.option("--expires", default=None, help="Expiry, ISO date or datetime (UTC).")
@@ -177,8 +178,8 @@ def revoke(config: str | None, key: str) -> None:
 @click.option("--label", default=None)
 @click.option("--limit", default=None, help="Credit limit in USD ('none' removes it).")
 @click.option("--limit-reset", type=click.Choice([*RESETS, "none"]), default=None)
-@click.option("--rpm", type=int, default=None)
-@click.option("--tpm", type=int, default=None)
+@click.option("--rpm", type=click.IntRange(min=0, max=INT32_MAX), default=None, help="Requests per minute (0 removes).")
+@click.option("--tpm", type=click.IntRange(min=0, max=INT32_MAX), default=None, help="Tokens per minute (0 removes).")
 @click.option("--country", default=None)
 @policy_options
 def update(config: str | None, key: str, label: str | None, limit: str | None, limit_reset: str | None,
