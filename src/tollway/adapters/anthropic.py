@@ -30,7 +30,7 @@ from tollway.adapters.anthropic_mapping import (
 )
 from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
 from tollway.adapters.chunks import chunk_event, stamp
-from tollway.adapters.http import error_from_exception, error_from_response
+from tollway.adapters.http import error_from_exception, error_from_response, post_json
 from tollway.adapters.sse import SSEEvent, iter_events
 from tollway.errors import UpstreamError
 
@@ -140,20 +140,8 @@ class AnthropicAdapter:
 
     async def _post(self, target: Target, request: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
         provider = target.provider.name
-        try:
-            async with ctx.session.post(self.url(target), data=orjson.dumps(request),
-                                        headers=self.headers(target, ctx),
-                                        timeout=ctx.timeouts.complete) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise error_from_exception(exc, provider) from exc
-        if status >= 400:
-            raise error_from_response(status, raw, provider)
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            obj = None
+        obj, raw, status = await post_json(ctx.session, self.url(target), orjson.dumps(request),
+                                   self.headers(target, ctx), ctx.timeouts.complete, provider)
         if not isinstance(obj, dict) or obj.get("type") != "message":
             if isinstance(obj, dict) and obj.get("type") == "error":
                 raise error_from_response(_error_status(obj), raw, provider)

@@ -25,7 +25,7 @@ from tollway.adapters.gemini_mapping import (
     tool_call,
     usage_from_gemini,
 )
-from tollway.adapters.http import error_from_exception, error_from_response
+from tollway.adapters.http import error_from_exception, error_from_response, post_json
 from tollway.adapters.sse import iter_events
 from tollway.errors import BadRequest, UpstreamError
 from tollway.metering import Usage, estimate_tokens_from_bytes
@@ -169,20 +169,8 @@ class GeminiAdapter:
     async def _post(self, target: Target, method: str, request: dict[str, Any],
                     ctx: CallContext) -> dict[str, Any]:
         provider = target.provider.name
-        try:
-            async with ctx.session.post(self.url(target, method), data=orjson.dumps(request),
-                                        headers=self.headers(target, ctx),
-                                        timeout=ctx.timeouts.complete) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise error_from_exception(exc, provider) from exc
-        if status >= 400:
-            raise error_from_response(status, raw, provider)
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            obj = None
+        obj, raw, status = await post_json(ctx.session, self.url(target, method), orjson.dumps(request),
+                                   self.headers(target, ctx), ctx.timeouts.complete, provider)
         if not isinstance(obj, dict):
             raise UpstreamError(f"provider {provider} returned a body that is not JSON", provider=provider,
                                 upstream_status=status, raw=raw[:2048].decode("utf-8", "replace"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import orjson
@@ -68,3 +69,24 @@ def _upstream_message(body: bytes) -> str | None:
         if isinstance(doc.get("message"), str):
             return str(doc["message"])[:500]
     return None
+
+
+async def post_json(session: aiohttp.ClientSession, url: str, payload: bytes, headers: dict[str, str],
+                    timeout: aiohttp.ClientTimeout, provider: str) -> tuple[Any, bytes, int]:
+    """POST a JSON body and read the whole answer: ``(parsed JSON or None, raw bytes, status)``.
+
+    Transport failures and HTTP errors come out as :class:`UpstreamError`; deciding
+    whether a 200 body has the right shape is the calling adapter's job.
+    """
+    try:
+        async with session.post(url, data=payload, headers=headers, timeout=timeout) as resp:
+            raw = await resp.read()
+            status = resp.status
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise error_from_exception(exc, provider) from exc
+    if status >= 400:
+        raise error_from_response(status, raw, provider)
+    try:
+        return orjson.loads(raw), raw, status
+    except orjson.JSONDecodeError:
+        return None, raw, status

@@ -27,7 +27,7 @@ from tollway.adapters.base import (
     StreamState,
     Target,
 )
-from tollway.adapters.http import error_from_exception, error_from_response
+from tollway.adapters.http import error_from_exception, error_from_response, post_json
 from tollway.errors import UpstreamError
 from tollway.metering import Usage
 
@@ -104,19 +104,8 @@ class OpenAIAdapter:
     async def complete(self, target: Target, body: dict[str, Any], ctx: CallContext) -> Completion:
         provider = target.provider.name
         payload = build_upstream_body(target, body, stream=False)
-        try:
-            async with ctx.session.post(self.url(target), data=payload, headers=_headers(target),
-                                        timeout=ctx.timeouts.complete) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise error_from_exception(exc, provider) from exc
-        if status >= 400:
-            raise error_from_response(status, raw, provider)
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            obj = None
+        obj, raw, status = await post_json(ctx.session, self.url(target), payload, _headers(target),
+                                   ctx.timeouts.complete, provider)
         if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
             if isinstance(obj, dict) and "error" in obj:
                 raise error_from_response(502, raw, provider)
@@ -130,19 +119,8 @@ class OpenAIAdapter:
         provider = target.provider.name
         payload = orjson.dumps({**{k: v for k, v in body.items() if k not in GATEWAY_ONLY_FIELDS},
                                 "model": target.endpoint.model})
-        try:
-            async with ctx.session.post(target.provider.base_url + "/embeddings", data=payload,
-                                        headers=_headers(target), timeout=ctx.timeouts.complete) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise error_from_exception(exc, provider) from exc
-        if status >= 400:
-            raise error_from_response(status, raw, provider)
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            obj = None
+        obj, raw, status = await post_json(ctx.session, target.provider.base_url + "/embeddings", payload,
+                                   _headers(target), ctx.timeouts.complete, provider)
         if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
             raise UpstreamError(f"provider {provider} returned a body that is not an embeddings list",
                                 provider=provider, upstream_status=status,
