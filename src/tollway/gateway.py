@@ -2,8 +2,11 @@
 database engine, ledger writer, catalog, router, metrics) and runs a generation from
 an authenticated request to a metered record.
 
-Handlers call :meth:`Gateway.chat`; it plans attempts, calls adapters in order keeping
-every failure, and meters the result in a ``finally`` so no generation goes unrecorded.
+Handlers call :meth:`Gateway.chat`, :meth:`Gateway.messages` or :meth:`Gateway.embeddings`.
+Each opens a run (routing plan, key limits admitted), tries the planned attempts in order
+keeping every failure, and meters the result; a stream is metered in its relay's
+``finally``, so a generation that ends in any way (done, upstream error, client hang-up)
+is recorded exactly once.
 """
 
 from __future__ import annotations
