@@ -46,18 +46,37 @@ def render_png(report: dict[str, Any], path: Path, *, title: str | None = None) 
         ax.set_ylabel("share of tokens (%)")
         ax.set_ylim(0, 100)
     else:
+        # Label the axis in the unit that fits the data (a laptop demo makes thousands,
+        # OpenRouter's rankings trillions), and give every stacked key its own colour.
+        divisor, unit = _token_unit(max(totals, default=0))
+        palette = matplotlib_colors(len(order[:MAX_BAR_KEYS]))
         bottom = [0.0] * len(starts)
-        for key in order[:MAX_BAR_KEYS]:  # the rest stack up as "Others"
-            values = [v / 1e9 for v in series[key]]
-            ax.bar(starts, values, bottom=bottom, label=key)
+        for key, color in zip(order[:MAX_BAR_KEYS], palette, strict=False):
+            values = [v / divisor for v in series[key]]
+            ax.bar(starts, values, bottom=bottom, label=key, color=color)
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        others = [(t / 1e9) - b for t, b in zip(totals, bottom, strict=True)]
+        others = [(t / divisor) - b for t, b in zip(totals, bottom, strict=True)]
         if any(o > 0 for o in others):
             ax.bar(starts, others, bottom=bottom, label=OTHERS, color="#bbbbbb")
-        ax.set_ylabel("tokens (billions)")
+        ax.set_ylabel(f"tokens ({unit})")
     ax.set_title(title or f"Tokens by {report['by']}, per {report['period']}")
     ax.tick_params(axis="x", labelrotation=45)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(str(path), format="png")
+
+
+def _token_unit(peak: int) -> tuple[float, str]:
+    for divisor, unit in ((1e12, "trillions"), (1e9, "billions"), (1e6, "millions"), (1e3, "thousands")):
+        if peak >= divisor:
+            return divisor, unit
+    return 1.0, "tokens"
+
+
+def matplotlib_colors(n: int) -> list[Any]:
+    """``n`` distinct colours: tab20 holds twenty before any repeats."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    return [cmap(i % 20) for i in range(n)]
