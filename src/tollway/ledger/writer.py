@@ -8,27 +8,39 @@ which is what SIGTERM triggers through the server's lifespan.
 
 A batch that fails is retried (with backoff) rather than dropped; inserts are keyed by
 generation id, so a retry after an ambiguous commit never counts a generation twice.
+
+Two ways to write a batch, leaving identical tables: row by row (an ``executemany`` of the
+generations, the hooks, ``apply_rollups`` aggregating in Python) and set-based
+(:mod:`tollway.ledger.bulk`: stage the rows, let SQL insert and roll them up).  Set-based
+costs this process several times less CPU per record on PostgreSQL at any batch size, and
+on SQLite from a few dozen records up, so the writer picks it then; :meth:`write_bulk`
+always uses it.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 
-from tollway.ledger import schema
+from tollway.ledger import bulk, schema
 from tollway.ledger.records import COLUMNS, GenerationRecord
+from tollway.ledger.rollups import apply_rollups
 
 log = logging.getLogger("tollway.ledger")
 
 BatchHook = Callable[[Connection, Sequence[GenerationRecord]], None]
+# Below this many records a SQLite batch is cheaper row by row (measured: ~7% at 10, even
+# at 40, set-based ~20% cheaper at 500); PostgreSQL is set-based at every size.
+SET_BASED_MIN_SQLITE = 50
 
 
 @functools.cache
@@ -40,11 +52,19 @@ _STOP = object()
 
 class LedgerWriter:
     def __init__(self, engine: Engine, *, batch_size: int = 500, flush_interval_s: float = 0.05,
-                 hooks: Sequence[BatchHook] = ()) -> None:
+                 hooks: Sequence[BatchHook] = (), set_based: bool | None = None) -> None:
+        """``set_based`` forces one way of writing live batches (tests compare the two);
+        by default the database and batch size choose."""
         self._engine = engine
         self._batch_size = batch_size
         self._interval = flush_interval_s
         self._hooks = tuple(hooks)
+        # apply_rollups is what the set-based path does in SQL; any other hook still runs.
+        self._rollups = apply_rollups in self._hooks
+        self._other_hooks = tuple(h for h in self._hooks if h is not apply_rollups)
+        self._min_set_based = 1 if engine.dialect.name == "postgresql" else SET_BASED_MIN_SQLITE
+        if set_based is not None:
+            self._min_set_based = 1 if set_based else 2**62
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._pending: dict[str, GenerationRecord] = {}
         self._thread: threading.Thread | None = None
@@ -123,7 +143,23 @@ class LedgerWriter:
         # Drain whatever arrived after the stop marker.
         self._drain_inline()
 
-    def _write(self, batch: list[GenerationRecord]) -> None:
+    def write_bulk(self, records: Iterable[GenerationRecord], *, batch_size: int = 50_000) -> int:
+        """Write many records now, in the caller's thread, set-based (for imports and benchmarks).
+
+        Each batch of ``batch_size`` commits in one transaction with the same retry and
+        idempotency rules as the live path, and leaves exactly the tables it would: the
+        generations, key spend and, when :func:`apply_rollups` is one of the hooks, every
+        rollup (computed in SQL by :mod:`tollway.ledger.bulk` instead of by the hook).
+        Other hooks run on each batch as usual.  Returns the number of records taken.
+        """
+        written = 0
+        it = iter(records)
+        while batch := list(itertools.islice(it, batch_size)):
+            self._write(batch, set_based=True)
+            written += len(batch)
+        return written
+
+    def _write(self, batch: list[GenerationRecord], *, set_based: bool | None = None) -> None:
         """Write a batch, retrying while the database is unreachable.
 
         Connection trouble (OperationalError, InterfaceError) is retried with backoff for
@@ -131,34 +167,55 @@ class LedgerWriter:
         retrying can't fix, so after a few tries the batch is logged (ids and totals, so
         an operator can reconcile) and dropped rather than hanging the writer forever.
         """
-        delay, failures = 0.1, 0
+        if set_based is None:
+            set_based = len(batch) >= self._min_set_based
+        delay, failures, dedupe = 0.1, 0, False
         while True:
             try:
                 with self._engine.begin() as conn:
-                    self._insert(conn, batch)
+                    if set_based:
+                        self._insert_set_based(conn, batch, dedupe)
+                    else:
+                        self._insert(conn, batch)
                 break
-            except IntegrityError:
-                # Some ids were already written (a retried batch): write the rest one by one.
-                self._write_individually(batch)
-                break
+            except IntegrityError as exc:
+                if not set_based:
+                    # Some ids were already written (a retried batch): write the rest one by one.
+                    self._write_individually(batch)
+                    break
+                if not dedupe:
+                    # The set-based path skips already-written ids itself; try again at once.
+                    dedupe = True
+                    continue
+                # Not a repeated id after all (a constraint the rows break): a bug, as below.
+                failures = self._failed(exc, batch, failures, delay)
+                if failures < 0:
+                    break
             except (OperationalError, InterfaceError) as exc:
                 log.error("ledger database unreachable writing %d records (%s); retrying in %.1f s",
                           len(batch), type(exc).__name__, delay)
             except SQLAlchemyError as exc:
-                failures += 1
-                if failures >= 3:
-                    log.critical("ledger write failed permanently (%s: %s); %d records NOT written: ids %s, "
-                                 "cost_nanousd %d", type(exc).__name__, str(exc).splitlines()[0][:300],
-                                 len(batch), ",".join(r.id for r in batch[:50]),
-                                 sum(r.cost_nanousd for r in batch))
+                failures = self._failed(exc, batch, failures, delay)
+                if failures < 0:
                     break
-                log.error("ledger write of %d records failed (%s); retrying in %.1f s",
-                          len(batch), type(exc).__name__, delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
         for record in batch:
             self._pending.pop(record.id, None)
         self.written += len(batch)
+
+    @staticmethod
+    def _failed(exc: SQLAlchemyError, batch: list[GenerationRecord], failures: int, delay: float) -> int:
+        """Log a failed attempt; the new failure count, or -1 once the batch is given up."""
+        failures += 1
+        if failures >= 3:
+            log.critical("ledger write failed permanently (%s: %s); %d records NOT written: ids %s, "
+                         "cost_nanousd %d", type(exc).__name__, str(exc).splitlines()[0][:300],
+                         len(batch), ",".join(r.id for r in batch[:50]), sum(r.cost_nanousd for r in batch))
+            return -1
+        log.error("ledger write of %d records failed (%s); retrying in %.1f s",
+                  len(batch), type(exc).__name__, delay)
+        return failures
 
     def _write_individually(self, batch: list[GenerationRecord]) -> None:
         for record in batch:
@@ -167,6 +224,11 @@ class LedgerWriter:
                     schema.generations.c.id == record.id)).first()
                 if exists is None:
                     self._insert(conn, [record])
+
+    def _insert_set_based(self, conn: Connection, batch: Sequence[GenerationRecord], dedupe: bool) -> None:
+        written = bulk.ingest_batch(conn, batch, rollups=self._rollups, dedupe=dedupe)
+        for hook in self._other_hooks:
+            hook(conn, written)  # after a retry, only the records not written before
 
     def _insert(self, conn: Connection, batch: Sequence[GenerationRecord]) -> None:
         # Driver-level executemany with positional tuples: compiling and binding through
