@@ -142,6 +142,13 @@ class Router:
         self._policies[key.id] = (key.policy, policy)
         return policy
 
+    def _key_hint(self, model: ModelConfig) -> str:
+        """Which environment variables would activate one of the model's providers."""
+        envs = sorted({p.api_key_env for e in model.endpoints if not e.disabled
+                       and (p := self.catalog.providers.get(e.provider)) is not None
+                       and not p.disabled and p.api_key_env})
+        return f" (export {' or '.join(envs)})" if envs else ""
+
     def candidates(self, model: ModelConfig) -> tuple[Candidate, ...]:
         """The model's active endpoints with their routing facts (cached: the catalog is frozen)."""
         cached = self._candidates.get(model.id)
@@ -204,7 +211,7 @@ class Router:
                 continue
             candidates = self.candidates(model)
             if not candidates:
-                inactive.append(name)
+                inactive.append(name + self._key_hint(model))
                 continue
             group: list[tuple[Candidate, int]] = []
             for c in candidates:
@@ -479,7 +486,7 @@ def _nothing_qualifies(unknown: list[str], inactive: list[str], denied: list[str
         return PermissionDenied(f"this key may not use model(s) {', '.join(denied)}", code=403)
     if inactive:
         return NoEndpointAvailable(
-            f"model(s) {', '.join(inactive)} have no active provider: set the provider's API key "
+            f"model(s) {', '.join(inactive)} have no active provider: set a provider's API key "
             "(see 'tollway models show ID') or add an endpoint in the config", code=503)
     return ModelNotFound(
         f"model {', '.join(repr(u) for u in unknown)} does not exist; GET /v1/models lists the "
