@@ -148,3 +148,75 @@ def test_live_and_bulk_writes_add_up(two_dbs: tuple[str, str]) -> None:
         expected, got = _dump(live), _dump(mixed)
     for name in expected:
         assert got[name] == expected[name], name
+
+
+def _sparse(records: list[GenerationRecord]) -> list[GenerationRecord]:
+    """The same records, but in the first half every optional column is NULL in every row.
+
+    The SQLite bulk path leaves a batch's all-NULL columns out of its staging insert; the
+    second half (filled columns, ``True`` flags) checks nothing leaks from one batch to the next.
+    """
+    out = []
+    for i, r in enumerate(records):
+        if i < len(records) // 2:
+            out.append(GenerationRecord(id=r.id, key_id=None, created_at=r.created_at, model=r.model,
+                                        provider=None, app=None, session_id=None, http_status=None, api=None,
+                                        prompt_tokens=r.prompt_tokens, cost_nanousd=r.cost_nanousd))
+        else:
+            out.append(GenerationRecord(
+                **{**{f: getattr(r, f) for f in r.__slots__},
+                   "upstream_model": "up/m", "upstream_id": f"u{i}", "finish_reason": "stop",
+                   "latency_ms": i, "ttft_ms": i // 2, "error": None if i % 3 else "boom",
+                   "cancelled": i % 2 == 0, "estimated": True, "streamed": True}))
+    return out
+
+
+def test_bulk_batches_with_all_null_columns_equal_the_live_writer(two_dbs: tuple[str, str]) -> None:
+    records = _sparse(sorted(_records(400, seed=8), key=lambda r: r.id))
+    live_url, bulk_url = two_dbs
+    with _ledger_with_keys(live_url) as live, _ledger_with_keys(bulk_url) as bulk:
+        write(live, records, batch_size=50)
+        assert _bulk(bulk, records, batch_size=100) == len(records)  # batches 1-2 sparse, 3-4 full
+        expected, got = _dump(live), _dump(bulk)
+    rows = expected["generations"]
+    assert {r[schema.generations.c.keys().index("upstream_model")] for r in rows} == {None, "up/m"}
+    assert {r[schema.generations.c.keys().index("estimated")] for r in rows} == {False, True}
+    for name in expected:
+        assert got[name] == expected[name], name
+
+
+def test_each_bulk_batch_commits_on_its_own(two_dbs: tuple[str, str]) -> None:
+    """The next batch is read on a helper thread: its failure reaches the caller, and the
+    batches before it stay committed (and a re-run of the whole import writes only the rest)."""
+    records = _records(300, seed=2)
+    live_url, bulk_url = two_dbs
+
+    def failing() -> Iterator[GenerationRecord]:
+        yield from records[:250]
+        raise RuntimeError("source broke")
+
+    with _ledger_with_keys(live_url) as live, _ledger_with_keys(bulk_url) as bulk:
+        write(live, records, batch_size=50)
+        with pytest.raises(RuntimeError, match="source broke"):
+            _bulk_iter(bulk, failing(), batch_size=100)
+        with bulk.connect() as conn:
+            ids = set(conn.execute(select(schema.generations.c.id)).scalars())
+        assert ids == {r.id for r in records[:200]}  # two whole batches; the third never started
+        _bulk(bulk, records, batch_size=100)  # the import re-run from the start
+        expected, got = _dump(live), _dump(bulk)
+    for name in expected:
+        assert got[name] == expected[name], name
+
+
+def _bulk_iter(engine: Engine, records: Iterator[GenerationRecord], batch_size: int) -> int:
+    return LedgerWriter(engine, hooks=[apply_rollups]).write_bulk(records, batch_size=batch_size)
+
+
+def test_bulk_load_restores_sqlite_durability(tmp_path: Path) -> None:
+    """write_bulk leaves SQLite's durability and cache settings as they were."""
+    with _ledger_with_keys(f"sqlite:///{tmp_path / 'l.db'}") as engine:
+        _bulk(engine, _records(120), batch_size=50)
+        with engine.connect() as conn:  # the pool's one connection: the one write_bulk used
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL, from db.py
+            assert conn.exec_driver_sql("PRAGMA temp.cache_size").scalar() == -2000
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -2000

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Table, select
 
 from tests.analytics.helpers import db_url, ledger, record, write
 from tollway.ledger import schema
@@ -65,7 +67,7 @@ def _expected(records: list[GenerationRecord], dims: tuple[str, ...]) -> dict[tu
     return dict(acc)
 
 
-def _table(conn, table, dims):  # type: ignore[no-untyped-def]
+def _table(conn: Connection, table: Table, dims: Sequence[str]) -> dict[tuple[Any, ...], list[int]]:
     out = {}
     for row in conn.execute(select(table)):
         m = row._mapping

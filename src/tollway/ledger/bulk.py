@@ -16,12 +16,15 @@ Derived keys are computed in SQL from ``created_at``; weeks run Monday-Sunday UT
 
 The tokens-per-request bucket is computed in Python while staging, where it costs one
 integer call, so both databases share :func:`~tollway.ledger.rollups.token_bucket`.
+That per-record Python work is :func:`prepare`, which ``LedgerWriter.write_bulk`` runs on
+a helper thread for the next batch while the database works on the current one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import attrgetter
+from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
@@ -35,6 +38,8 @@ _GET = attrgetter(*COLUMNS)
 _CREATED_AT = COLUMNS.index("created_at")
 _TOKENS = (COLUMNS.index("prompt_tokens"), COLUMNS.index("completion_tokens"))
 _JSON_FROM = COLUMNS.index("attempts")
+_BOOLS = COLUMNS.index("streamed")
+assert COLUMNS[_BOOLS:_BOOLS + 3] == ("streamed", "cancelled", "estimated")
 assert COLUMNS[_JSON_FROM:] == ("attempts", "extra")  # staged() relies on the JSON columns being last
 
 # Each measure as an expression over one staged row, in MEASURES order.
@@ -88,15 +93,51 @@ def staged(record: GenerationRecord, sqlite: bool) -> tuple[Any, ...]:
     is the only per-row Python work the bulk path does.
     """
     v = _GET(record)
-    ts = v[_CREATED_AT]
-    if sqlite:
-        # SQLAlchemy's DateTime storage format; timespec keeps ".000000" when microsecond is 0.
-        ts = ts.isoformat(" ", "microseconds")
     attempts, extra = v[_JSON_FROM], v[_JSON_FROM + 1]
-    return (*v[:_CREATED_AT], ts, *v[_CREATED_AT + 1:_JSON_FROM],
+    if sqlite:
+        # SQLAlchemy's DateTime storage format (timespec keeps ".000000" when microsecond is 0);
+        # booleans as the 0/1 they are stored as (sqlite3 binds an int several times faster).
+        return (*v[:_CREATED_AT], v[_CREATED_AT].isoformat(" ", "microseconds"), *v[_CREATED_AT + 1:_BOOLS],
+                int(v[_BOOLS]), int(v[_BOOLS + 1]), int(v[_BOOLS + 2]), *v[_BOOLS + 3:_JSON_FROM],
+                orjson.dumps(attempts).decode() if attempts else None,
+                orjson.dumps(extra).decode() if extra else None,
+                token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]))
+    return (*v[:_JSON_FROM],
             orjson.dumps(attempts).decode() if attempts else None,
             orjson.dumps(extra).decode() if extra else None,
             token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]))
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch's staging rows, built before its transaction (by :func:`prepare`, on any thread)."""
+
+    columns: tuple[str, ...]  # the staging columns the rows hold, in order
+    rows: list[tuple[Any, ...]]
+
+
+_STAGE_COLUMNS = (*COLUMNS, "bucket")
+
+
+def prepare(records: Sequence[GenerationRecord], sqlite: bool) -> Prepared:
+    """All the per-record Python work of a batch, so it can overlap the previous batch's SQL.
+
+    On SQLite, columns that are NULL in every row of the batch are left out (the staging
+    table's default is NULL): sqlite3 binds ``None`` through its adapter lookup, several
+    times slower than an int or a string, and a gateway's batches have a few such columns
+    (``error``, ``attempts``, ``extra``, upstream ids...).
+    """
+    rows = [staged(r, sqlite) for r in records]
+    if not sqlite or not rows:
+        return Prepared(_STAGE_COLUMNS, rows)
+    keep = [i for i in range(len(_STAGE_COLUMNS))
+            if list(map(itemgetter(i), rows)).count(None) != len(rows)]
+    if len(keep) == len(_STAGE_COLUMNS):
+        return Prepared(_STAGE_COLUMNS, rows)
+    pick = itemgetter(*keep)
+    if len(keep) == 1:  # itemgetter of one index returns the value, not a 1-tuple
+        return Prepared((_STAGE_COLUMNS[keep[0]],), [(pick(row),) for row in rows])
+    return Prepared(tuple(_STAGE_COLUMNS[i] for i in keep), list(map(pick, rows)))
 
 
 def ensure_stage(conn: Connection) -> None:
@@ -116,18 +157,25 @@ def ensure_stage(conn: Connection) -> None:
     conn.exec_driver_sql(f"DELETE FROM temp.{DM}")
 
 
-def stage(conn: Connection, records: Sequence[GenerationRecord]) -> None:
-    """Load ``records`` into the staging table, in order (``ord``/rowid keep that order)."""
+def stage(conn: Connection, records: Sequence[GenerationRecord], prepared: Prepared | None = None) -> None:
+    """Load ``records`` into the staging table, in order (``ord``/rowid keep that order).
+
+    ``prepared`` is their :func:`prepare` if the caller built it already.
+    """
     ensure_stage(conn)
-    if conn.dialect.name == "postgresql":
+    sqlite = conn.dialect.name == "sqlite"
+    if prepared is None:
+        prepared = prepare(records, sqlite)
+    names = ", ".join(prepared.columns)
+    if not sqlite:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        with cursor.copy(f"COPY {STAGE} ({', '.join(COLUMNS)}, bucket) FROM STDIN") as copy:
-            for r in records:
-                copy.write_row(staged(r, False))
+        with cursor.copy(f"COPY {STAGE} ({names}) FROM STDIN") as copy:
+            for row in prepared.rows:
+                copy.write_row(row)
         cursor.close()
         return
-    marks = ", ".join("?" * (len(COLUMNS) + 1))
-    conn.exec_driver_sql(f"INSERT INTO temp.{STAGE} VALUES ({marks})", [staged(r, True) for r in records])
+    marks = ", ".join("?" * len(prepared.columns))
+    conn.exec_driver_sql(f"INSERT INTO temp.{STAGE} ({names}) VALUES ({marks})", prepared.rows)
 
 
 def drop_known(conn: Connection) -> None:
@@ -216,22 +264,31 @@ def rollup_statements(dialect: str) -> list[str]:
 
 
 def ingest_batch(conn: Connection, records: Sequence[GenerationRecord], *, rollups: bool = True,
-                 dedupe: bool = False) -> Sequence[GenerationRecord]:
+                 dedupe: bool = False, prepared: Prepared | None = None) -> Sequence[GenerationRecord]:
     """Write one batch set-based inside the caller's transaction; returns the records written.
 
     With ``dedupe`` false a generation id already in the ledger raises ``IntegrityError``
     (and the transaction must be rolled back); retry with ``dedupe`` true to skip those.
+    ``prepared`` (bulk loads: :meth:`LedgerWriter.write_bulk`) is :func:`prepare` of the
+    records; with it PostgreSQL also acknowledges the commit before its WAL is flushed (a
+    crash can then lose the last batches, never half of one, and re-running the import
+    writes exactly those again).
     """
     sqlite = conn.dialect.name == "sqlite"
     if sqlite:
         cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+        temp_cache = conn.exec_driver_sql("PRAGMA temp.cache_size").scalar()
         conn.exec_driver_sql(f"PRAGMA cache_size = -{_SQLITE_BULK_CACHE_KIB}")
+        # The TEMP staging tables have a page cache of their own (2 MB): a batch would spill to a file.
+        conn.exec_driver_sql(f"PRAGMA temp.cache_size = -{_SQLITE_BULK_CACHE_KIB}")
     else:
         # The planner has no statistics on the staging table and the default 4 MB spills a
         # 50k-row batch's aggregates and sorts to disk; this transaction only.
         conn.exec_driver_sql(f"SET LOCAL work_mem = '{_PG_BULK_WORK_MEM}'")
+        if prepared is not None:
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
     try:
-        stage(conn, records)
+        stage(conn, records, prepared)
         if dedupe:
             drop_known(conn)
             kept = {row[0] for row in conn.exec_driver_sql(f"SELECT id FROM {STAGE}")}
@@ -245,4 +302,5 @@ def ingest_batch(conn: Connection, records: Sequence[GenerationRecord], *, rollu
     finally:
         if sqlite:
             conn.exec_driver_sql(f"PRAGMA cache_size = {int(cache or -2000)}")
+            conn.exec_driver_sql(f"PRAGMA temp.cache_size = {int(temp_cache or -2000)}")
     return records
