@@ -30,7 +30,7 @@ from tollway.adapters.anthropic_mapping import (
 )
 from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
 from tollway.adapters.chunks import chunk_event, stamp
-from tollway.adapters.http import error_from_exception, error_from_response, post_json
+from tollway.adapters.http import ensure_event_stream, error_from_exception, error_from_response, post_json
 from tollway.adapters.sse import SSEEvent, iter_events
 from tollway.errors import UpstreamError
 
@@ -157,15 +157,7 @@ class AnthropicAdapter:
             async with ctx.session.post(self.url(target), data=orjson.dumps(request),
                                         headers=self.headers(target, ctx),
                                         timeout=ctx.timeouts.stream) as resp:
-                if resp.status >= 400:
-                    raise error_from_response(resp.status, await resp.read(), provider)
-                ctype = resp.headers.get("Content-Type", "")
-                if "text/event-stream" not in ctype:
-                    raw = await resp.read()
-                    raise UpstreamError(
-                        f"provider {provider} answered a stream request with {ctype or 'no content type'}",
-                        provider=provider, upstream_status=resp.status,
-                        raw=raw[:2048].decode("utf-8", "replace"))
+                await ensure_event_stream(resp, provider)
                 async for batch in iter_events(resp):
                     state.mark_first_byte()
                     yield batch

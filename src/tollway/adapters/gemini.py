@@ -25,7 +25,7 @@ from tollway.adapters.gemini_mapping import (
     tool_call,
     usage_from_gemini,
 )
-from tollway.adapters.http import error_from_exception, error_from_response, post_json
+from tollway.adapters.http import ensure_event_stream, error_from_exception, error_from_response, post_json
 from tollway.adapters.sse import iter_events
 from tollway.errors import BadRequest, UpstreamError
 from tollway.metering import Usage, estimate_tokens_from_bytes
@@ -75,15 +75,7 @@ class GeminiAdapter:
             async with ctx.session.post(self.url(target, "streamGenerateContent") + "?alt=sse", data=request,
                                         headers=self.headers(target, ctx),
                                         timeout=ctx.timeouts.stream) as resp:
-                if resp.status >= 400:
-                    raise error_from_response(resp.status, await resp.read(), provider)
-                ctype = resp.headers.get("Content-Type", "")
-                if "text/event-stream" not in ctype:
-                    raw = await resp.read()
-                    raise UpstreamError(
-                        f"provider {provider} answered a stream request with {ctype or 'no content type'}",
-                        provider=provider, upstream_status=resp.status,
-                        raw=raw[:2048].decode("utf-8", "replace"))
+                await ensure_event_stream(resp, provider)
                 async for batch in iter_events(resp):
                     state.mark_first_byte()
                     out: list[bytes] = []

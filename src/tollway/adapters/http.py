@@ -90,3 +90,15 @@ async def post_json(session: aiohttp.ClientSession, url: str, payload: bytes, he
         return orjson.loads(raw), raw, status
     except orjson.JSONDecodeError:
         return None, raw, status
+
+
+async def ensure_event_stream(resp: aiohttp.ClientResponse, provider: str) -> None:
+    """Raise :class:`UpstreamError` unless a stream request got a 2xx ``text/event-stream``."""
+    if resp.status >= 400:
+        raise error_from_response(resp.status, await resp.read(), provider)
+    ctype = resp.headers.get("Content-Type", "")
+    if "text/event-stream" not in ctype:
+        raw = await resp.read()
+        raise UpstreamError(f"provider {provider} answered a stream request with {ctype or 'no content type'}",
+                            provider=provider, upstream_status=resp.status,
+                            raw=raw[:2048].decode("utf-8", "replace"))

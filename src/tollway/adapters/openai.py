@@ -27,7 +27,7 @@ from tollway.adapters.base import (
     StreamState,
     Target,
 )
-from tollway.adapters.http import error_from_exception, error_from_response, post_json
+from tollway.adapters.http import ensure_event_stream, error_from_exception, error_from_response, post_json
 from tollway.errors import UpstreamError
 from tollway.metering import Usage
 
@@ -138,15 +138,7 @@ class OpenAIAdapter:
         try:
             async with ctx.session.post(self.url(target), data=payload, headers=_headers(target),
                                         timeout=ctx.timeouts.stream) as resp:
-                if resp.status >= 400:
-                    raise error_from_response(resp.status, await resp.read(), provider)
-                ctype = resp.headers.get("Content-Type", "")
-                if "text/event-stream" not in ctype:
-                    raw = await resp.read()
-                    raise UpstreamError(
-                        f"provider {provider} answered a stream request with {ctype or 'no content type'}",
-                        provider=provider, upstream_status=resp.status,
-                        raw=raw[:2048].decode("utf-8", "replace"))
+                await ensure_event_stream(resp, provider)
                 buffer = b""
                 async for data in resp.content.iter_any():
                     state.mark_first_byte()

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -77,8 +77,20 @@ def _view(engine: Engine, key_id: str, now: datetime) -> tuple[KeyInfo, dict[str
     with engine.connect() as conn:
         found = key_view(conn, key_id, now)
     if found is None:
-        raise NotFound(f"key {key_id} not found; GET /api/v1/keys lists them", code=404)
+        raise _key_not_found(key_id)
     return found
+
+
+def _key_not_found(key_id: str) -> NotFound:
+    return NotFound(f"key {key_id} not found; GET /api/v1/keys lists them", code=404)
+
+
+def _existing_key(conn: Connection, key_id: str) -> key_store.KeyInfo:
+    """The key, or the admin API's 404."""
+    key = key_store.get_key(conn, key_id)
+    if key is None:
+        raise _key_not_found(key_id)
+    return key
 
 
 async def current_key(request: Request) -> Response:
@@ -247,8 +259,7 @@ async def update_key(request: Request) -> Response:
 
     def apply() -> dict[str, Any]:
         with gateway.engine.begin() as conn:
-            if key_store.get_key(conn, key_id) is None:
-                raise NotFound(f"key {key_id} not found; GET /api/v1/keys lists them", code=404)
+            _existing_key(conn, key_id)
             key_store.update_key(conn, key_id, **values)
             if disabled is True:
                 key_store.revoke_key(conn, key_id)
@@ -269,8 +280,7 @@ async def delete_key(request: Request) -> Response:
 
     def revoke() -> None:
         with gateway.engine.begin() as conn:
-            if key_store.get_key(conn, key_id) is None:
-                raise NotFound(f"key {key_id} not found; GET /api/v1/keys lists them", code=404)
+            _existing_key(conn, key_id)
             key_store.revoke_key(conn, key_id)
 
     await run_in_threadpool(revoke)
@@ -291,9 +301,7 @@ async def add_credits(request: Request) -> Response:
 
     def apply() -> dict[str, Any]:
         with gateway.engine.begin() as conn:
-            key = key_store.get_key(conn, key_id)
-            if key is None:
-                raise NotFound(f"key {key_id} not found; GET /api/v1/keys lists them", code=404)
+            key = _existing_key(conn, key_id)
             top_up(conn, key, amount, now=now, note=note)
             found = key_view(conn, key_id, now)
         assert found is not None
