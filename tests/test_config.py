@@ -7,23 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.configs import MINIMAL
 from tollway.config import ConfigError, load_settings, parse_settings
-
-MINIMAL = """
-database: sqlite:///{db}
-providers:
-  - name: bench
-    kind: openai
-    base_url: http://127.0.0.1:9000/v1
-    api_key: ${{BENCH_KEY}}
-models:
-  - id: bench/echo
-    author: bench
-    endpoints:
-      - provider: bench
-        model: echo
-        pricing: {{prompt: 1.0, completion: 2.0}}
-"""
 
 
 def test_minimal_config_from_the_issue(tmp_path: Path) -> None:

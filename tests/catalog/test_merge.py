@@ -8,24 +8,9 @@ from pathlib import Path
 import yaml
 
 from tests.catalog.conftest import settings_in
+from tests.support.configs import MINIMAL
 from tollway.catalog import build_catalog
 from tollway.config import load_settings
-
-MINIMAL = """
-database: sqlite:///{db}
-providers:
-  - name: bench
-    kind: openai
-    base_url: http://127.0.0.1:9000/v1
-    api_key: ${{BENCH_KEY}}
-models:
-  - id: bench/echo
-    author: bench
-    endpoints:
-      - provider: bench
-        model: echo
-        pricing: {{prompt: 1.0, completion: 2.0}}
-"""
 
 
 def test_minimal_config_keeps_working(tmp_path: Path) -> None:
