@@ -47,66 +47,173 @@ AUTHORS = ["anthropic", "openai", "google", "x-ai", "meta-llama", "mistralai", "
            "tngtech", "thudm", "01-ai", "reka", "writer", "relace"]
 
 
-def synthetic(n: int, seed: int = 1) -> Iterator[GenerationRecord]:
-    """n records over one year, in time order; sizes log-normal, a few agentic sessions."""
-    rng = random.Random(seed)
+def _population(rng: random.Random) -> tuple[list[str], list[float], list[str]]:
+    """~300 models from 40 authors with Zipf-like popularity (as in real rankings), 8 providers."""
     models = [f"{a}/model-{i}" for a in AUTHORS for i in range(8)][:300]
-    # Zipf-like popularity, as in real rankings: a few models carry most tokens.
     weights = [1 / (i + 1) ** 1.1 for i in range(len(models))]
     rng.shuffle(weights)
-    providers = [f"provider-{i}" for i in range(12)]
+    return models, weights, [f"provider-{i}" for i in range(8)]
+
+
+def _record(rng: random.Random, created: datetime, key: str, model: str, provider: str, app: str | None,
+            session: str | None, prompt: int, completion: int, cached: int, cost: int,
+            finish: str) -> GenerationRecord:
+    """A record with every field the gateway fills: upstream ids, timings, the attempt list."""
+    upstream_model = model.split("/", 1)[1]
+    streamed = rng.random() < 0.7
+    latency = 250 + prompt // 2000 + completion * rng.randint(8, 30)
+    if rng.random() < 0.01:  # the upstream failed and no fallback was left
+        return GenerationRecord(
+            id=f"gen-{int(created.timestamp())}-{rng.getrandbits(80):020x}", key_id=key, created_at=created,
+            model=model, provider=provider, upstream_model=upstream_model, app=app, session_id=session,
+            status="error", http_status=502, streamed=streamed, latency_ms=latency // 4,
+            error=f"{provider}: upstream returned 503",
+            attempts=[{"provider": provider, "model": model, "upstream_model": upstream_model, "status": 503,
+                       "latency_ms": latency // 4, "message": "upstream returned 503"}])
+    return GenerationRecord(
+        id=f"gen-{int(created.timestamp())}-{rng.getrandbits(80):020x}", key_id=key, created_at=created,
+        model=model, provider=provider, upstream_model=upstream_model,
+        upstream_id=f"chatcmpl-{rng.getrandbits(96):024x}", app=app, session_id=session,
+        prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached,
+        reasoning_tokens=completion // 4, cost_nanousd=cost, finish_reason=finish, native_finish_reason=finish,
+        streamed=streamed, latency_ms=latency, ttft_ms=latency // 5 if streamed else None,
+        attempts=[{"provider": provider, "model": model, "upstream_model": upstream_model, "status": 200,
+                   "latency_ms": latency}])
+
+
+def synthetic_uniform(n: int, seed: int = 1) -> Iterator[GenerationRecord]:
+    """The worst case for the rollups: every record draws its key, model and app at random.
+
+    Key, model and app are independent per request (no task ever keeps its model or key),
+    so nearly every record is a cell of its own in the hourly model x provider x app x key
+    cube and the rollups compress nothing.
+    """
+    rng = random.Random(seed)
+    models, weights, providers = _population(rng)
     apps = [f"https://app{i}.example" for i in range(60)] + [""] * 20
     step = 365 * 86400 / n
     picks = rng.choices(range(len(models)), weights=weights, k=min(n, 1_000_000))
     for i in range(n):
-        model = models[picks[i % len(picks)]]
+        pick = picks[i % len(picks)]
         prompt = int(math.exp(rng.gauss(8.5, 1.4)))  # median ~5k, long tail past 100k
         completion = int(math.exp(rng.gauss(5.5, 1.1)))
         cached = prompt * rng.randint(0, 9) // 10
-        yield GenerationRecord(
-            id=f"gen-{i:012d}", key_id=f"key-{rng.randrange(5000)}",
-            created_at=YEAR_START + timedelta(seconds=i * step), model=model,
-            provider=providers[hash(model) % 4 + rng.randrange(2) * 4], app=rng.choice(apps) or None,
-            session_id=f"s-{i // 40}" if rng.random() < 0.3 else None,
-            prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached,
-            reasoning_tokens=completion // 4, cost_nanousd=prompt * 300 + completion * 1200,
-            status="success" if rng.random() > 0.01 else "error")
+        created = YEAR_START + timedelta(seconds=i * step)
+        yield _record(rng, created, f"key-{rng.randrange(5000)}", models[pick],
+                      providers[pick % 4 + rng.randrange(2) * 4], rng.choice(apps) or None,
+                      f"s-{i // 40}" if rng.random() < 0.3 else None, prompt, completion, cached,
+                      prompt * 300 + completion * 1200, "stop")
 
 
-def ingest(database: str, n: int, batch_size: int, path: str = "bulk", stop_after: int | None = None) -> float:
+WORKLOADS = ("agentic", "uniform")
+
+
+class _Task:
+    """One task (a chat or an agent run): one key, app, model and session, several requests."""
+
+    __slots__ = ("app", "context", "key", "left", "model", "providers", "session", "step")
+
+    def __init__(self, key: str, app: str | None, model: str, providers: tuple[str, str],
+                 session: str | None, requests: int, context: int) -> None:
+        self.key, self.app, self.model, self.providers = key, app, model, providers
+        self.session, self.left, self.context, self.step = session, requests, context, 0
+
+
+def synthetic_agentic(n: int, seed: int = 1, concurrent_tasks: int = 200) -> Iterator[GenerationRecord]:
+    """n records over one year, in time order, from interleaved tasks.
+
+    Each task belongs to one key (key popularity Zipf-like: a few teams run most agents),
+    the key's app, one model (Zipf-like over ~300 models) and, for agent runs, one session.
+    30% of tasks are agent runs of ~8-400 requests whose prompt grows with the context
+    and is mostly served from cache (~90% of records); the rest are chats of 1-3 requests.
+    ``concurrent_tasks`` run at once, so at the default 100M records a year (3 per second)
+    an agent request of a given task comes about once a minute.
+    """
+    rng = random.Random(seed)
+    models, model_weights, providers = _population(rng)
+    keys = [f"key-{i}" for i in range(5000)]
+    key_weights = [1 / (i + 1) ** 0.9 for i in range(len(keys))]
+    apps = [f"https://app{i}.example" for i in range(60)] + [None] * 20
+    key_app = {key: apps[rng.randrange(len(apps))] for key in keys}
+    model_picks = itertools.cycle(rng.choices(range(len(models)), weights=model_weights, k=100_003))
+    key_picks = itertools.cycle(rng.choices(keys, weights=key_weights, k=100_019))
+    sessions = itertools.count()
+
+    def new_task() -> _Task:
+        pick = next(model_picks)
+        model = models[pick]
+        pair = (providers[pick % 4], providers[pick % 4 + 4])
+        key = next(key_picks)
+        if rng.random() < 0.3:
+            return _Task(key, key_app[key], model, pair, f"task-{next(sessions)}",
+                         int(math.exp(rng.gauss(3.5, 1.0))) + 8, int(math.exp(rng.gauss(8.5, 0.8))))
+        return _Task(key, key_app[key], model, pair, None, rng.randint(1, 3), int(math.exp(rng.gauss(7.0, 1.4))))
+
+    active = [new_task() for _ in range(concurrent_tasks)]
+    step = 365 * 86400 / n
+    for i in range(n):
+        slot = rng.randrange(concurrent_tasks)
+        task = active[slot]
+        created = YEAR_START + timedelta(seconds=i * step)
+        completion = int(math.exp(rng.gauss(5.5, 1.1)))
+        prompt = task.context
+        # Agent turns re-send the whole context: all but the newest turn comes from cache.
+        cached = prompt - prompt // (task.step + 2) if task.session else prompt * rng.randint(0, 5) // 10
+        task.context += completion + int(math.exp(rng.gauss(6.5, 1.0)))
+        if task.context > 200_000:  # past a 200k window, agents compact their context
+            task.context //= 5
+        task.step += 1
+        task.left -= 1
+        if task.left == 0:
+            active[slot] = new_task()
+        yield _record(rng, created, task.key, task.model,
+                      task.providers[0] if rng.random() < 0.8 else task.providers[1], task.app, task.session,
+                      prompt, completion, cached, (prompt - cached) * 300 + cached * 30 + completion * 1200,
+                      "tool_calls" if task.session and task.left else "stop")
+
+
+def ingest(database: str, n: int, batch_size: int, path: str = "bulk", stop_after: int | None = None,
+           workload: str = "agentic", workers: int | None = None) -> float:
     """Seconds spent writing (ledger + rollups) the first ``stop_after`` (default all) of n records.
 
     ``path="live"`` goes through the writer thread exactly as the gateway configures it (it
     picks row by row or set-based per batch); ``"bulk"`` through ``LedgerWriter.write_bulk``,
-    handed ten batches at a time (it prepares the next batch while the database writes one).
+    handed twenty batches at a time (it prepares the next batch while the database writes;
+    on PostgreSQL ``workers`` batches at once, by default ``BULK_WORKERS_PG``).  Records are
+    generated between those calls, outside the timed part.
     """
     engine = create_db_engine(database)
     migrate(engine)
     writer = LedgerWriter(engine, batch_size=batch_size, hooks=[rollups.apply_rollups])
     spent = 0.0
     chunk: list[GenerationRecord] = []
-    chunk_size = batch_size * 10 if path == "bulk" else batch_size
+    chunk_size = batch_size * 20 if path == "bulk" else batch_size
+    report_every = chunk_size * max(1, (stop_after or n) // 20 // chunk_size)
     done = 0
-    for record in itertools.islice(synthetic(n), stop_after):
+    generate = synthetic_agentic if workload == "agentic" else synthetic_uniform
+    for record in itertools.islice(generate(n), stop_after):
         chunk.append(record)
         if len(chunk) == chunk_size:
-            spent += _write(writer, chunk, path, batch_size)
+            took = _write(writer, chunk, path, batch_size, workers)
+            spent += took
             done += len(chunk)
             chunk = []
-            if done % (chunk_size * max(1, 500_000 // chunk_size)) == 0:
-                print(f"  {done:,} records, {done / spent:,.0f}/s", file=sys.stderr)
+            if done % report_every == 0:
+                print(f"  {done:,} records, {done / spent:,.0f}/s (last {chunk_size:,}: {chunk_size / took:,.0f}/s)",
+                      file=sys.stderr, flush=True)
     if chunk:
-        spent += _write(writer, chunk, path, batch_size)
+        spent += _write(writer, chunk, path, batch_size, workers)
     writer.close()
     engine.dispose()
     return spent
 
 
-def _write(writer: LedgerWriter, chunk: list[GenerationRecord], path: str, batch_size: int) -> float:
+def _write(writer: LedgerWriter, chunk: list[GenerationRecord], path: str, batch_size: int,
+           workers: int | None) -> float:
     # Only the write is timed: generating synthetic records is the benchmark's own cost.
     t = time.perf_counter()
     if path == "bulk":
-        writer.write_bulk(chunk, batch_size=batch_size)
+        writer.write_bulk(chunk, batch_size=batch_size, workers=workers)
     else:
         for record in chunk:
             writer.submit(record)
@@ -155,16 +262,23 @@ def main() -> None:
     parser.add_argument("--path", choices=("bulk", "live"), default="bulk",
                         help="bulk: LedgerWriter.write_bulk, set-based rollups in SQL (for imports); "
                              "live: the gateway's writer thread with the apply_rollups hook.")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="Bulk path on PostgreSQL: batches written at once (default: the writer's, 2).")
     parser.add_argument("--stop-after", type=int, default=None,
                         help="Ingest only the first N records of the --records workload (its first days, "
                              "at its density: e.g. 2,000,000 of 100,000,000 is the year's first week).")
+    parser.add_argument("--workload", choices=WORKLOADS, default="agentic",
+                        help="agentic: records come from interleaved tasks, each on one key, app and model "
+                             "(the gateway's traffic); uniform: key, model and app drawn anew for every record, "
+                             "the worst case for the rollups.")
     parser.add_argument("--parquet", type=Path, default=None, help="Also export and scan with DuckDB.")
     args = parser.parse_args()
     batch_size = args.batch_size or (50_000 if args.path == "bulk" else 5000)
     taken = min(args.records, args.stop_after or args.records)
     print(f"ingesting {taken:,} of {args.records:,} records into {args.database} ({args.path} path, "
-          f"batches of {batch_size:,})")
-    spent = ingest(args.database, args.records, batch_size, args.path, args.stop_after)
+          f"batches of {batch_size:,}, {args.workload} workload)")
+    spent = ingest(args.database, args.records, batch_size, args.path, args.stop_after, args.workload,
+                   args.workers)
     print(f"ingest: {spent:.1f} s, {taken / spent:,.0f} records/s into ledger + rollups "
           "(same transactions)")
     median, weeks, cube = time_rankings(args.database)

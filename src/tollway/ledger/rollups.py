@@ -18,8 +18,8 @@ Tables (all measures are exact integers; cost in nano-dollars):
 * ``usage_daily_request_hist``: day x model x log bucket of tokens per request, counts of
   requests; gives p50/p90/p99 of tokens per request *approximately* (4 buckets per
   doubling, so a percentile is known to within one bucket, about +-12%).
-* ``usage_sessions``: one row per task (``session_id``), its exact token sums, so
-  per-task distributions are *exact*.
+* ``usage_sessions``: one row per task (``session_id``; its key is that of its earliest
+  record), its exact token sums, so per-task distributions are *exact*.
 * ``import_batches``: one row per imported file content (sha256), for idempotency.
 
 On SQLite the rollups are ``WITHOUT ROWID`` tables: the composite primary key *is* the
@@ -227,7 +227,8 @@ class RollupDelta:
             if sess is None:
                 self.sessions[skey] = [key_id, at, at, *measures]
             else:
-                sess[1] = min(sess[1], at)
+                if at < sess[1]:  # the task's key is that of its earliest record
+                    sess[0], sess[1] = key_id, at
                 sess[2] = max(sess[2], at)
                 for i, value in enumerate(measures):
                     sess[3 + i] += value
@@ -261,6 +262,8 @@ class RollupDelta:
             t = usage_sessions
             least, greatest = ("least", "greatest") if pg else ("min", "max")  # SQLite's 2-arg min is scalar
             updates = [*_sum_updates(t, MEASURES),
+                       f"key_id = CASE WHEN excluded.first_seen < {t.name}.first_seen THEN excluded.key_id "
+                       f"ELSE {t.name}.key_id END",
                        f"first_seen = {least}({t.name}.first_seen, excluded.first_seen)",
                        f"last_seen = {greatest}({t.name}.last_seen, excluded.last_seen)"]
             _upsert(conn, t, ("session_id", "batch_id", "key_id", "first_seen", "last_seen", *MEASURES),
