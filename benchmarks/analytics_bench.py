@@ -58,27 +58,32 @@ def _population(rng: random.Random) -> tuple[list[str], list[float], list[str]]:
 def _record(rng: random.Random, created: datetime, key: str, model: str, provider: str, app: str | None,
             session: str | None, prompt: int, completion: int, cached: int, cost: int,
             finish: str) -> GenerationRecord:
-    """A record with every field the gateway fills: upstream ids, timings, the attempt list."""
+    """A record with every field the gateway fills: upstream ids, timings and, after a
+    fallback or a failure, the attempt list (1% fail, 2% succeed on a second provider)."""
     upstream_model = model.split("/", 1)[1]
     streamed = rng.random() < 0.7
     latency = 250 + prompt // 2000 + completion * rng.randint(8, 30)
-    if rng.random() < 0.01:  # the upstream failed and no fallback was left
+    gen_id = f"gen-{int(created.timestamp())}-{rng.getrandbits(80):020x}"
+    luck = rng.random()
+    if luck < 0.01:  # the upstream failed and no fallback was left
         return GenerationRecord(
-            id=f"gen-{int(created.timestamp())}-{rng.getrandbits(80):020x}", key_id=key, created_at=created,
-            model=model, provider=provider, upstream_model=upstream_model, app=app, session_id=session,
-            status="error", http_status=502, streamed=streamed, latency_ms=latency // 4,
-            error=f"{provider}: upstream returned 503",
+            id=gen_id, key_id=key, created_at=created, model=model, provider=provider,
+            upstream_model=upstream_model, app=app, session_id=session, status="error", http_status=502,
+            streamed=streamed, latency_ms=latency // 4, error=f"{provider}: upstream returned 503",
             attempts=[{"provider": provider, "model": model, "upstream_model": upstream_model, "status": 503,
                        "latency_ms": latency // 4, "message": "upstream returned 503"}])
+    attempts = None
+    if luck < 0.03:
+        attempts = [{"provider": "provider-fallback", "model": model, "upstream_model": upstream_model,
+                     "status": 429, "latency_ms": 40, "message": "rate limited"},
+                    {"provider": provider, "model": model, "upstream_model": upstream_model, "status": 200,
+                     "latency_ms": latency}]
     return GenerationRecord(
-        id=f"gen-{int(created.timestamp())}-{rng.getrandbits(80):020x}", key_id=key, created_at=created,
-        model=model, provider=provider, upstream_model=upstream_model,
+        id=gen_id, key_id=key, created_at=created, model=model, provider=provider, upstream_model=upstream_model,
         upstream_id=f"chatcmpl-{rng.getrandbits(96):024x}", app=app, session_id=session,
         prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached,
         reasoning_tokens=completion // 4, cost_nanousd=cost, finish_reason=finish, native_finish_reason=finish,
-        streamed=streamed, latency_ms=latency, ttft_ms=latency // 5 if streamed else None,
-        attempts=[{"provider": provider, "model": model, "upstream_model": upstream_model, "status": 200,
-                   "latency_ms": latency}])
+        streamed=streamed, latency_ms=latency, ttft_ms=latency // 5 if streamed else None, attempts=attempts)
 
 
 def synthetic_uniform(n: int, seed: int = 1) -> Iterator[GenerationRecord]:

@@ -132,6 +132,10 @@ def test_generation_lookup_is_private_to_its_key(running: Running) -> None:
     data = mine.json()["data"]
     assert data["id"] == completion.id and data["model"] == "test/echo"
     assert data["tokens_completion"] == completion.usage.completion_tokens  # type: ignore[union-attr]
+    # One attempt: the ledger row carries no attempt list, the response rebuilds it from the row.
+    assert [(a["provider"], a["model"], a["status"]) for a in data["provider_responses"]] == \
+        [(data["provider_name"], "test/echo", 200)]
+    assert [r["attempts"] for r in _rows(running) if r["id"] == completion.id] == [None]
     _, other = new_key(running.database, name="bob")
     theirs = httpx.get(running.url + "/api/v1/generation", params={"id": completion.id},
                        headers={"Authorization": f"Bearer {other}"})

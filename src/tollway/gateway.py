@@ -528,7 +528,9 @@ class Gateway:
             native_finish_reason=native_finish_reason, streamed=streamed, cancelled=cancelled,
             estimated=usage.estimated, latency_ms=int(latency_s * 1000),
             ttft_ms=int(ttft_s * 1000) if ttft_s is not None else None, api=run.meta.api, error=error,
-            attempts=run.attempts or None,
+            # One attempt is the row itself (provider, upstream model, status, latency), so
+            # only fallbacks keep the list: it was a third of a typical row's bytes.
+            attempts=run.attempts if len(run.attempts) > 1 else None,
         ))
         if run.hold is not None:
             self.limits.settle(run.hold, cost, usage.total_tokens)

@@ -218,10 +218,38 @@ def test_bulk_load_restores_sqlite_durability(tmp_path: Path) -> None:
     """write_bulk leaves SQLite's durability and cache settings as they were."""
     with _ledger_with_keys(f"sqlite:///{tmp_path / 'l.db'}") as engine:
         _bulk(engine, _records(120), batch_size=50)
-        with engine.connect() as conn:  # the pool's one connection: the one write_bulk used
-            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL, from db.py
-            assert conn.exec_driver_sql("PRAGMA temp.cache_size").scalar() == -2000
-            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -2000
+        # The pool's two connections: the one write_bulk loaded through (it holds the TEMP
+        # staging table) and the checkpointer's.
+        with engine.connect() as a, engine.connect() as b:
+            loaded = [c for c in (a, b) if c.exec_driver_sql(
+                "SELECT count(*) FROM temp.sqlite_master WHERE name = 'tollway_stage'").scalar()]
+            assert len(loaded) == 1
+            assert loaded[0].exec_driver_sql("PRAGMA temp.cache_size").scalar() == -2000
+            for conn in (a, b):
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL, from db.py
+                assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -2000
+                assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000  # SQLite's default
+
+
+def test_sqlite_bulk_load_checkpoints_beside_the_writer(tmp_path: Path) -> None:
+    """During a load the writer's connection never checkpoints (wal_autocheckpoint 0); the
+    checkpointer's connection copies the WAL into the database file, to the last commit."""
+    path = tmp_path / "l.db"
+    seen: list[int] = []
+
+    def autocheckpoint(conn: Any, _batch: Any) -> None:
+        seen.append(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar())
+
+    with _ledger_with_keys(f"sqlite:///{path}") as engine:
+        before = path.stat().st_size
+        _bulk(engine, _records(3000, seed=9), 100, autocheckpoint)
+        after = path.stat().st_size  # the database file itself, not its -wal
+        wal = Path(f"{path}-wal").stat().st_size
+    assert seen == [0] * 30
+    # Three thousand generations with their rollups are over a megabyte; without a
+    # checkpoint they would all still sit in the WAL and the file would not have grown.
+    assert after - before > 1_000_000, (before, after, wal)
+
 
 
 def test_parallel_postgresql_batches_equal_one_at_a_time(caplog: pytest.LogCaptureFixture) -> None:

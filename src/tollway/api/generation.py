@@ -20,6 +20,10 @@ def render_generation(row: dict[str, Any]) -> dict[str, Any]:
     """OpenRouter's ``GenerationResponse`` fields (nullable ones present), plus tollway's."""
     created: datetime = row["created_at"]
     attempts = orjson.loads(row["attempts"]) if isinstance(row.get("attempts"), str) else row.get("attempts")
+    if not attempts and row.get("provider"):
+        # The ledger keeps the attempt list only after a fallback; one attempt is the row.
+        attempts = [{"provider": row["provider"], "model": row["model"], "upstream_model": row.get("upstream_model"),
+                     "status": row.get("http_status"), "latency_ms": row.get("latency_ms")}]
     cost = nano_to_usd(int(row.get("cost_nanousd") or 0))
     return {
         "id": row["id"], "upstream_id": row.get("upstream_id"), "request_id": None,

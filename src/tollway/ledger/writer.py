@@ -23,6 +23,7 @@ import functools
 import itertools
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections import defaultdict, deque
@@ -60,6 +61,52 @@ def _next_batch(records: Iterator[GenerationRecord], size: int,
     """The next ``size`` records, prepared for the database (run on write_bulk's helper thread)."""
     batch = list(itertools.islice(records, size))
     return batch, bulk.prepare(batch, sqlite)
+
+
+def _nothing() -> None:
+    pass
+
+
+class _Checkpointer:
+    """SQLite's WAL checkpoints for a bulk load, on a connection and thread of their own.
+
+    Left to the writer (``wal_autocheckpoint``), the commit that takes the WAL past 1,000
+    pages first copies them into the database file: measured, ~1.3 us of the ~15 us a
+    record costs the writer's thread.  A PASSIVE checkpoint never blocks the writer, so
+    here it runs beside it, on the other core, after each commit.  Durability is
+    unchanged: a checkpoint copies committed pages; it commits nothing.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tollway-checkpoint", daemon=True)
+        self._thread.start()
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        """Stop after one last checkpoint, so the load leaves no WAL behind to copy."""
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        raw = self._engine.raw_connection()
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                try:
+                    raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+                except sqlite3.Error as exc:  # the writer's autocheckpoint resumes after the load
+                    log.warning("ledger checkpoint failed (%s); left to SQLite", type(exc).__name__)
+                if self._stopping.is_set():
+                    return
+        finally:
+            raw.close()
 
 
 class LedgerWriter:
@@ -188,7 +235,7 @@ class LedgerWriter:
             return self._write_bulk_parallel(iter(records), batch_size, workers)
         it = iter(records)
         written = 0
-        with self._bulk_connection() as conn, \
+        with self._bulk_connection() as (conn, committed), \
                 ThreadPoolExecutor(1, thread_name_prefix="tollway-bulk") as pool:
             batch, prepared = _next_batch(it, batch_size, sqlite)
             while batch:
@@ -199,6 +246,7 @@ class LedgerWriter:
                         pending.append(pool.submit(_next_batch, it, batch_size, sqlite))
 
                 self._write(batch, set_based=True, prepared=prepared, conn=conn, on_staged=read_ahead)
+                committed()
                 written += len(batch)
                 read_ahead()  # (a batch given up before staging never called it)
                 batch, prepared = upcoming[0].result()
@@ -232,20 +280,34 @@ class LedgerWriter:
         return len(batch)
 
     @contextmanager
-    def _bulk_connection(self) -> Iterator[Connection | None]:
-        """SQLite: one connection for the whole bulk load (its TEMP staging table lives there).
+    def _bulk_connection(self) -> Iterator[tuple[Connection | None, Callable[[], None]]]:
+        """SQLite: one connection for the whole bulk load (its TEMP staging table lives there),
+        and a callback for after each commit.
 
         Durability stays as configured (WAL, ``synchronous = NORMAL``): ``OFF`` would buy
         ~7% on a bulk load but, as SQLite documents, a power cut during the load could
-        damage the ledger file, and a ledger holds money.  PostgreSQL needs no connection
-        of its own (``synchronous_commit = off`` per bulk transaction can lose at most the
-        last batches on a server crash, never corrupt what was committed before).
+        damage the ledger file, and a ledger holds money.  Checkpoints move to a thread of
+        their own (:class:`_Checkpointer`).  PostgreSQL needs no connection of its own
+        (``synchronous_commit = off`` per bulk transaction can lose at most the last
+        batches on a server crash, never corrupt what was committed before).
         """
         if self._engine.dialect.name != "sqlite":
-            yield None
+            yield None, _nothing
             return
         with self._engine.connect() as conn:
-            yield conn
+            driver = conn.connection.dbapi_connection
+            assert driver is not None
+            if driver.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                yield conn, _nothing  # (an in-memory ledger: nothing to checkpoint)
+                return
+            previous = int(driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+            driver.execute("PRAGMA wal_autocheckpoint = 0")
+            checkpointer = _Checkpointer(self._engine)
+            try:
+                yield conn, checkpointer.nudge
+            finally:
+                checkpointer.close()
+                driver.execute(f"PRAGMA wal_autocheckpoint = {previous}")
 
     def _write(self, batch: list[GenerationRecord], *, set_based: bool | None = None,
                prepared: bulk.Prepared | None = None, conn: Connection | None = None,
