@@ -2,10 +2,11 @@
 
 The live path (:meth:`LedgerWriter._insert` + :func:`~tollway.ledger.rollups.apply_rollups`)
 aggregates each batch in Python.  For large batches it is several times cheaper to load the
-rows once into a per-connection TEMP staging table (``executemany`` on SQLite, ``COPY`` on
-PostgreSQL) and let the database do the rest with one ``INSERT ... SELECT`` per table:
-the generations, the per-key spend and each rollup's ``GROUP BY ... ON CONFLICT DO UPDATE``.
-The tables come out exactly as the live path leaves them (the tests compare both).
+rows once into a per-connection TEMP staging table (``executemany`` on SQLite, binary
+``COPY`` on PostgreSQL) and let the database do the rest with one ``INSERT ... SELECT`` per
+table: the generations, the per-key spend and each rollup's ``GROUP BY ... ON CONFLICT DO
+UPDATE`` (most of them summed from the batch's cells of the hourly cube rather than from
+every row).  The tables come out exactly as the live path leaves them (the tests compare both).
 
 Derived keys are computed in SQL from ``created_at``; weeks run Monday-Sunday UTC:
 
