@@ -1,16 +1,21 @@
 """Analytics benchmark: ingest synthetic generations into ledger + rollups, then time reports.
 
-    /work/venv/bin/python benchmarks/analytics_bench.py --records 2000000 \
-        --database sqlite:////tmp/bench.db [--path bulk|live] [--batch-size N] [--parquet /tmp/bench.parquet]
+    /work/venv/bin/python benchmarks/analytics_bench.py --records 100000000 \
+        --database postgresql://postgres@127.0.0.1/bench [--stop-after N] [--workload agentic|uniform] \
+        [--path bulk|live] [--batch-size N] [--workers N] [--parquet /tmp/bench.parquet]
 
 Builds ``--records`` generation records (default 100 million) spread over one year, as the
-gateway would produce them (time order, realistic request sizes, ~300 models from 40
-authors, 12 providers, 60 apps, 5,000 keys, agentic sessions), writes them through the
-real ``LedgerWriter`` with the ``apply_rollups`` hook (``--path bulk``, the default:
-``LedgerWriter.write_bulk``, set-based SQL, batches of 50,000; ``--path live``: the
-gateway's writer thread, batches of 5,000), and reports:
+gateway writes them: time order, every column filled (upstream ids, timings, attempt
+lists after fallbacks), ~300 models from 40 authors with Zipf-like popularity, 8
+providers, 60 apps, 5,000 keys.  The default ``agentic`` workload interleaves tasks, each
+on one key, its app and one model (30% agent runs with growing, mostly cached prompts);
+``uniform`` draws key, model and app anew for every record, the rollups' worst case.
+Records go through the real ``LedgerWriter`` with the ``apply_rollups`` hook (``--path
+bulk``, the default: ``LedgerWriter.write_bulk``, set-based SQL, batches of 50,000, two at
+once on PostgreSQL; ``--path live``: the gateway's writer thread, batches of 5,000), and
+it reports:
 
-* ingest throughput (records/s) into the ledger *plus* rollups;
+* ingest throughput (records/s) into the ledger *plus* rollups (only the writes are timed);
 * weekly rankings by origin over the whole year from the rollups (median of 5 runs);
 * optionally, the same ranking scanned from an exported Parquet file with DuckDB.
 
