@@ -188,7 +188,7 @@ def ingest(database: str, n: int, batch_size: int, path: str = "bulk", stop_afte
 
     ``path="live"`` goes through the writer thread exactly as the gateway configures it (it
     picks row by row or set-based per batch); ``"bulk"`` through ``LedgerWriter.write_bulk``,
-    handed twenty batches at a time (it prepares the next batch while the database writes;
+    handed forty batches at a time (it prepares the next batch while the database writes;
     on PostgreSQL ``workers`` batches at once, by default ``BULK_WORKERS_PG``).  Records are
     generated between those calls, outside the timed part.
     """
@@ -197,7 +197,7 @@ def ingest(database: str, n: int, batch_size: int, path: str = "bulk", stop_afte
     writer = LedgerWriter(engine, batch_size=batch_size, hooks=[rollups.apply_rollups])
     spent = 0.0
     chunk: list[GenerationRecord] = []
-    chunk_size = batch_size * 20 if path == "bulk" else batch_size
+    chunk_size = batch_size * 40 if path == "bulk" else batch_size
     report_every = chunk_size * max(1, (stop_after or n) // 20 // chunk_size)
     done = 0
     generate = synthetic_agentic if workload == "agentic" else synthetic_uniform

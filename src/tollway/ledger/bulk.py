@@ -32,7 +32,7 @@ import orjson
 from sqlalchemy import BigInteger, Boolean, Connection, DateTime, Integer, String, Text
 
 from tollway.ledger.records import COLUMNS, GenerationRecord
-from tollway.ledger.rollups import CUBES, GATEWAY_BATCH, MEASURES, token_bucket
+from tollway.ledger.rollups import CUBES, GATEWAY_BATCH, MEASURES, RollupDelta, token_bucket
 from tollway.ledger.schema import generations
 
 STAGE = "tollway_stage"
@@ -122,6 +122,8 @@ class Prepared:
 
     columns: tuple[str, ...]  # the staging columns the rows hold, in order
     rows: list[tuple[Any, ...]]
+    # The batch's tokens-per-request histogram and task sums (:func:`per_record_sums`).
+    sums: RollupDelta | None = None
 
 
 _STAGE_COLUMNS = (*COLUMNS, "bucket")
@@ -144,16 +146,58 @@ def prepare(records: Sequence[GenerationRecord], sqlite: bool) -> Prepared:
     (``error``, ``attempts``, ``extra``, upstream ids...).
     """
     rows = [staged(r, sqlite) for r in records]
+    sums = per_record_sums(records)
     if not sqlite or not rows:
-        return Prepared(_STAGE_COLUMNS, rows)
+        return Prepared(_STAGE_COLUMNS, rows, sums)
     keep = [i for i in range(len(_STAGE_COLUMNS))
             if list(map(itemgetter(i), rows)).count(None) != len(rows)]
     if len(keep) == len(_STAGE_COLUMNS):
-        return Prepared(_STAGE_COLUMNS, rows)
+        return Prepared(_STAGE_COLUMNS, rows, sums)
     pick = itemgetter(*keep)
     if len(keep) == 1:  # itemgetter of one index returns the value, not a 1-tuple
-        return Prepared((_STAGE_COLUMNS[keep[0]],), [(pick(row),) for row in rows])
-    return Prepared(tuple(_STAGE_COLUMNS[i] for i in keep), list(map(pick, rows)))
+        return Prepared((_STAGE_COLUMNS[keep[0]],), [(pick(row),) for row in rows], sums)
+    return Prepared(tuple(_STAGE_COLUMNS[i] for i in keep), list(map(pick, rows)), sums)
+
+
+def per_record_sums(records: Sequence[GenerationRecord]) -> RollupDelta:
+    """The batch's tokens-per-request histogram and task (session) sums, summed in Python.
+
+    Unlike the other rollups these two cannot start from the batch's hourly cells (a size
+    bucket and a task are per record), and in SQL they were a fifth of PostgreSQL's work
+    per record; summed here, on the thread that prepares the next batch while the database
+    writes, they leave the database a few thousand upserts per batch.  The rules are
+    :class:`RollupDelta`'s (errors stay out of the histogram; a task's key is that of its
+    earliest record), so the tables match the SQL path's and the live path's.
+    """
+    delta = RollupDelta()
+    hist, sessions = delta.hist, delta.sessions
+    batch = GATEWAY_BATCH
+    for r in records:
+        error = r.status == "error"
+        at = r.created_at
+        if not error:
+            hkey = (at.date(), r.model, token_bucket(r.prompt_tokens + r.completion_tokens), batch)
+            hist[hkey] = hist.get(hkey, 0) + 1
+        if r.session_id:
+            skey = (r.session_id, batch)
+            sess = sessions.get(skey)
+            if sess is None:
+                sessions[skey] = [r.key_id or "", at, at, 0 if error else 1, 1 if error else 0, r.prompt_tokens,
+                                  r.completion_tokens, r.reasoning_tokens, r.cached_tokens, r.cache_write_tokens,
+                                  r.cost_nanousd]
+                continue
+            if at < sess[1]:
+                sess[0], sess[1] = r.key_id or "", at
+            if at > sess[2]:
+                sess[2] = at
+            sess[4 if error else 3] += 1
+            sess[5] += r.prompt_tokens
+            sess[6] += r.completion_tokens
+            sess[7] += r.reasoning_tokens
+            sess[8] += r.cached_tokens
+            sess[9] += r.cache_write_tokens
+            sess[10] += r.cost_nanousd
+    return delta
 
 
 def ensure_stage(conn: Connection) -> None:
@@ -219,7 +263,7 @@ def drop_known(conn: Connection) -> None:
                          f"(SELECT min(rowid) FROM temp.{STAGE} GROUP BY id)")
 
 
-def apply_staged(conn: Connection, *, rollups: bool = True) -> None:
+def apply_staged(conn: Connection, *, rollups: bool = True, sums: RollupDelta | None = None) -> None:
     """Insert the staged rows into ``generations``, roll them up, add their cost to key spend.
 
     The order matters when several transactions write at once (replicas, or
@@ -227,13 +271,17 @@ def apply_staged(conn: Connection, *, rollups: bool = True) -> None:
     touches no shared row (the generations, the batch's own TEMP sums) comes first, and
     the upserts into rows other batches also touch come last, each statement in key
     order, so a transaction holds those locks only briefly and every writer takes them in
-    one global order (table by table, key by key): no two can deadlock.
+    one global order (table by table, key by key): no two can deadlock.  ``sums`` is the
+    batch's :func:`per_record_sums`, upserted in place of the SQL for those two tables.
     """
     cols = ", ".join(COLUMNS)
     conn.exec_driver_sql(f"INSERT INTO generations ({cols}) SELECT {cols} FROM {STAGE}")
     if rollups:
-        for sql in rollup_statements(conn.dialect.name):
-            conn.exec_driver_sql(sql)
+        for table, sql in rollup_statements(conn.dialect.name):
+            if sums is None or table not in _PER_RECORD_TABLES:
+                conn.exec_driver_sql(sql)
+            elif table == _PER_RECORD_TABLES[0]:
+                sums.apply(conn)  # the histogram, then the tasks: the SQL's order
     spend = f"SELECT key_id, sum(cost_nanousd) AS cost FROM {STAGE} WHERE key_id IS NOT NULL GROUP BY key_id"
     if conn.dialect.name == "postgresql":
         # An UPDATE ... FROM locks rows in its join's order; lock them in key order first.
@@ -242,7 +290,10 @@ def apply_staged(conn: Connection, *, rollups: bool = True) -> None:
                          "WHERE keys.id = s.key_id")
 
 
-def rollup_statements(dialect: str) -> list[str]:
+_PER_RECORD_TABLES = ("usage_daily_request_hist", "usage_sessions")
+
+
+def rollup_statements(dialect: str) -> list[tuple[str, str]]:
     """The set-based upserts that fold the staged rows into every rollup table.
 
     In the order :func:`apply_staged` needs: the batch's TEMP sums, then the tables whose
@@ -314,7 +365,10 @@ def rollup_statements(dialect: str) -> list[str]:
     cols = f"session_id, batch_id, key_id, first_seen, last_seen, {', '.join(MEASURES)}"
     fine.append(f"INSERT INTO usage_sessions ({cols}) {select} ORDER BY session_id "
                 f"ON CONFLICT (session_id, batch_id) DO UPDATE SET {sess_updates}")
-    return [*out, *fine, *coarse]
+    def target(sql: str) -> str:
+        return sql.split()[2]  # INSERT INTO <table> ...
+
+    return [(target(sql), sql) for sql in (*out, *fine, *coarse)]
 
 
 def ingest_batch(conn: Connection, records: Sequence[GenerationRecord], *, rollups: bool = True,
@@ -357,7 +411,8 @@ def ingest_batch(conn: Connection, records: Sequence[GenerationRecord], *, rollu
                     kept.discard(r.id)  # a repeated id is written once, as its first occurrence
                     written.append(r)
             records = written
-        apply_staged(conn, rollups=rollups)
+        # A deduplicated batch is no longer the one its sums were taken over: SQL sums it.
+        apply_staged(conn, rollups=rollups, sums=None if dedupe or prepared is None else prepared.sums)
     finally:
         if sqlite:
             conn.exec_driver_sql(f"PRAGMA cache_size = {int(cache or -2000)}")
