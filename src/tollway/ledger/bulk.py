@@ -137,8 +137,11 @@ _PG_STAGE_TYPES = {
 }
 
 
-def prepare(records: Sequence[GenerationRecord], sqlite: bool) -> Prepared:
+def prepare(records: Sequence[GenerationRecord], sqlite: bool, *, with_sums: bool = True) -> Prepared:
     """All the per-record Python work of a batch, so it can overlap the previous batch's SQL.
+
+    ``with_sums`` adds :func:`per_record_sums` (worth it only on a thread of its own: the
+    live writer leaves those sums to the database).
 
     On SQLite, columns that are NULL in every row of the batch are left out (the staging
     table's default is NULL): sqlite3 binds ``None`` through its adapter lookup, several
@@ -146,7 +149,7 @@ def prepare(records: Sequence[GenerationRecord], sqlite: bool) -> Prepared:
     (``error``, ``attempts``, ``extra``, upstream ids...).
     """
     rows = [staged(r, sqlite) for r in records]
-    sums = per_record_sums(records)
+    sums = per_record_sums(records) if with_sums else None
     if not sqlite or not rows:
         return Prepared(_STAGE_COLUMNS, rows, sums)
     keep = [i for i in range(len(_STAGE_COLUMNS))
@@ -230,7 +233,7 @@ def stage(conn: Connection, records: Sequence[GenerationRecord], prepared: Prepa
     ensure_stage(conn)
     sqlite = conn.dialect.name == "sqlite"
     if prepared is None:
-        prepared = prepare(records, sqlite)
+        prepared = prepare(records, sqlite, with_sums=False)
     names = ", ".join(prepared.columns)
     if not sqlite:
         # Binary COPY with the column types given: a third of text COPY's client CPU (measured
