@@ -32,7 +32,15 @@ import orjson
 from sqlalchemy import BigInteger, Boolean, Connection, DateTime, Integer, String, Text
 
 from tollway.ledger.records import COLUMNS, GenerationRecord
-from tollway.ledger.rollups import CUBES, GATEWAY_BATCH, MEASURES, RollupDelta, token_bucket
+from tollway.ledger.rollups import (
+    CUBES,
+    GATEWAY_BATCH,
+    MEASURES,
+    RollupDelta,
+    token_bucket,
+    usage_daily_request_hist,
+    usage_sessions,
+)
 from tollway.ledger.schema import generations
 
 STAGE = "tollway_stage"
@@ -293,11 +301,12 @@ def apply_staged(conn: Connection, *, rollups: bool = True, sums: RollupDelta | 
                          "WHERE keys.id = s.key_id")
 
 
-_PER_RECORD_TABLES = ("usage_daily_request_hist", "usage_sessions")
+_PER_RECORD_TABLES = (usage_daily_request_hist.name, usage_sessions.name)
 
 
 def rollup_statements(dialect: str) -> list[tuple[str, str]]:
-    """The set-based upserts that fold the staged rows into every rollup table.
+    """The set-based upserts that fold the staged rows into every rollup table, as
+    (table written, SQL).
 
     In the order :func:`apply_staged` needs: the batch's TEMP sums, then the tables whose
     rows few batches share (hours, sessions, the histogram), then the small daily, weekly
@@ -317,13 +326,13 @@ def rollup_statements(dialect: str) -> list[tuple[str, str]]:
     resums = ", ".join(f"sum({m})" for m in MEASURES)
     kind = "postgresql" if pg else "sqlite"
     cell_group = ", ".join(str(i + 1) for i in range(1 + len(_CELL_DIMS)))
-    out = [f"INSERT INTO {CELLS} SELECT {grains['hour']}, {', '.join(map(dim, _CELL_DIMS))}, {sums} "
-           f"FROM {STAGE} GROUP BY {cell_group}",
-           f"INSERT INTO {DM} SELECT {_FROM_HOUR_SQL[kind]}, model, provider, {resums} FROM {CELLS} "
-           "GROUP BY 1, 2, 3"]
+    out = [(CELLS, f"INSERT INTO {CELLS} SELECT {grains['hour']}, {', '.join(map(dim, _CELL_DIMS))}, {sums} "
+                   f"FROM {STAGE} GROUP BY {cell_group}"),
+           (DM, f"INSERT INTO {DM} SELECT {_FROM_HOUR_SQL[kind]}, model, provider, {resums} FROM {CELLS} "
+                "GROUP BY 1, 2, 3")]
     from_day = _FROM_DAY_SQL[kind]
-    fine: list[str] = []
-    coarse: list[str] = []
+    fine: list[tuple[str, str]] = []
+    coarse: list[tuple[str, str]] = []
     for cube in CUBES:
         names = [cube.grain, *cube.dims]
         if cube.grain == "hour":  # CELLS is this cube's cells already
@@ -336,17 +345,17 @@ def rollup_statements(dialect: str) -> list[tuple[str, str]]:
             exprs, source, measures, grouped = [_FROM_HOUR_SQL[kind], *cube.dims], CELLS, resums, True
         group = ", ".join(str(i + 1) for i in range(len(exprs)))
         updates = ", ".join(f"{m} = {cube.table.name}.{m} + excluded.{m}" for m in MEASURES)
-        (fine if cube.grain == "hour" else coarse).append(
+        (fine if cube.grain == "hour" else coarse).append((cube.table.name,
             f"INSERT INTO {cube.table.name} ({', '.join(names)}, batch_id, {', '.join(MEASURES)}) "
             f"SELECT {', '.join(exprs)}, {GATEWAY_BATCH}, {measures} FROM {source}{where} "
             f"{f'GROUP BY {group} ' if grouped else ''}ORDER BY {group} "
-            f"ON CONFLICT ({', '.join(names)}, batch_id) DO UPDATE SET {updates}")
-    fine.append(
+            f"ON CONFLICT ({', '.join(names)}, batch_id) DO UPDATE SET {updates}"))
+    fine.append((usage_daily_request_hist.name,
         "INSERT INTO usage_daily_request_hist (day, model, bucket, batch_id, requests) "
         f"SELECT {grains['day']}, {dim('model')}, bucket, {GATEWAY_BATCH}, count(*) FROM {STAGE} "
         "WHERE status <> 'error' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
         "ON CONFLICT (day, model, bucket, batch_id) DO UPDATE SET "
-        "requests = usage_daily_request_hist.requests + excluded.requests")
+        "requests = usage_daily_request_hist.requests + excluded.requests"))
     # A task's key is that of its earliest record (ties: the first staged), in every batch
     # and across batches (the upsert keeps the key with the earlier first_seen), so the
     # result does not depend on batch boundaries or on the order parallel batches commit.
@@ -366,12 +375,9 @@ def rollup_statements(dialect: str) -> list[tuple[str, str]]:
               f"min(created_at) AS first_seen, max(created_at) AS last_seen, {sums} "
               f"FROM {STAGE} WHERE session_id IS NOT NULL AND session_id <> '' GROUP BY 1")
     cols = f"session_id, batch_id, key_id, first_seen, last_seen, {', '.join(MEASURES)}"
-    fine.append(f"INSERT INTO usage_sessions ({cols}) {select} ORDER BY session_id "
-                f"ON CONFLICT (session_id, batch_id) DO UPDATE SET {sess_updates}")
-    def target(sql: str) -> str:
-        return sql.split()[2]  # INSERT INTO <table> ...
-
-    return [(target(sql), sql) for sql in (*out, *fine, *coarse)]
+    fine.append((usage_sessions.name, f"INSERT INTO usage_sessions ({cols}) {select} ORDER BY session_id "
+                                      f"ON CONFLICT (session_id, batch_id) DO UPDATE SET {sess_updates}"))
+    return [*out, *fine, *coarse]
 
 
 def ingest_batch(conn: Connection, records: Sequence[GenerationRecord], *, rollups: bool = True,
