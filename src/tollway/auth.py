@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from tollway.console.sessions import SessionStore
 from tollway.errors import AuthenticationError, PermissionDenied
 from tollway.ledger.keys import KeyInfo, hash_key, lookup_by_hash
 
@@ -44,8 +45,11 @@ def bearer_token(request: Request) -> str | None:
 class KeyCache:
     """Per-process cache of key lookups (hits and misses), expiring after ``ttl_s``."""
 
-    def __init__(self, engine: Engine, ttl_s: float, admin_key: str | None) -> None:
+    def __init__(self, engine: Engine, ttl_s: float, admin_key: str | None,
+                 sessions: SessionStore | None = None) -> None:
         self._engine = engine
+        # Console sessions stand in for the bearer key when a request has none (tollway.console).
+        self.sessions = sessions
         self._ttl = ttl_s
         self._admin_hash = hash_key(admin_key) if admin_key else None
         self._entries: dict[str, tuple[float, KeyInfo | None]] = {}
@@ -55,11 +59,17 @@ class KeyCache:
 
     async def authenticate(self, request: Request) -> Principal:
         token = bearer_token(request)
-        if not token:
+        digest = hash_key(token) if token else None
+        if digest is None and self.sessions is not None:
+            digest = self.sessions.digest_for(request)
+        if digest is None:
             raise AuthenticationError(
                 "missing API key: send 'Authorization: Bearer <key>' (create one with 'tollway keys create')",
                 code=401)
-        digest = hash_key(token)
+        return await self.authenticate_digest(digest)
+
+    async def authenticate_digest(self, digest: str) -> Principal:
+        """The principal of a key given by its SHA-256 (a bearer key's, or a console session's)."""
         if self._admin_hash is not None and digest == self._admin_hash:
             return Principal(key=None, is_admin=True)
         now = time.monotonic()

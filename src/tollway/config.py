@@ -198,6 +198,15 @@ class LimitsSettings(_Frozen):
     redis_max_connections: int = Field(default=64, ge=1)  # per process; requests queue for one
 
 
+class ConsoleSettings(_Frozen):
+    """The web console at ``/console`` (see ``tollway.console``)."""
+
+    enabled: bool = True
+    public_rankings: bool = False  # the rankings page (model-level data only) without logging in
+    session_ttl_s: float = Field(default=12 * 3600, gt=0)  # a session's lifetime since log-in
+    max_sessions: int = Field(default=10_000, ge=1)  # per process; the oldest go first
+
+
 class Settings(_Frozen):
     """The whole configuration, validated."""
 
@@ -215,6 +224,7 @@ class Settings(_Frozen):
     server: ServerSettings = Field(default_factory=ServerSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     source_path: str | None = Field(default=None, exclude=True)
 
     @field_validator("database")
