@@ -76,7 +76,7 @@ def generation_log(conn: Connection, *, key_id: str | None, model: str | None = 
         query = query.where(g.c.created_at < before)
     rows = []
     for r in conn.execute(query.limit(limit)):
-        row = dict(r._mapping)
+        row = {name: getattr(r, name) for name in LOG_COLUMNS}
         created: datetime = row["created_at"]
         row["created_at"] = created.isoformat() + "Z"
         row["cost_usd"] = nano_to_usd(int(row["cost_nanousd"] or 0))

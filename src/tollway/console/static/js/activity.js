@@ -63,6 +63,7 @@
       const tr = body.insertRow();
       [i + 1, a.provider, a.upstream_model || a.model, a.status, a.latency_ms, a.message].forEach((v) => C.cell(tr, v));
     });
+    table.dataset.rows = String(body.rows.length);
     const attempts = document.createElement("h4");
     attempts.textContent = `Attempts (${(g.provider_responses || []).length}; fallbacks ${Math.max(0, (g.provider_responses || []).length - 1)})`;
     box.append(h, dl, attempts, table, C.button("Close", () => { box.hidden = true; }));
