@@ -102,7 +102,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     database = f"sqlite:///{tmp / 'ledger.db'}"
     admin_key = "sk-tw-admin-" + secrets.token_hex(12)
     with aiohttp_server(upstream.app()) as upstream_url:
-        providers = [{"name": "stub", "kind": "openai", "base_url": upstream_url + "/v1", "api_key": "sk-upstream-secret"},
+        providers = [{"name": "stub", "kind": "openai", "base_url": upstream_url + "/v1",
+                      "api_key": "sk-upstream-secret"},
                      {"name": "flaky", "kind": "openai", "base_url": upstream_url + "/v1", "api_key": "sk-wrong"}]
         settings = make_settings(database, upstream_url, models=MODELS, providers=providers,
                                  extra={"admin_key": admin_key, "console": {"public_rankings": True}})

@@ -124,7 +124,8 @@ def test_a_key_created_in_the_browser_works_and_revoking_it_stops_it(visit: Visi
     plain = page.text_content("#new-key-value") or ""
     assert plain.startswith("sk-")
     client = openai.OpenAI(base_url=stack.url + "/v1", api_key=plain, max_retries=0)
-    reply = client.chat.completions.create(model="test/echo", max_tokens=3, messages=[{"role": "user", "content": "hi"}])
+    hello = [{"role": "user", "content": "hi"}]
+    reply = client.chat.completions.create(model="test/echo", max_tokens=3, messages=hello)  # type: ignore[arg-type]
     assert reply.choices[0].message.content
 
     row = page.locator("#keys-table tr[data-name='made-in-browser']")
@@ -134,7 +135,7 @@ def test_a_key_created_in_the_browser_works_and_revoking_it_stops_it(visit: Visi
     row.locator("button.revoke").click()
     page.wait_for_selector("#keys-table tr[data-name='made-in-browser'] td:nth-child(7):has-text('revoked')")
     with pytest.raises(openai.AuthenticationError):
-        client.chat.completions.create(model="test/echo", max_tokens=3, messages=[{"role": "user", "content": "hi"}])
+        client.chat.completions.create(model="test/echo", max_tokens=3, messages=hello)  # type: ignore[arg-type]
     clean(visit)
 
 

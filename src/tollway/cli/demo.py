@@ -105,4 +105,5 @@ async def _main(options: Any, *, serve: bool, json_out: Path | None) -> None:
                           f"{run.api_key}' -H 'Content-Type: application/json' "
                           "-d '{\"model\": \"minimax/minimax-m2.5\", \"messages\": [{\"role\": \"user\", "
                           "\"content\": \"hello\"}]}'")
+            console.print(f"[bold green]console: {run.gateway_url}/console[/]  (log in with the key above)")
             await asyncio.Event().wait()

@@ -14,13 +14,14 @@
     document.getElementById("activity-totals").textContent =
       `${doc.from} – ${doc.to}: ${C.int(t.requests)} requests, ${C.int(t.prompt_tokens + t.completion_tokens)} tokens, ${C.usd(t.cost_usd)}`;
     C.chart("chart-activity", {
-      tooltip: { trigger: "axis" }, legend: { bottom: 0 }, grid: { left: 70, right: 70, top: 30, bottom: 60 },
+      tooltip: { trigger: "axis" }, legend: { bottom: 0 }, grid: { left: 70, right: 130, top: 30, bottom: 60 },
       xAxis: { type: "category", data: days.map((d) => d.date) },
-      yAxis: [{ type: "value", name: "tokens" }, { type: "value", name: "USD / requests" }],
+      yAxis: [{ type: "value", name: "tokens" }, { type: "value", name: "requests" },
+        { type: "value", name: "USD", offset: 60, axisLine: { show: true } }],
       series: [
         { name: "prompt tokens", type: "bar", stack: "tokens", data: days.map((d) => d.prompt_tokens) },
         { name: "completion tokens", type: "bar", stack: "tokens", data: days.map((d) => d.completion_tokens) },
-        { name: "cost (USD)", type: "line", yAxisIndex: 1, data: days.map((d) => d.cost_usd) },
+        { name: "cost (USD)", type: "line", yAxisIndex: 2, data: days.map((d) => d.cost_usd) },
         { name: "requests", type: "line", yAxisIndex: 1, data: days.map((d) => d.requests) },
       ],
     });

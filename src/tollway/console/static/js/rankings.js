@@ -43,7 +43,7 @@
     return null;
   }
 
-  const axisTokens = { type: "value", axisLabel: { formatter: (v) => (v >= 1e9 ? v / 1e9 + "B" : v >= 1e6 ? v / 1e6 + "M" : v >= 1e3 ? v / 1e3 + "k" : v) } };
+  const axisTokens = { type: "value", axisLabel: { formatter: (v) => (v >= 1e12 ? v / 1e12 + "T" : v >= 1e9 ? v / 1e9 + "B" : v >= 1e6 ? v / 1e6 + "M" : v >= 1e3 ? v / 1e3 + "k" : v) } };
   const legend = { type: "scroll", bottom: 0 };
   const grid = { left: 60, right: 20, top: 20, bottom: 60 };
 
@@ -76,10 +76,11 @@
       note.dataset.period = cross.period;
     }
 
+    const named = apps.rows.filter((r) => r.key);  // traffic without an app (imports, bare SDK calls) is no app
     C.chart("chart-apps", {
       tooltip: {}, grid: { left: 160, right: 20, top: 10, bottom: 30 }, xAxis: axisTokens,
-      yAxis: { type: "category", inverse: true, data: apps.rows.map((r) => C.short(r.key || "(no app)", 24)) },
-      series: [{ type: "bar", data: apps.rows.map((r) => r.total_tokens) }],
+      yAxis: { type: "category", inverse: true, data: named.map((r) => C.short(r.key, 24)) },
+      series: [{ type: "bar", data: named.map((r) => r.total_tokens) }],
     });
 
     const w = stacked(weights, true);
