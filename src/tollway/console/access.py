@@ -19,7 +19,6 @@ from starlette.responses import Response
 from tollway.analytics.attribution import MODEL_DIMENSIONS
 from tollway.api.common import gateway_of
 from tollway.auth import Principal, bearer_token, require_admin
-from tollway.console.sessions import SESSION_COOKIE
 from tollway.errors import PermissionDenied
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -42,7 +41,9 @@ def scoped_rankings(endpoint: Endpoint) -> Endpoint:
 
     async def guarded(request: Request) -> Response:
         gateway = gateway_of(request)
-        anonymous = bearer_token(request) is None and SESSION_COOKIE not in request.cookies
+        sessions = gateway.keys.sessions
+        # A stale session cookie (expired, logged out) on the public page is no login at all.
+        anonymous = bearer_token(request) is None and (sessions is None or sessions.of_request(request) is None)
         if anonymous and gateway.settings.console.public_rankings:
             _refuse_audience(request, "the public rankings")
             if request.query_params.get("key"):
