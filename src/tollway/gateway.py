@@ -39,9 +39,9 @@ from tollway.catalog import Catalog, build_catalog
 from tollway.config import Settings
 from tollway.embeddings import estimate_input_tokens, validate_embeddings_body  # issue 5
 from tollway.errors import AllAttemptsFailed, BadRequest, TollwayError, UpstreamError
+from tollway.ledger.apps import record_app_categories
 from tollway.ledger.db import create_db_engine, migrate
 from tollway.ledger.records import GenerationRecord
-from tollway.ledger.apps import record_app_categories
 from tollway.ledger.rollups import apply_rollups
 from tollway.ledger.schema import utcnow
 from tollway.ledger.writer import BatchHook, LedgerWriter

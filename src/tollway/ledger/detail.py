@@ -87,9 +87,11 @@ DETAIL_MEASURES = (
     # The ledger keeps the attempt list only when a fallback happened.
     Expr("fallbacks", lambda r: 1 if r.attempts else 0, "CASE WHEN attempts IS NOT NULL THEN 1 ELSE 0 END"),
     Expr("cache_hits", lambda r: 1 if r.cached_tokens > 0 else 0, "CASE WHEN cached_tokens > 0 THEN 1 ELSE 0 END"),
+    Expr("cache_hit_cost", lambda r: r.cost_nanousd if r.cached_tokens > 0 else 0,
+         "CASE WHEN cached_tokens > 0 THEN cost_nanousd ELSE 0 END"),
     Expr("timed", lambda r: 1 if _ok(r) and r.latency_ms is not None else 0, _TIMED),
     Expr("latency_ms", lambda r: r.latency_ms or 0 if _ok(r) else 0,
-         f"CASE WHEN status <> 'error' THEN coalesce(latency_ms, 0) ELSE 0 END"),
+         "CASE WHEN status <> 'error' THEN coalesce(latency_ms, 0) ELSE 0 END"),
     Expr("timed_tokens", lambda r: r.completion_tokens if _ok(r) and r.latency_ms is not None else 0,
          f"CASE WHEN {_TIMED} = 1 THEN completion_tokens ELSE 0 END"),
     Expr("with_ttft", lambda r: 1 if _ok(r) and r.ttft_ms is not None else 0, _WITH_TTFT),
@@ -249,8 +251,9 @@ def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
                 + ", ".join(f"{sql} AS {n}" for sql, n in zip(dims, dim_names, strict=True))
                 + f", '{v.name}' AS metric, CAST({v.sql} AS BIGINT) AS v FROM {stage}"
                 for v in PERF_VALUES)
+            group = ", ".join(str(i + 1) for i in range(len(keys) - 1))
             select = (f"SELECT t, {', '.join(dim_names)}, metric, {bucket}, {GATEWAY_BATCH}, count(*) "
-                      f"FROM ({parts}) p WHERE v IS NOT NULL GROUP BY {', '.join(str(i + 1) for i in range(len(keys) - 1))}")
+                      f"FROM ({parts}) p WHERE v IS NOT NULL GROUP BY {group}")
             measures: tuple[str, ...] = ("requests",)
         else:
             sums = ", ".join(f"sum({m.sql})" for m in DETAIL_MEASURES)
