@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from sqlalchemy import text
 
 from tests.analytics.helpers import ledger, record, write
 from tests.conftest import SHARED
-from tests.limits.support import MODEL, MeteredStub, gateway, raw_config
+from tests.limits.support import MeteredStub, gateway, raw_config
 from tests.support.servers import aiohttp_server, new_key
 from tollway.ledger.rollups import bucket_bounds, token_bucket
 
@@ -85,9 +84,11 @@ def _traffic(alice_id: str, bob_id: str) -> list[Any]:
                 n, at, CHINA if i % 2 else US, key_id=alice_id if alice else bob_id,
                 provider="minimax" if i % 2 else "anthropic", app="https://cline.bot" if alice else None,
                 app_title="Cline" if alice else "Script", session_id=f"s-{day}-{i % 2}",
-                prompt_tokens=0 if error else 500 * (i + 1) + day * 3000, completion_tokens=0 if error else 40 * (i + 1),
+                prompt_tokens=0 if error else 500 * (i + 1) + day * 3000,
+                completion_tokens=0 if error else 40 * (i + 1),
                 cached_tokens=100 if i % 4 == 0 else 0, cost_nanousd=0 if error else 1_000_000 * (i + 1),
-                status="error" if error else "success", finish_reason=None if error else ("stop" if i % 2 else "length"),
+                status="error" if error else "success",
+                finish_reason=None if error else ("stop" if i % 2 else "length"),
                 latency_ms=200 + 97 * i + day, ttft_ms=None if error else 50 + 11 * i,
                 attempts=[{"provider": "x"}, {"provider": "y"}] if i == 3 else None,
                 extra={"user": f"user-{i % 2}"}))
@@ -253,7 +254,7 @@ def test_rankings_daily_top_models_and_other(env: Env) -> None:
     doc = env.client(ADMIN).datasets.get_rankings_daily(start_date="2026-02-09", end_date="2026-02-15")
     expected = env.sql("SELECT substr(CAST(created_at AS TEXT), 1, 10), model, sum(prompt_tokens + completion_tokens) "
                        "FROM generations WHERE created_at < :b GROUP BY 1, 2", b=datetime(2026, 2, 16))
-    got = {(r.date, r.model_permaslug): int(r.total_tokens) for r in doc.data}
+    got = {(r.date_, r.model_permaslug): int(r.total_tokens) for r in doc.data}
     assert {k: v for k, v in got.items() if k[1] != "other"} == {(d, m): int(t) for d, m, t in expected}
     assert all(v == 0 for k, v in got.items() if k[1] == "other")
     assert [r.model_permaslug for r in doc.data][-1] == "other"
@@ -261,12 +262,21 @@ def test_rankings_daily_top_models_and_other(env: Env) -> None:
 
 
 def test_activity_is_per_day_and_endpoint_for_the_caller(env: Env) -> None:
-    day = (datetime.utcnow().date() - timedelta(days=1)).isoformat()
+    yesterday = datetime.combine(datetime.now(UTC).date() - timedelta(days=1), datetime.min.time())
+    with ledger(env.database) as engine:
+        write(engine, [record(900_001, yesterday + timedelta(hours=1), US, key_id=env.alice_id, provider="anthropic",
+                              prompt_tokens=11, completion_tokens=7, reasoning_tokens=3, cost_nanousd=2_500_000),
+                       record(900_002, yesterday + timedelta(hours=2), US, key_id=env.bob_id, provider="anthropic",
+                              prompt_tokens=5, completion_tokens=5, cost_nanousd=1_000_000)])
     raw = env.get("/api/v1/activity", key=env.alice).json()
     assert spec_errors("/components/schemas/ActivityResponse", raw) == []
     assert env.get("/api/v1/activity", key=env.alice, date="2020-01-01").status_code == 400
-    doc = env.client(env.alice).analytics.get_user_activity(date=day)
-    assert doc.data == []  # the traffic is older than 30 days
+    doc = env.client(env.alice).analytics.get_user_activity(request={"date_": yesterday.date().isoformat()})
+    [item] = doc.data
+    assert (item.model, item.provider_name, item.requests, item.prompt_tokens, item.completion_tokens,
+            item.reasoning_tokens, item.usage) == (US, "anthropic", 1, 11, 7, 3, 0.0025)
+    everyone = env.client(ADMIN).analytics.get_user_activity()
+    assert sum(i.requests for i in everyone.data) == 2
 
 
 def test_app_rankings_and_session_cost_validate(env: Env) -> None:
@@ -278,14 +288,26 @@ def test_app_rankings_and_session_cost_validate(env: Env) -> None:
         sorted(((a, int(t)) for a, t in tokens.items()), key=lambda x: -x[1])
     assert [r["rank"] for r in raw["data"]] == [1, 2]
     paged = env.client(ADMIN).datasets.get_app_rankings(start_date="2026-02-09", end_date="2026-02-22", offset=1)
-    assert [r.rank for r in paged.data] == [2]
-    raw = env.get("/api/v1/datasets/session-cost").json()
+    assert [r.rank for r in paged.result.data] == [2]
+    assert paged.result.data[0].app_name == raw["data"][1]["app_name"]
+
+
+def test_session_cost_medians_by_harness_model_and_turns(env: Env) -> None:
+    yesterday = datetime.combine(datetime.now(UTC).date() - timedelta(days=1), datetime.min.time())
+    costs = {"a": [1_000_000, 2_000_000], "b": [7_000_000], "c": [4_000_000, 4_000_000, 1_000_000]}
+    recs, n = [], 800_000
+    for session, parts in costs.items():
+        for cost in parts:
+            n += 1
+            recs.append(record(n, yesterday + timedelta(minutes=n % 600), US, key_id=env.alice_id,
+                               app_title="Hermes Agent", session_id=session, cost_nanousd=cost))
+    with ledger(env.database) as engine:
+        write(engine, recs)
+    raw = env.get("/api/v1/datasets/session-cost", key=env.alice).json()
     assert spec_errors("/components/schemas/SessionCostResponse", raw) == []
-    assert raw["meta"]["window_days"] == 30
+    got = {(r["app_slug"], r["turn_range"], r["model_permaslug"]): r["median_session_cost_usd"] for r in raw["data"]}
+    # Sessions a (2 turns, $0.003) and c (3 turns, $0.009): median $0.006; b (1 turn): $0.007.
+    assert got == {("hermes-agent", "2-9-turns", US): pytest.approx(0.006), ("hermes-agent", "1-turn", US): 0.007}
+    doc = env.client(env.bob).datasets.get_session_cost(app_slug="hermes-agent")
+    assert doc.result.data == [] and doc.result.meta.window_days == 30
 
-
-def _median(values: list[int]) -> float:
-    return statistics.median(values)
-
-
-__all__ = ["date", "_median"]

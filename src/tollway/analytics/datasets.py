@@ -306,7 +306,8 @@ def activity(conn: Connection, p: ActivityParams, viewer: Viewer) -> dict[str, A
     t = usage_daily_detail
     lo, hi = (p.day, p.day) if p.day else (p.today - timedelta(days=30), p.today - timedelta(days=1))
     stmt = select(t.c.day, t.c.model, t.c.provider, func.sum(t.c.cost_nanousd), func.sum(t.c.requests),
-                  func.sum(t.c.prompt_tokens), func.sum(t.c.completion_tokens), func.sum(t.c.reasoning_tokens))
+                  func.sum(t.c.prompt_tokens), func.sum(t.c.completion_tokens), func.sum(t.c.reasoning_tokens),
+                  func.sum(t.c.cached_tokens))
     stmt = stmt.where(t.c.day >= lo, t.c.day <= hi)
     if not viewer.is_admin:
         stmt = stmt.where(t.c.key_id == (viewer.key_id or ""))
@@ -315,10 +316,10 @@ def activity(conn: Connection, p: ActivityParams, viewer: Viewer) -> dict[str, A
         stmt = stmt.where(t.c.key_id == (key_id or "\x00"))
     stmt = stmt.group_by(t.c.day, t.c.model, t.c.provider).order_by(t.c.day, t.c.model, t.c.provider)
     rows = []
-    for day, model, provider, cost, requests, prompt, completion, reasoning in conn.execute(stmt):
+    for day, model, provider, cost, requests, prompt, completion, reasoning, cached in conn.execute(stmt):
         rows.append({"date": day_of(day).isoformat(), "model": model, "model_permaslug": model,
                      "endpoint_id": f"{provider}:{model}", "provider_name": provider,
                      "usage": int(cost or 0) / 1e9, "byok_usage_inference": 0.0, "requests": int(requests or 0),
                      "prompt_tokens": int(prompt or 0), "completion_tokens": int(completion or 0),
-                     "reasoning_tokens": int(reasoning or 0)})
+                     "reasoning_tokens": int(reasoning or 0), "cached_tokens": int(cached or 0)})
     return {"data": rows}
