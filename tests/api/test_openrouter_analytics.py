@@ -4,7 +4,10 @@ async), responses validated against OpenRouter's spec, numbers checked against S
 from __future__ import annotations
 
 import asyncio
+import csv
 import functools
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,10 +23,12 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from sqlalchemy import text
 
-from tests.analytics.helpers import ledger, record, write
+from tests.analytics.helpers import ledger, openrouter_weeks, record, write, write_import_csv
+from tests.analytics.test_openrouter_rankings import FLAT_CSV
 from tests.conftest import SHARED
-from tests.limits.support import MeteredStub, gateway, raw_config
+from tests.limits.support import MODEL, MeteredStub, gateway, raw_config
 from tests.support.servers import aiohttp_server, new_key
+from tollway.analytics.importer import import_usage
 from tollway.ledger.rollups import bucket_bounds, token_bucket
 
 ADMIN = "sk-admin-analytics-secret"
@@ -58,12 +63,16 @@ class Env:
     alice_id: str
     bob: str
     bob_id: str
+    gw: Any
 
     def client(self, key: str) -> OpenRouter:
         return OpenRouter(api_key=key, server_url=self.url + "/api/v1")
 
     def get(self, path: str, key: str = ADMIN, **params: Any) -> httpx.Response:
         return httpx.get(self.url + path, params=params, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+    def flush(self) -> None:
+        assert self.gw.writer.flush(10), "ledger writer did not drain"
 
     def sql(self, query: str, **params: Any) -> list[Any]:
         with ledger(self.database) as engine, engine.connect() as conn:
@@ -103,7 +112,7 @@ def env(database: str) -> Iterator[Env]:
         write(engine, _traffic(alice_id, bob_id))
     with aiohttp_server(MeteredStub().app()) as upstream, gateway(raw_config(database, upstream, admin_key=ADMIN)) \
             as (url, gw):
-        yield Env(url, database, alice, alice_id, bob, bob_id)
+        yield Env(url, database, alice, alice_id, bob, bob_id, gw)
         assert gw.writer.flush(10)
 
 
@@ -311,3 +320,69 @@ def test_session_cost_medians_by_harness_model_and_turns(env: Env) -> None:
     doc = env.client(env.bob).datasets.get_session_cost(app_slug="hermes-agent")
     assert doc.result.data == [] and doc.result.meta.window_days == 30
 
+
+
+def test_categories_from_the_header_and_the_cli(env: Env, tmp_path: Path) -> None:
+    """Apps declare categories with X-OpenRouter-Categories; ``tollway apps set-category`` overrides."""
+    body = {"model": MODEL, "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}], "user": "u-42"}
+    for referer, title, categories in (("https://cline.bot", "Cline", "cli-agent,ide-extension"),
+                                       ("https://tale.example", "Tale", "roleplay")):
+        resp = httpx.post(env.url + "/api/v1/chat/completions", json=body, timeout=30, headers={
+            "Authorization": f"Bearer {env.alice}", "HTTP-Referer": referer, "X-OpenRouter-Title": title,
+            "X-OpenRouter-Categories": categories})
+        assert resp.status_code == 200, resp.text
+    env.flush()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    window = {"start": (now - timedelta(hours=1)).isoformat() + "Z",
+              "end": (now + timedelta(minutes=5)).isoformat() + "Z"}
+    doc = query(env, metrics=["request_count"], dimensions=["category", "app"], time_range=window)
+    assert {(r["category"], r["app"], r["request_count"]) for r in doc["data"]} == {
+        ("cli-agent", "Cline", 1), ("roleplay", "Tale", 1)}
+    users = query(env, metrics=["request_count"], dimensions=["external_user"], time_range=window)
+    assert users["data"] == [{"external_user": "u-42", "request_count": 2}]
+    today = now.date().isoformat()
+    coding = env.get("/api/v1/datasets/app-rankings", category="coding", start_date=today, end_date=today).json()
+    assert [r["app_name"] for r in coding["data"]] == ["Cline"]
+
+    cfg = tmp_path / "tollway.yaml"
+    cfg.write_text(yaml.safe_dump(raw_config(env.database, "http://127.0.0.1:9", admin_key=ADMIN)))
+    out = subprocess.run([sys.executable, "-m", "tollway", "apps", "set-category", "https://tale.example",
+                          "creative-writing", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    bad = subprocess.run([sys.executable, "-m", "tollway", "apps", "set-category", "https://tale.example",
+                          "knitting", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "knitting" in bad.stderr
+    doc = query(env, metrics=["request_count"], dimensions=["category"], time_range=window,
+                filters=[{"field": "app", "operator": "eq", "value": "Tale"}])
+    assert doc["data"] == [{"category": "creative-writing", "request_count": 1}]
+
+
+def test_february_2026_figures_through_rankings_daily(env: Env, tmp_path: Path) -> None:
+    """The imported public rankings: Chinese models 4.12T tokens in 9-15 Feb and 5.16T in 16-22 Feb,
+    ahead of US models, summed from rankings-daily's weekly rows."""
+    rows = openrouter_weeks()
+    path = write_import_csv(rows, tmp_path / "weekly.csv")
+    with ledger(env.database) as engine:
+        import_usage(engine, path, period="week")
+    country = {r["slug"]: r["author_country_iso2"] for r in csv.DictReader(FLAT_CSV.open())}
+    doc = env.client(ADMIN).datasets.get_rankings_daily(start_date="2026-02-09", end_date="2026-02-22",
+                                                         period="week")
+    raw = env.get("/api/v1/datasets/rankings-daily", start_date="2026-02-09", end_date="2026-02-22",
+                  period="week").json()
+    assert spec_errors("/components/schemas/RankingsDailyResponse", raw) == []
+    by_country: dict[tuple[str, str], int] = {}
+    for item in doc.data:
+        if item.model_permaslug in country:  # the two weeks also hold this test's own traffic
+            key = (item.date_, country[item.model_permaslug])
+            by_country[key] = by_country.get(key, 0) + int(item.total_tokens)
+    expected: dict[tuple[str, str], int] = {}
+    for r in rows:
+        if r["week"].isoformat() in ("2026-02-09", "2026-02-16"):
+            key = (r["week"].isoformat(), country[r["slug"]])
+            expected[key] = expected.get(key, 0) + r["prompt_tokens"] + r["completion_tokens"]
+    assert by_country == expected
+    assert round(by_country[("2026-02-09", "CN")] / 1e12, 2) == 4.12
+    assert round(by_country[("2026-02-16", "CN")] / 1e12, 2) == 5.16
+    assert by_country[("2026-02-09", "CN")] > by_country[("2026-02-09", "US")]
+    assert by_country[("2026-02-16", "CN")] > by_country[("2026-02-16", "US")]
+    assert [item.model_permaslug for item in doc.data if item.date_ == "2026-02-16"][-1] == "other"
