@@ -71,6 +71,7 @@ def _routes() -> list[BaseRoute]:
     routes.extend(_key_routes())
     routes.extend(_catalog_routes())
     routes.extend(_analytics_routes())
+    routes.extend(_openrouter_analytics_routes())
     return routes
 
 
@@ -120,6 +121,13 @@ def _analytics_routes() -> list[BaseRoute]:
     return [Route(r.path, (scoped_rankings if r.path.endswith("/rankings") else admin_only)(r.endpoint),
                   methods=list(r.methods or ["GET"]))
             for r in analytics.routes]
+
+
+def _openrouter_analytics_routes() -> list[BaseRoute]:
+    """OpenRouter's analytics and datasets APIs; each handler scopes non-admin keys to their own traffic."""
+    from tollway.api import openrouter_analytics
+
+    return list(openrouter_analytics.routes)
 
 
 _HOT_PATHS = frozenset({"/v1/chat/completions", "/api/v1/chat/completions"})

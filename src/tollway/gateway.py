@@ -40,6 +40,7 @@ from tollway.config import Settings
 from tollway.console.sessions import SessionStore
 from tollway.embeddings import estimate_input_tokens, validate_embeddings_body  # issue 5
 from tollway.errors import AllAttemptsFailed, BadRequest, TollwayError, UpstreamError
+from tollway.ledger.apps import record_app_categories
 from tollway.ledger.db import create_db_engine, migrate
 from tollway.ledger.records import GenerationRecord
 from tollway.ledger.rollups import apply_rollups
@@ -71,6 +72,7 @@ class RequestMeta:
     app_title: str | None = None
     session_id: str | None = None
     api: str = "chat"
+    categories: tuple[str, ...] = ()  # X-OpenRouter-Categories (tollway.ledger.apps)
 
 
 @dataclass(slots=True)
@@ -126,7 +128,7 @@ class Gateway:
                                    flush_interval_s=settings.ledger.flush_interval_ms / 1000,
                                    # Rollups are kept up to date in the same transaction as
                                    # the generations, so reports never read the raw ledger.
-                                   hooks=(apply_rollups, *hooks))
+                                   hooks=(apply_rollups, record_app_categories, *hooks))
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
         sessions = SessionStore(settings.console.session_ttl_s, settings.console.max_sessions)
         self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin, sessions)
@@ -509,7 +511,7 @@ class Gateway:
             app_title=run.meta.app_title, session_id=run.meta.session_id, status="error",
             http_status=exc.status, streamed=run.body.get("stream") is True, api=run.meta.api,
             latency_ms=int((time.monotonic() - run.started) * 1000), error=exc.message[:2000],
-            attempts=run.attempts or None,
+            attempts=run.attempts or None, extra=_analytics_extra(run),
         ))
         if run.hold is not None:
             self.limits.release(run.hold)
@@ -532,7 +534,7 @@ class Gateway:
             ttft_ms=int(ttft_s * 1000) if ttft_s is not None else None, api=run.meta.api, error=error,
             # One attempt is the row itself (provider, upstream model, status, latency), so
             # only fallbacks keep the list: it was a third of a typical row's bytes.
-            attempts=run.attempts if len(run.attempts) > 1 else None,
+            attempts=run.attempts if len(run.attempts) > 1 else None, extra=_analytics_extra(run),
         ))
         if run.hold is not None:
             self.limits.settle(run.hold, cost, usage.total_tokens)
@@ -580,3 +582,16 @@ def validate_chat_body(body: dict[str, Any]) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or not low <= value <= high):
             raise BadRequest(f"'{name}' must be a number between {low} and {high}", code=400)
+
+
+def _analytics_extra(run: _Run) -> dict[str, Any] | None:
+    """What analytics reads from ``extra``: the app's declared categories, the caller's ``user``."""
+    user = run.body.get("user")
+    if not run.meta.categories and not isinstance(user, str):
+        return None
+    extra: dict[str, Any] = {}
+    if run.meta.categories:
+        extra["categories"] = list(run.meta.categories)
+    if isinstance(user, str) and user:
+        extra["user"] = user[:200]
+    return extra or None

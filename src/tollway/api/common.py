@@ -11,6 +11,7 @@ from starlette.types import Receive, Scope, Send
 
 from tollway.errors import BadRequest, PayloadTooLarge
 from tollway.gateway import Gateway, RequestMeta
+from tollway.ledger.apps import parse_categories
 
 
 def gateway_of(request: Request) -> Gateway:
@@ -56,6 +57,7 @@ def request_meta(request: Request, api: str) -> RequestMeta:
         app_title=headers.get("x-openrouter-title") or headers.get("x-title"),
         session_id=headers.get("x-session-id"),
         api=api,
+        categories=tuple(parse_categories(headers.get("x-openrouter-categories"))),
     )
 
 

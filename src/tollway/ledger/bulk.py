@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 from sqlalchemy import BigInteger, Boolean, Connection, DateTime, Integer, String, Text
 
+from tollway.ledger.detail import detail_statements
 from tollway.ledger.records import COLUMNS, GenerationRecord
 from tollway.ledger.rollups import (
     CUBES,
@@ -293,6 +294,8 @@ def apply_staged(conn: Connection, *, rollups: bool = True, sums: RollupDelta | 
                 conn.exec_driver_sql(sql)
             elif table == _PER_RECORD_TABLES[0]:
                 sums.apply(conn)  # the histogram, then the tasks: the SQL's order
+        for _, sql in detail_statements(conn.dialect.name, STAGE):
+            conn.exec_driver_sql(sql)
     spend = f"SELECT key_id, sum(cost_nanousd) AS cost FROM {STAGE} WHERE key_id IS NOT NULL GROUP BY key_id"
     if conn.dialect.name == "postgresql":
         # An UPDATE ... FROM locks rows in its join's order; lock them in key order first.

@@ -319,10 +319,14 @@ def _sqlite_time(value: date | datetime) -> str:
 
 def apply_rollups(conn: Connection, records: Iterable[GenerationRecord]) -> None:
     """``LedgerWriter`` batch hook: fold a batch of generations into every rollup table."""
-    delta = RollupDelta()
+    from tollway.ledger.detail import DetailDelta  # late: detail.py builds on this module
+
+    delta, detail = RollupDelta(), DetailDelta()
     for record in records:
         delta.add_record(record)
+        detail.add_record(record)
     delta.apply(conn)
+    detail.apply(conn)
 
 
 def day_of(value: date | datetime | str) -> date:

@@ -1,0 +1,268 @@
+"""The analytics cubes (migration ``m007_analytics``), declared once for the live and bulk paths.
+
+``/api/v1/analytics/query`` splits traffic by more than the ranking cubes keep (the API
+used, the finish reason, the prompt-size bucket) and reports latency, throughput and
+time-to-first-token percentiles.  Those come from four tables:
+
+* ``usage_hourly_detail`` / ``usage_daily_detail``: period x model x provider x app x key x
+  api x finish reason x context bucket, summing :data:`DETAIL_MEASURES` (the ledger's
+  token and cost sums plus fallbacks, cache hits and latency/TTFT sums for averages).
+* ``usage_hourly_perf`` / ``usage_daily_perf``: period x model x provider x app x key x
+  metric (``latency``, ``throughput``, ``ttft``) x log bucket (:func:`token_bucket`, 4
+  buckets per doubling), counting requests: percentiles known to within one bucket.
+
+Every dimension and measure is one :class:`Expr` row below: a Python function of a
+:class:`GenerationRecord` (the live writer's path, :class:`DetailDelta`) and the SQL that
+computes the same value from a staged row (the bulk path, :func:`detail_statements`).
+Adding a dimension is adding one row to :data:`DETAIL_DIMS` (and a migration for its column).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Connection, Date, DateTime, Integer, SmallInteger, String, Table
+
+from tollway.ledger import schema
+from tollway.ledger.records import GenerationRecord
+from tollway.ledger.rollups import GATEWAY_BATCH, _sum_updates, _upsert, token_bucket
+
+
+@dataclass(frozen=True, slots=True)
+class Expr:
+    """One value derived from a generation: in Python (live path) and in SQL (bulk path)."""
+
+    name: str
+    py: Callable[[GenerationRecord], Any]
+    sql: str
+    length: int = 0  # for text dimensions: the column's length
+
+
+# Context buckets as OpenRouter's rankings name them: the prompt size they are at most.
+CONTEXT_BUCKETS = (("1K", 1_000), ("10K", 10_000), ("100K", 100_000), ("1M", 1_000_000))
+CONTEXT_TOP = "10M"
+
+
+def context_bucket(prompt_tokens: int) -> str:
+    """OpenRouter's context-length bucket of a request's prompt size."""
+    for label, limit in CONTEXT_BUCKETS:
+        if prompt_tokens <= limit:
+            return label
+    return CONTEXT_TOP
+
+
+_CONTEXT_SQL = ("CASE " + " ".join(f"WHEN prompt_tokens <= {limit} THEN '{label}'" for label, limit in
+                                   CONTEXT_BUCKETS) + f" ELSE '{CONTEXT_TOP}' END")
+
+
+def _ok(r: GenerationRecord) -> bool:
+    return r.status != "error"
+
+
+DETAIL_DIMS = (
+    Expr("model", lambda r: r.model, "model", 200),
+    Expr("provider", lambda r: r.provider or "", "coalesce(provider, '')", 100),
+    Expr("app", lambda r: r.app or r.app_title or "", "coalesce(nullif(app, ''), nullif(app_title, ''), '')", 500),
+    Expr("key_id", lambda r: r.key_id or "", "coalesce(key_id, '')", 40),
+    Expr("api", lambda r: r.api or "", "coalesce(api, '')", 20),
+    Expr("finish_reason", lambda r: r.finish_reason or "", "coalesce(finish_reason, '')", 40),
+    Expr("context_bucket", lambda r: context_bucket(r.prompt_tokens), _CONTEXT_SQL, 8),
+)
+PERF_DIMS = DETAIL_DIMS[:4]  # percentiles split by model, provider, app and key
+
+_TIMED = "CASE WHEN status <> 'error' AND latency_ms IS NOT NULL THEN 1 ELSE 0 END"
+_WITH_TTFT = "CASE WHEN status <> 'error' AND ttft_ms IS NOT NULL THEN 1 ELSE 0 END"
+DETAIL_MEASURES = (
+    Expr("requests", lambda r: 1 if _ok(r) else 0, "CASE WHEN status = 'error' THEN 0 ELSE 1 END"),
+    Expr("errors", lambda r: 0 if _ok(r) else 1, "CASE WHEN status = 'error' THEN 1 ELSE 0 END"),
+    Expr("prompt_tokens", lambda r: r.prompt_tokens, "prompt_tokens"),
+    Expr("completion_tokens", lambda r: r.completion_tokens, "completion_tokens"),
+    Expr("reasoning_tokens", lambda r: r.reasoning_tokens, "reasoning_tokens"),
+    Expr("cached_tokens", lambda r: r.cached_tokens, "cached_tokens"),
+    Expr("cache_write_tokens", lambda r: r.cache_write_tokens, "cache_write_tokens"),
+    Expr("cost_nanousd", lambda r: r.cost_nanousd, "cost_nanousd"),
+    # The ledger keeps the attempt list only when a fallback happened.
+    Expr("fallbacks", lambda r: 1 if r.attempts else 0, "CASE WHEN attempts IS NOT NULL THEN 1 ELSE 0 END"),
+    Expr("cache_hits", lambda r: 1 if r.cached_tokens > 0 else 0, "CASE WHEN cached_tokens > 0 THEN 1 ELSE 0 END"),
+    Expr("cache_hit_cost", lambda r: r.cost_nanousd if r.cached_tokens > 0 else 0,
+         "CASE WHEN cached_tokens > 0 THEN cost_nanousd ELSE 0 END"),
+    Expr("timed", lambda r: 1 if _ok(r) and r.latency_ms is not None else 0, _TIMED),
+    Expr("latency_ms", lambda r: r.latency_ms or 0 if _ok(r) else 0,
+         "CASE WHEN status <> 'error' THEN coalesce(latency_ms, 0) ELSE 0 END"),
+    Expr("timed_tokens", lambda r: r.completion_tokens if _ok(r) and r.latency_ms is not None else 0,
+         f"CASE WHEN {_TIMED} = 1 THEN completion_tokens ELSE 0 END"),
+    Expr("with_ttft", lambda r: 1 if _ok(r) and r.ttft_ms is not None else 0, _WITH_TTFT),
+    Expr("ttft_ms", lambda r: r.ttft_ms or 0 if _ok(r) else 0,
+         "CASE WHEN status <> 'error' THEN coalesce(ttft_ms, 0) ELSE 0 END"),
+)
+MEASURE_NAMES = tuple(m.name for m in DETAIL_MEASURES)
+
+
+def _throughput(r: GenerationRecord) -> int | None:
+    """Completion tokens per second of a successful timed request (integer, as SQL computes it)."""
+    if not _ok(r) or not r.latency_ms:
+        return None
+    return r.completion_tokens * 1000 // r.latency_ms
+
+
+# Per-request values whose distributions are kept (None: the request has no such value).
+PERF_VALUES = (
+    Expr("latency", lambda r: r.latency_ms if _ok(r) else None,
+         "CASE WHEN status <> 'error' THEN latency_ms END"),
+    Expr("throughput", _throughput,
+         "CASE WHEN status <> 'error' AND latency_ms > 0 THEN completion_tokens * 1000 / latency_ms END"),
+    Expr("ttft", lambda r: r.ttft_ms if _ok(r) else None, "CASE WHEN status <> 'error' THEN ttft_ms END"),
+)
+
+
+def _table(name: str, grain: str, dims: tuple[Expr, ...], extra: list[Column[Any]], measures: tuple[str, ...]
+           ) -> Table:
+    time_type: Any = DateTime if grain == "hour" else Date
+    return Table(
+        name, schema.metadata,
+        Column(grain, time_type, primary_key=True),
+        *[Column(d.name, String(d.length), primary_key=True) for d in dims],
+        *extra,
+        Column("batch_id", Integer, primary_key=True),
+        *[Column(m, BigInteger, nullable=False, server_default="0") for m in measures],
+        sqlite_with_rowid=False,
+    )
+
+
+def _perf_keys() -> list[Column[Any]]:
+    return [Column("metric", String(12), primary_key=True), Column("bucket", SmallInteger, primary_key=True)]
+
+
+usage_hourly_detail = _table("usage_hourly_detail", "hour", DETAIL_DIMS, [], MEASURE_NAMES)
+usage_daily_detail = _table("usage_daily_detail", "day", DETAIL_DIMS, [], MEASURE_NAMES)
+usage_hourly_perf = _table("usage_hourly_perf", "hour", PERF_DIMS, _perf_keys(), ("requests",))
+usage_daily_perf = _table("usage_daily_perf", "day", PERF_DIMS, _perf_keys(), ("requests",))
+
+
+@dataclass(frozen=True, slots=True)
+class DetailCube:
+    table: Table
+    grain: str  # hour | day
+    dims: tuple[Expr, ...]
+    perf: bool  # a histogram (metric, bucket -> requests) rather than a sum of measures
+
+
+DETAIL_CUBES = (
+    DetailCube(usage_hourly_detail, "hour", DETAIL_DIMS, False),
+    DetailCube(usage_daily_detail, "day", DETAIL_DIMS, False),
+    DetailCube(usage_hourly_perf, "hour", PERF_DIMS, True),
+    DetailCube(usage_daily_perf, "day", PERF_DIMS, True),
+)
+DETAIL_TABLES = tuple(c.table for c in DETAIL_CUBES)
+
+
+def m007_analytics(conn: Connection) -> None:
+    """Migration ``m007_analytics``: the analytics cubes, filled from here on."""
+    for table in DETAIL_TABLES:
+        table.create(conn, checkfirst=True)
+
+
+def _period(at: datetime, grain: str) -> date | datetime:
+    return at.replace(minute=0, second=0, microsecond=0) if grain == "hour" else at.date()
+
+
+class DetailDelta:
+    """The live path: a batch's contributions to every analytics cube, summed in Python."""
+
+    def __init__(self) -> None:
+        self.cells: list[dict[tuple[Any, ...], list[int]]] = [{} for _ in DETAIL_CUBES]
+
+    def add_record(self, record: GenerationRecord) -> None:
+        dims = tuple(d.py(record) for d in DETAIL_DIMS)
+        measures = [m.py(record) for m in DETAIL_MEASURES]
+        perf = [(v.name, v.py(record)) for v in PERF_VALUES]
+        for cube, acc in zip(DETAIL_CUBES, self.cells, strict=True):
+            head = (_period(record.created_at, cube.grain), *dims[:len(cube.dims)])
+            if cube.perf:
+                for metric, value in perf:
+                    if value is not None:
+                        key = (*head, metric, token_bucket(value), GATEWAY_BATCH)
+                        cell = acc.get(key)
+                        if cell is None:
+                            acc[key] = [1]
+                        else:
+                            cell[0] += 1
+                continue
+            key = (*head, GATEWAY_BATCH)
+            cell = acc.get(key)
+            if cell is None:
+                acc[key] = list(measures)
+            else:
+                for i, value in enumerate(measures):
+                    cell[i] += value
+
+    def apply(self, conn: Connection) -> None:
+        for cube, acc in zip(DETAIL_CUBES, self.cells, strict=True):
+            if not acc:
+                continue
+            keys = _key_columns(cube)
+            measures = ("requests",) if cube.perf else MEASURE_NAMES
+            _upsert(conn, cube.table, (*keys, *measures), keys, [(*k, *v) for k, v in sorted(acc.items())],
+                    _sum_updates(cube.table, measures))
+
+
+def _key_columns(cube: DetailCube) -> tuple[str, ...]:
+    perf = ("metric", "bucket") if cube.perf else ()
+    return (cube.grain, *(d.name for d in cube.dims), *perf, "batch_id")
+
+
+def apply_detail(conn: Connection, records: list[GenerationRecord]) -> None:
+    """Fold a batch of generations into the analytics cubes (live path)."""
+    delta = DetailDelta()
+    for record in records:
+        delta.add_record(record)
+    delta.apply(conn)
+
+
+_GRAIN_SQL = {
+    ("sqlite", "hour"): "substr(created_at, 1, 13) || ':00:00.000000'",
+    ("sqlite", "day"): "substr(created_at, 1, 10)",
+    ("postgresql", "hour"): "date_trunc('hour', created_at)",
+    ("postgresql", "day"): "created_at::date",
+}
+
+
+def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
+    """The bulk path: one ``INSERT ... SELECT ... GROUP BY ... ON CONFLICT`` per cube over the
+    staged rows, generated from the same :class:`Expr` rows as :class:`DetailDelta`."""
+    pg = dialect == "postgresql"
+    kind = "postgresql" if pg else "sqlite"
+    where = "" if pg else " WHERE true"  # SQLite: INSERT ... SELECT ... ON CONFLICT needs a WHERE
+    out = []
+    for cube in DETAIL_CUBES:
+        dims = [f'{d.sql} COLLATE "C"' if pg else d.sql for d in cube.dims]
+        keys = _key_columns(cube)
+        name = cube.table.name
+        if cube.perf:
+            log2 = "log(2, CAST(v AS numeric))" if pg else "log2(v)"
+            shift = f"(CAST(floor({log2}) AS INTEGER) - 2)"
+            bucket = f"CASE WHEN v < 8 THEN v ELSE {shift} * 4 + (v >> {shift}) END"
+            dim_names = [d.name for d in cube.dims]
+            parts = " UNION ALL ".join(
+                f"SELECT {_GRAIN_SQL[(kind, cube.grain)]} AS t, "
+                + ", ".join(f"{sql} AS {n}" for sql, n in zip(dims, dim_names, strict=True))
+                + f", '{v.name}' AS metric, CAST({v.sql} AS BIGINT) AS v FROM {stage}"
+                for v in PERF_VALUES)
+            group = ", ".join(str(i + 1) for i in range(len(keys) - 1))
+            select = (f"SELECT t, {', '.join(dim_names)}, metric, {bucket}, {GATEWAY_BATCH}, count(*) "
+                      f"FROM ({parts}) p WHERE v IS NOT NULL GROUP BY {group}")
+            measures: tuple[str, ...] = ("requests",)
+        else:
+            sums = ", ".join(f"sum({m.sql})" for m in DETAIL_MEASURES)
+            select = (f"SELECT {_GRAIN_SQL[(kind, cube.grain)]}, {', '.join(dims)}, {GATEWAY_BATCH}, {sums} "
+                      f"FROM {stage}{where} GROUP BY {', '.join(str(i + 1) for i in range(len(keys) - 1))}")
+            measures = MEASURE_NAMES
+        order = ", ".join(str(i + 1) for i in range(len(keys)))
+        updates = ", ".join(_sum_updates(cube.table, measures))
+        out.append((name, f"INSERT INTO {name} ({', '.join((*keys, *measures))}) {select} ORDER BY {order} "
+                          f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"))
+    return out
+
