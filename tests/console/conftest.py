@@ -67,7 +67,8 @@ def crossover_week(rows: list[dict[str, Any]], country_of: dict[str, str]) -> st
 
 
 def _traffic(stack: Stack) -> None:
-    headers = {"X-Title": "console-app", "HTTP-Referer": "https://console-app.example"}
+    headers = {"X-Title": "console-app", "HTTP-Referer": "https://console-app.example",
+               "X-OpenRouter-Categories": "programming-app"}
     alice = openai.OpenAI(base_url=stack.url + "/v1", api_key=stack.alice[1], max_retries=0, default_headers=headers)
     ids = []
     for i in range(6):

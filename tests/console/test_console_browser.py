@@ -73,7 +73,11 @@ def test_admin_sees_every_page_with_data(visit: Visit, stack: Stack) -> None:
     shot(visit, "activity-admin")
 
     page.goto(stack.url + "/console/rankings")
-    charts_drawn(page, "chart-models", "chart-authors", "chart-origin", "chart-apps", "chart-weights")
+    charts_drawn(page, "chart-models", "chart-authors", "chart-origin", "chart-apps", "chart-weights",
+                 "chart-categories")
+    categories = page.evaluate("() => echarts.getInstanceByDom(document.getElementById('chart-categories'))"
+                               ".getOption().yAxis[0].data")
+    assert categories == ["programming-app"]
     expected = crossover_week(openrouter_weeks(), country_by_slug())
     assert page.get_attribute("#crossover-note", "data-period") == expected
     mark = page.evaluate("() => echarts.getInstanceByDom(document.getElementById('chart-origin'))"

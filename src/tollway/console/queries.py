@@ -1,8 +1,7 @@
 """Read-only queries behind the console's own JSON routes (``tollway.console.data``).
 
 Each takes an optional ``key_id``: ``None`` is the admin's whole-gateway view, a key id
-restricts the answer to that key's traffic.  Time series read the ``usage_daily_key``
-rollup; the generation log reads the ledger by its ``(key_id, created_at)`` /
+restricts the answer to that key's traffic.  Time series read the daily rollups; the generation log reads the ledger by its ``(key_id, created_at)`` /
 ``created_at`` indexes, newest first, one page at a time; tasks read ``usage_sessions``.
 """
 
@@ -13,14 +12,18 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from tollway.ledger.rollups import MEASURES, usage_daily_key, usage_sessions
+from tollway.ledger.rollups import MEASURES, usage_daily_key, usage_daily_model, usage_sessions
 from tollway.ledger.schema import generations
 from tollway.metering import nano_to_usd
 
 
 def activity_series(conn: Connection, *, key_id: str | None, start: date, end: date) -> dict[str, Any]:
-    """Requests, tokens and cost per day from ``start`` to ``end`` (inclusive), zero-filled."""
-    t = usage_daily_key
+    """Requests, tokens and cost per day from ``start`` to ``end`` (inclusive), zero-filled.
+
+    One key's days come from ``usage_daily_key``; the whole gateway's from the smaller
+    ``usage_daily_model`` (days x models x providers rather than days x keys).
+    """
+    t = usage_daily_key if key_id is not None else usage_daily_model
     sums = [func.sum(t.c[name]).label(name) for name in MEASURES]
     query = select(t.c.day, *sums).where(t.c.day >= start, t.c.day <= end).group_by(t.c.day)
     if key_id is not None:
@@ -43,7 +46,7 @@ def activity_series(conn: Connection, *, key_id: str | None, start: date, end: d
 
 def latest_day(conn: Connection, *, key_id: str | None) -> date | None:
     """The last day with traffic in scope (the default end of the console's ranges)."""
-    t = usage_daily_key
+    t = usage_daily_key if key_id is not None else usage_daily_model
     query = select(func.max(t.c.day))
     if key_id is not None:
         query = query.where(t.c.key_id == key_id)

@@ -47,6 +47,24 @@
   const legend = { type: "scroll", bottom: 0 };
   const grid = { left: 60, right: 20, top: 20, bottom: 60 };
 
+  // Tokens by app category (OpenRouter's analytics query, scoped by the server to the viewer).
+  async function categories(form, models) {
+    const first = models.periods.length ? models.periods[0].period_start : null;
+    if (!first) return;
+    const from = form.elements.from.value || first;
+    const to = form.elements.to.value || models.periods[models.periods.length - 1].period_start;
+    const end = new Date(Date.parse(to + "T00:00:00Z") + 31 * 86400e3).toISOString();
+    const doc = await C.api("/api/v1/analytics/query", { method: "POST", body: {
+      metrics: ["tokens_total"], dimensions: ["category"], time_range: { start: from + "T00:00:00Z", end },
+      order_by: { field: "tokens_total", direction: "desc" }, limit: 12 } });
+    const rows = doc.data.data.filter((r) => r.category);
+    C.chart("chart-categories", {
+      tooltip: {}, grid: { left: 160, right: 20, top: 10, bottom: 30 }, xAxis: axisTokens,
+      yAxis: { type: "category", inverse: true, data: rows.map((r) => r.category) },
+      series: [{ type: "bar", data: rows.map((r) => r.tokens_total) }],
+    });
+  }
+
   async function draw(form) {
     const top = form.elements.top.value || 8;
     const period = form.elements.period.value;
@@ -82,6 +100,8 @@
       yAxis: { type: "category", inverse: true, data: named.map((r) => C.short(r.key, 24)) },
       series: [{ type: "bar", data: named.map((r) => r.total_tokens) }],
     });
+
+    if (document.getElementById("chart-categories")) await categories(form, models);
 
     const w = stacked(weights, true);
     C.chart("chart-weights", { tooltip: { trigger: "axis" }, legend, grid, xAxis: { type: "category", data: w.periods }, yAxis: { type: "value", max: 100, axisLabel: { formatter: "{value}%" } }, series: w.series });
