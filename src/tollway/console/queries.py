@@ -1,8 +1,9 @@
 """Read-only queries behind the console's own JSON routes (``tollway.console.data``).
 
 Each takes an optional ``key_id``: ``None`` is the admin's whole-gateway view, a key id
-restricts the answer to that key's traffic.  Time series read the daily rollups; the generation log reads the ledger by its ``(key_id, created_at)`` /
-``created_at`` indexes, newest first, one page at a time; tasks read ``usage_sessions``.
+restricts the answer to that key's traffic.  Time series read the daily rollups; the
+generation log reads the ledger by its ``(key_id, created_at)`` / ``created_at`` indexes,
+newest first, one page at a time; tasks read ``usage_sessions``.
 """
 
 from __future__ import annotations
