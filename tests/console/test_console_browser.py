@@ -136,6 +136,12 @@ def test_a_key_created_in_the_browser_works_and_revoking_it_stops_it(visit: Visi
     row.locator("input.amount").fill("2.5")
     row.locator("button.top-up").click()
     page.wait_for_selector("#keys-table tr[data-name='made-in-browser'] td:nth-child(4):has-text('$7.50')")
+    row.locator("input.amount").fill("20")
+    row.locator("select.reset").select_option("weekly")
+    row.locator("button.set-limit").click()
+    page.wait_for_selector("#keys-table tr[data-name='made-in-browser'] td:nth-child(6):has-text('weekly')")
+    limited = httpx.get(stack.url + "/api/v1/key", headers={"Authorization": f"Bearer {plain}"}).json()["data"]
+    assert limited["limit"] == 20 and limited["limit_reset"] == "weekly"
     row.locator("button.revoke").click()
     page.wait_for_selector("#keys-table tr[data-name='made-in-browser'] td:nth-child(7):has-text('revoked')")
     with pytest.raises(openai.AuthenticationError):

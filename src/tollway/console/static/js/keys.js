@@ -17,9 +17,17 @@
       const actions = tr.lastChild;
       const amount = document.createElement("input");
       amount.type = "number"; amount.min = "0"; amount.step = "0.01"; amount.placeholder = "USD"; amount.className = "amount";
-      actions.append(amount,
+      const reset = document.createElement("select");
+      reset.className = "reset";
+      for (const value of ["", "daily", "weekly", "monthly"]) reset.appendChild(new Option(value || "never", value, false, (k.limit_reset || "") === value));
+      const setLimit = async () => {
+        const body = { limit: amount.value === "" ? null : Number(amount.value), limit_reset: reset.value || null };
+        await C.api(`/api/v1/keys/${k.hash}`, { method: "PATCH", body });
+        await load();
+      };
+      actions.append(amount, reset,
         C.button("Top up", C.guard(async () => { await C.api(`/api/v1/keys/${k.hash}/credits`, { method: "POST", body: { amount: Number(amount.value) } }); await load(); }), "top-up"),
-        C.button("Set limit", C.guard(async () => { await C.api(`/api/v1/keys/${k.hash}`, { method: "PATCH", body: { limit: amount.value === "" ? null : Number(amount.value) } }); await load(); }), "set-limit"),
+        C.button("Set limit", C.guard(setLimit), "set-limit"),
         C.button("Revoke", C.guard(async () => { await C.api(`/api/v1/keys/${k.hash}`, { method: "DELETE" }); await load(); }), "revoke"));
     });
     const active = keys.filter((k) => !k.disabled);

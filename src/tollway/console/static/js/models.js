@@ -27,7 +27,6 @@
       series: [
         { name: "latency p50 (ms)", type: "bar", data: endpoints.map((e) => (e.latency_last_30m ? e.latency_last_30m.p50 : null)) },
         { name: "throughput p50 (tok/s)", type: "bar", yAxisIndex: 1, data: endpoints.map((e) => (e.throughput_last_30m ? e.throughput_last_30m.p50 : null)) },
-        { name: "uptime 30m (%)", type: "line", yAxisIndex: 1, data: endpoints.map((e) => e.uptime_last_30m) },
       ],
     });
   }

@@ -58,7 +58,9 @@
       metrics: ["tokens_total"], dimensions: ["category"], time_range: { start: from + "T00:00:00Z", end },
       order_by: { field: "tokens_total", direction: "desc" }, limit: 12 } });
     const rows = doc.data.data.filter((r) => r.category);
+    const empty = rows.length ? undefined : { text: "no app declared a category", subtext: "X-OpenRouter-Categories, or tollway apps set-category", left: "center", top: "middle", textStyle: { color: "#888", fontSize: 13 } };
     C.chart("chart-categories", {
+      title: empty,
       tooltip: {}, grid: { left: 160, right: 20, top: 10, bottom: 30 }, xAxis: axisTokens,
       yAxis: { type: "category", inverse: true, data: rows.map((r) => r.category) },
       series: [{ type: "bar", data: rows.map((r) => r.tokens_total) }],
