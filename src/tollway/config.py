@@ -205,6 +205,7 @@ class ConsoleSettings(_Frozen):
     public_rankings: bool = False  # the rankings page (model-level data only) without logging in
     session_ttl_s: float = Field(default=12 * 3600, gt=0)  # a session's lifetime since log-in
     max_sessions: int = Field(default=10_000, ge=1)  # per process; the oldest go first
+    rankings_cache_s: float = Field(default=30.0, ge=0)  # rankings answers reused per viewer and query; 0: off
 
 
 class Settings(_Frozen):

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.servers import aiohttp_server, gateway_server, make_settings, new_key
 from tests.support.stub_openai import StubOpenAI
+from tollway.console.cache import ResponseCache
 from tollway.console.sessions import SessionStore
 
 
@@ -173,3 +174,15 @@ def test_session_store_expires_and_bounds_sessions() -> None:
     assert store.get(first) is None and store.get(second) is not None and store.get(third) is not None
     now[0] = 11
     assert store.get(second) is None and store.get(third) is None
+
+
+def test_response_cache_expires_and_bounds_entries() -> None:
+    now = [0.0]
+    cache = ResponseCache(max_entries=2, clock=lambda: now[0])
+    cache.put(("admin", "a"), b"1", ttl_s=5)
+    cache.put(("key:k", "a"), b"2", ttl_s=5)
+    assert cache.get(("admin", "a")) == b"1" and cache.get(("key:k", "a")) == b"2"
+    cache.put(("public", "a"), b"3", ttl_s=5)
+    assert cache.get(("admin", "a")) is None
+    now[0] = 6
+    assert cache.get(("key:k", "a")) is None and cache.get(("public", "a")) is None

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from tollway.analytics.attribution import MODEL_DIMENSIONS
 from tollway.api.common import gateway_of
 from tollway.auth import Principal, bearer_token, require_admin
+from tollway.console.cache import ResponseCache
 from tollway.errors import PermissionDenied
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -37,7 +38,22 @@ def admin_only(endpoint: Endpoint) -> Endpoint:
 
 
 def scoped_rankings(endpoint: Endpoint) -> Endpoint:
-    """Rankings for the admin (all), a key (its own traffic) or, if public, anyone (model level)."""
+    """Rankings for the admin (all), a key (its own traffic) or, if public, anyone (model level).
+
+    Answers are cached for ``console.rankings_cache_s`` per viewer and query (0: off).
+    """
+    cache = ResponseCache()
+
+    async def cached(request: Request, scope: str) -> Response:
+        ttl = gateway_of(request).settings.console.rankings_cache_s
+        key = (scope, str(sorted(request.query_params.multi_items())))
+        body = cache.get(key) if ttl > 0 else None
+        if body is not None:
+            return Response(body, media_type="application/json")
+        response = await endpoint(request)
+        if ttl > 0 and response.status_code == 200:
+            cache.put(key, bytes(response.body), ttl)
+        return response
 
     async def guarded(request: Request) -> Response:
         gateway = gateway_of(request)
@@ -48,16 +64,16 @@ def scoped_rankings(endpoint: Endpoint) -> Endpoint:
             _refuse_audience(request, "the public rankings")
             if request.query_params.get("key"):
                 raise PermissionDenied("the public rankings cannot be filtered by key; log in", code=403)
-            return await endpoint(request)
+            return await cached(request, "public")
         principal: Principal = await gateway.keys.authenticate(request)
         if principal.is_admin:
-            return await endpoint(request)
+            return await cached(request, "admin")
         _refuse_audience(request, "a non-admin key")
         assert principal.key_id is not None
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "key"]
         params.append(("key", principal.key_id))
         request.scope["query_string"] = urlencode(params).encode()
-        return await endpoint(Request(request.scope, request.receive))
+        return await cached(Request(request.scope, request.receive), "key:" + principal.key_id)
 
     return guarded
 

@@ -57,6 +57,8 @@ def latest_day(conn: Connection, *, key_id: str | None) -> date | None:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
+FILTER_WINDOW = timedelta(days=30)
+
 LOG_COLUMNS = ("id", "created_at", "key_id", "model", "provider", "app", "app_title", "session_id",
                "prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "cost_nanousd",
                "status", "http_status", "latency_ms", "ttft_ms", "streamed", "attempts")
@@ -67,6 +69,7 @@ def generation_log(conn: Connection, *, key_id: str | None, model: str | None = 
                    limit: int = 50) -> dict[str, Any]:
     """One page of generations, newest first; ``before`` pages back (the last row's ``created_at``)."""
     g = generations
+    window_start: datetime | None = None
     query = select(*(g.c[name] for name in LOG_COLUMNS)).order_by(g.c.created_at.desc(), g.c.id.desc())
     if key_id is not None:
         query = query.where(g.c.key_id == key_id)
@@ -78,6 +81,14 @@ def generation_log(conn: Connection, *, key_id: str | None, model: str | None = 
         query = query.where(g.c.session_id == session_id)
     if before is not None:
         query = query.where(g.c.created_at < before)
+    if model or app or session_id:
+        # A filter that matches rarely would walk the key's (or the whole ledger's) history
+        # back to its start; look back FILTER_WINDOW from the newest generation in scope.
+        newest = before or conn.execute(select(func.max(g.c.created_at)).where(
+            *([g.c.key_id == key_id] if key_id is not None else []))).scalar()
+        if newest is not None:
+            window_start = newest - FILTER_WINDOW
+            query = query.where(g.c.created_at >= window_start)
     rows = []
     for r in conn.execute(query.limit(limit)):
         row = {name: getattr(r, name) for name in LOG_COLUMNS}
@@ -88,7 +99,17 @@ def generation_log(conn: Connection, *, key_id: str | None, model: str | None = 
         row["fallbacks"] = _attempt_count(row.pop("attempts")) - 1
         rows.append(row)
     next_before = rows[-1]["created_at"] if len(rows) == limit else None
+    if next_before is None and window_start is not None and _any_before(conn, key_id, window_start):
+        next_before = window_start.isoformat() + "Z"  # the page ends at the window, not the history
     return {"data": rows, "next_before": next_before}
+
+
+def _any_before(conn: Connection, key_id: str | None, at: datetime) -> bool:
+    g = generations
+    query = select(g.c.id).where(g.c.created_at < at)
+    if key_id is not None:
+        query = query.where(g.c.key_id == key_id)
+    return conn.execute(query.limit(1)).first() is not None
 
 
 def _attempt_count(attempts: Any) -> int:
