@@ -132,6 +132,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000_000)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--port", type=int, default=18415)
+    parser.add_argument("--rankings-cache-s", type=float, default=30.0,
+                        help="console.rankings_cache_s; 0 measures every rankings call cold")
     args = parser.parse_args()
     engine = create_db_engine(args.database)
     migrate(engine)
@@ -152,7 +154,8 @@ def main() -> None:
         filter_model = list(by_use)[49]
     engine.dispose()
     print(f"ledger: {have:,} generations; key view: {busiest}; log filter: {filter_model}", flush=True)
-    settings = parse_settings({"database": args.database, "admin_key": ADMIN_KEY}, source="console bench")
+    settings = parse_settings({"database": args.database, "admin_key": ADMIN_KEY,
+                               "console": {"rankings_cache_s": args.rankings_cache_s}}, source="console bench")
     server = uvicorn.Server(uvicorn.Config(build_app(settings), host="127.0.0.1", port=args.port,
                                            log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
