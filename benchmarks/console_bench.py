@@ -56,7 +56,7 @@ def page_calls(key: str | None, first_model: str | None, filter_model: str) -> d
     ]
     category_query: dict[str, Any] = {
         "metrics": ["tokens_total"], "dimensions": ["category"],
-        "time_range": {"start": "2025-03-03T00:00:00Z", "end": "2026-03-02T00:00:00Z"},
+        "time_range": {"start": "2026-02-02T00:00:00Z", "end": "2026-03-02T00:00:00Z"},  # the last 4 weeks
         "order_by": {"field": "tokens_total", "direction": "desc"}, "limit": 12}
     if key:
         category_query["filters"] = [{"field": "api_key_id", "operator": "eq", "value": key}]

@@ -2,7 +2,8 @@
 
 * ``GET /api/v1/console/activity?from=&to=``: requests, tokens and cost per day.
 * ``GET /api/v1/console/generations?model=&app=&key=&task=&before=&limit=``: the generation log.
-* ``GET /api/v1/console/tasks?from=&to=&top=``: agent tasks (``session_id``) with their sizes.
+* ``GET /api/v1/console/tasks?from=&to=&top=``: agent tasks (``session_id``) with their sizes
+  (by default those first seen in the last 14 days up to the latest traffic).
 * ``GET /api/v1/console/providers``: circuit state, uptime, latency and throughput per endpoint.
 
 They accept a bearer key or a console session (``tollway.auth``).  The admin sees every
@@ -27,6 +28,7 @@ from tollway.console import queries
 from tollway.errors import BadRequest
 
 DEFAULT_DAYS = 60
+TASK_DAYS = 14  # tasks are ranked by size: every task in the range is read, so keep it short
 MAX_DAYS = 400
 
 
@@ -69,10 +71,10 @@ async def _query(request: Request, work: Callable[[Any, str | None], dict[str, A
     return json_response(await run_in_threadpool(call))
 
 
-def _range(request: Request, conn: Any, key_id: str | None) -> tuple[date, date]:
-    """``from``/``to`` as given; by default the last ``DEFAULT_DAYS`` days up to the latest traffic."""
+def _range(request: Request, conn: Any, key_id: str | None, days: int = DEFAULT_DAYS) -> tuple[date, date]:
+    """``from``/``to`` as given; by default the last ``days`` days up to the latest traffic."""
     end = _date(request, "to") or queries.latest_day(conn, key_id=key_id) or datetime.now().date()
-    start = _date(request, "from") or end - timedelta(days=DEFAULT_DAYS - 1)
+    start = _date(request, "from") or end - timedelta(days=days - 1)
     if start > end:
         raise BadRequest(f"from={start} is after to={end}", code=400)
     if (end - start).days >= MAX_DAYS:
@@ -111,7 +113,7 @@ async def tasks(request: Request) -> Response:
     top = _int(request, "top", 20, 500)
 
     def work(conn: Any, key_id: str | None) -> dict[str, Any]:
-        start, end = _range(request, conn, key_id)
+        start, end = _range(request, conn, key_id, TASK_DAYS)
         return queries.largest_tasks(conn, key_id=key_id, start=start, end=end, top=top)
 
     return await _query(request, work)

@@ -99,6 +99,7 @@
 
   async function tasks() {
     const doc = await C.api("/api/v1/console/tasks?top=15");
+    document.getElementById("tasks-range").textContent = `largest first seen ${doc.from} – ${doc.to} (${C.int(doc.tasks)} tasks)`;
     C.fill("tasks", doc.largest, [
       (t) => C.short(t.session_id, 24), (t) => C.int(t.tokens), (t) => t.requests, (t) => C.usd(t.cost_usd), (t) => t.first_seen.slice(0, 16),
     ], (tr, t) => {

@@ -47,15 +47,17 @@
   const legend = { type: "scroll", bottom: 0 };
   const grid = { left: 60, right: 20, top: 20, bottom: 60 };
 
-  // Tokens by app category (OpenRouter's analytics query, scoped by the server to the viewer).
+  // Tokens by app category over the range's last four weeks (OpenRouter's analytics query,
+  // scoped by the server to the viewer; four weeks keep it a small read of the daily cubes).
   async function categories(form, models) {
-    const first = models.periods.length ? models.periods[0].period_start : null;
-    if (!first) return;
-    const from = form.elements.from.value || first;
-    const to = form.elements.to.value || models.periods[models.periods.length - 1].period_start;
-    const end = new Date(Date.parse(to + "T00:00:00Z") + 31 * 86400e3).toISOString();
+    if (!models.periods.length) return;
+    const day = 86400e3;
+    const last = Date.parse(models.periods[models.periods.length - 1].period_start + "T00:00:00Z");
+    const to = form.elements.to.value ? Date.parse(form.elements.to.value + "T00:00:00Z") + day : last + 7 * day;
+    const start = new Date(to - 28 * day).toISOString();
+    const end = new Date(to).toISOString();
     const doc = await C.api("/api/v1/analytics/query", { method: "POST", body: {
-      metrics: ["tokens_total"], dimensions: ["category"], time_range: { start: from + "T00:00:00Z", end },
+      metrics: ["tokens_total"], dimensions: ["category"], time_range: { start, end },
       order_by: { field: "tokens_total", direction: "desc" }, limit: 12 } });
     const rows = doc.data.data.filter((r) => r.category);
     const empty = rows.length ? undefined : { text: "no app declared a category", subtext: "X-OpenRouter-Categories, or tollway apps set-category", left: "center", top: "middle", textStyle: { color: "#888", fontSize: 13 } };
