@@ -37,7 +37,7 @@ from tollway.adapters.http import ClientTimeouts
 from tollway.auth import KeyCache, Principal
 from tollway.catalog import Catalog, build_catalog
 from tollway.config import Settings
-from tollway.console.sessions import SessionStore
+from tollway.console.sessions import build_sessions
 from tollway.embeddings import estimate_input_tokens, validate_embeddings_body  # issue 5
 from tollway.errors import AllAttemptsFailed, BadRequest, TollwayError, UpstreamError
 from tollway.ledger.apps import record_app_categories
@@ -130,7 +130,7 @@ class Gateway:
                                    # the generations, so reports never read the raw ledger.
                                    hooks=(apply_rollups, record_app_categories, *hooks))
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
-        sessions = SessionStore(settings.console.session_ttl_s, settings.console.max_sessions)
+        sessions = build_sessions(settings.console.session_ttl_s, settings.console.max_sessions, settings.redis)
         self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin, sessions)
         self.metrics = Metrics()
         self.timeouts = ClientTimeouts.from_settings(settings.timeouts)
