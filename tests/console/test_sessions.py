@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import re
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import openai
@@ -168,7 +171,17 @@ def test_console_can_be_turned_off(tmp_path: pytest.TempPathFactory) -> None:
                          headers={"Authorization": f"Bearer {srv.admin}"}).status_code == 404
 
 
-async def test_session_store_expires_and_bounds_sessions() -> None:
+def run(coro: Any) -> Any:
+    """Run a coroutine on a loop of its own thread: the browser tests' sync Playwright owns this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(30)
+
+
+def test_session_store_expires_and_bounds_sessions() -> None:
+    run(_memory_store())
+
+
+async def _memory_store() -> None:
     now = [0.0]
     store = SessionStore(ttl_s=10, max_sessions=2, clock=lambda: now[0])
     first, _ = await store.open("digest-1")
@@ -180,7 +193,11 @@ async def test_session_store_expires_and_bounds_sessions() -> None:
     assert await store.get(second) is None and await store.get(third) is None
 
 
-async def test_redis_session_store_keeps_sessions_under_hashed_ids() -> None:
+def test_redis_session_store_keeps_sessions_under_hashed_ids() -> None:
+    run(_redis_store())
+
+
+async def _redis_store() -> None:
     import redis
 
     prefix = f"tollway-test:{secrets.token_hex(6)}:session:"
