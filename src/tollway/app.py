@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from tollway.api import chat, embeddings, generation, health, messages
 from tollway.api.common import json_response
+from tollway.api.outages import as_outage
 from tollway.auth import require_admin
 from tollway.config import Settings, load_settings
 from tollway.errors import TollwayError
@@ -55,6 +56,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
+    outage = as_outage(exc)
+    if outage is not None:
+        log.warning("%s %s: %s (%s)", request.method, request.url.path, outage.message, type(exc).__name__)
+        return await _tollway_error(request, outage)
     # Logged with its traceback for operators; the client gets no internals.
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     err = TollwayError("internal error in the gateway; the request was not completed", code=500)

@@ -145,10 +145,10 @@ class ProviderConfig(_Frozen):
 class TimeoutSettings(_Frozen):
     """Seconds.  Per attempt: connect, first byte, idle gap between stream chunks."""
 
-    connect: float = 10.0
-    first_byte: float = 120.0
-    idle: float = 120.0
-    total: float = 600.0
+    connect: float = Field(default=10.0, gt=0)
+    first_byte: float = Field(default=120.0, gt=0)
+    idle: float = Field(default=120.0, gt=0)
+    total: float = Field(default=600.0, gt=0)
 
 
 class LedgerSettings(_Frozen):
@@ -159,6 +159,10 @@ class LedgerSettings(_Frozen):
 class ServerSettings(_Frozen):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     key_cache_ttl_s: float = Field(default=2.0, ge=0)
+    # During a database outage, keys looked up within this many seconds (past their TTL) are
+    # still served from the cache; 0 turns it off.  A revocation made just before an outage can
+    # take up to this long to apply.
+    key_cache_stale_s: float = Field(default=60.0, ge=0, le=3600)
 
 
 class RoutingSettings(_Frozen):
@@ -216,6 +220,14 @@ class Settings(_Frozen):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     source_path: str | None = Field(default=None, exclude=True)
+
+    @field_validator("redis")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(redis|rediss|unix)://", value):
+            raise ValueError(f"redis {value!r} must be a URL such as redis://127.0.0.1:6379/0 "
+                             "(or rediss://, unix://), or remove the key to run without Redis")
+        return value
 
     @field_validator("database")
     @classmethod
@@ -308,6 +320,11 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         text = resolved.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {resolved} not found; pass --config PATH to an existing file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{resolved}: not UTF-8 text (invalid byte at offset {exc.start}); "
+                          "save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {resolved} cannot be read: {exc.strerror}") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

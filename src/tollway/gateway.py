@@ -127,7 +127,8 @@ class Gateway:
                                    # the generations, so reports never read the raw ledger.
                                    hooks=(apply_rollups, *hooks))
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
-        self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin)
+        self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin,
+                             stale_s=settings.server.key_cache_stale_s)
         self.metrics = Metrics()
         self.timeouts = ClientTimeouts.from_settings(settings.timeouts)
         self.limits = Limiter(settings, self.engine)
