@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from tollway.api import chat, embeddings, generation, health, messages
+from tollway.api import chat, embeddings, generation, health, messages, openapi
 from tollway.api.common import json_response
 from tollway.api.outages import as_outage
 from tollway.auth import require_admin
@@ -68,7 +68,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def _routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = [Route("/health", health.health, methods=["GET"]),
-                               Route("/metrics", health.metrics, methods=["GET"])]
+                               Route("/metrics", health.metrics, methods=["GET"]),
+                               Route("/openapi.json", openapi.openapi_json, methods=["GET"])]
     for prefix in ("/v1", "/api/v1"):
         routes.append(Route(f"{prefix}/chat/completions", chat.chat_completions, methods=["POST"]))
         routes.append(Route(f"{prefix}/messages", messages.messages, methods=["POST"]))
