@@ -52,8 +52,8 @@ def _generate(summary: str, request: str, response: str, tag: str, *, anthropic:
               streams: bool = True) -> dict[str, Any]:
     ok = _json("the result; X-Generation-Id carries the generation id", response)
     if streams:
-        ok["content"]["text/event-stream"] = {"schema": {"type": "string"},
-                                              "description": "with stream: true, server-sent events"}
+        ok["content"]["text/event-stream"] = {"schema": {"type": "string",
+                                                         "description": "with stream: true, server-sent events"}}
     return {"post": {"summary": summary, "tags": [tag], "security": _KEY_AUTH, "requestBody": _body(request),
                      "responses": {"200": ok, **_errors(*_GENERATE_ERRORS, anthropic=anthropic)}}}
 
