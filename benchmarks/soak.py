@@ -98,7 +98,7 @@ class Replica:
     def start(self) -> None:
         self.starts += 1
         log = open(self.workdir / f"replica-{self.index}-{self.starts}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "tollway.cli", "serve", "--config", str(self.config),
+        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "tollway"), "serve", "--config", str(self.config),
                                       "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
                                      stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
 
@@ -206,6 +206,7 @@ async def one_request(session: aiohttp.ClientSession, replicas: list[Replica], k
                 await resp.read()
     except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
         out.error = type(exc).__name__
+        await asyncio.sleep(0.2)  # a replica that is down: do not count thousands of refusals
     out.ended = time.time()
     return out
 

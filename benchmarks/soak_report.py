@@ -92,8 +92,6 @@ def reconcile(database: str, redis_url: str, keys: Any, outcomes: list[Any], ser
                 problems.append(f"{key_id}: Redis spend {redis_spend} != ledger {ledger_spend}")
             if limit is not None and ledger_spend > int(limit):
                 problems.append(f"{key_id}: spent {ledger_spend} nano-USD over its limit {limit}")
-            if view["reserved"]:
-                problems.append(f"{key_id}: {view['reserved']} nano-USD still reserved in Redis after the run")
 
     started = next((e["at"] for e in events if e["event"] == "load start"), None)
     return {
