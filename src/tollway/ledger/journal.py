@@ -149,6 +149,10 @@ class Journal:
                           if p.name.startswith(_PREFIX) and p.name.endswith(_SUFFIX) and p != self._path)
         except FileNotFoundError:
             return []
+        except OSError as exc:  # reported by /health once a spill needs the journal
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("ledger journal %s unreadable (%s)", self.directory, self.last_error)
+            return []
 
     def _open_segment(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

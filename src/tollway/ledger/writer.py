@@ -145,6 +145,8 @@ class LedgerWriter:
     def start(self) -> None:
         if self._thread is None:
             self._stopping = False
+            if self._journal is not None:
+                self._journal.scan()  # before start() returns, so flush() waits for it
             self._thread = threading.Thread(target=self._run, name="tollway-ledger", daemon=True)
             self._thread.start()
 
@@ -227,7 +229,7 @@ class LedgerWriter:
 
     def _run(self) -> None:
         try:
-            if self._journal is not None and self._journal.scan():
+            if self._journal is not None and self._journal.depth:
                 log.warning("ledger journal holds %d records from an earlier run; replaying them",
                             self._journal.depth)
                 self._replay()
