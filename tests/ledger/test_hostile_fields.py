@@ -79,15 +79,13 @@ def test_hostile_body_fields_are_recorded_bounded(hostile: Hostile) -> None:
         "Authorization": f"Bearer {hostile.key}", "Content-Type": "application/json"},
         content=b'{"model": "test/echo", "messages": [{"role": "user", "content": "a"}], '
                 b'"session_id": "half\\ud800pair"}')
-    assert raw.status_code in (200, 400), raw.text  # recorded if accepted (below), never a 5xx
+    assert raw.status_code == 400 and "JSON" in raw.json()["error"]["message"]  # named, not a 5xx
     # Unknown models (404) are recorded too, with the name as the client sent it, bounded.
     for model in ("nope\x00model", "a/" + "b" * 300):
         with pytest.raises(openai.NotFoundError):
             hostile.client.chat.completions.create(model=model, messages=[{"role": "user", "content": "a"}])
     rows = hostile.rows()
     assert rows[nul.id]["session_id"] == ("taskone" + "x" * 300)[:200]
-    if raw.status_code == 200:
-        assert rows[raw.json()["id"]]["session_id"] == "halfpair"
     errors = sorted(r["model"] for r in rows.values() if r["status"] == "error")
     assert errors == sorted(["nopemodel", ("a/" + "b" * 300)[:200]])
     _ok_after(hostile, len(rows))
