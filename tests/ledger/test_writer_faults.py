@@ -256,3 +256,23 @@ def test_when_nothing_can_meter_on_failure_decides(pg_stub: tuple[str, StubOpenA
     # Held in memory while there was nowhere else to put them, none lost.
     assert ids == set(answered) and len(upstream.requests) == len(answered)
     assert requests == len(answered) and spend == cost > 0
+
+
+class _Crash(BaseException):
+    """Not an Exception: what the writer's own guard does not catch (a bug, an interpreter signal)."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_writer_thread_makes_metering_impossible(engine: Engine, monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path) -> None:
+    writer = LedgerWriter(engine, hooks=[apply_rollups], journal=Journal(tmp_path / "j"))
+    assert writer.metering_possible()
+
+    def crash() -> tuple[list[GenerationRecord], bool]:
+        raise _Crash
+
+    monkeypatch.setattr(writer, "_collect", crash)
+    writer.start()
+    _eventually(lambda: not writer.health().alive, "the writer thread died")
+    assert not writer.metering_possible()
+    assert not writer.health().metering_possible

@@ -6,8 +6,14 @@ cost to each key's usage and runs the registered batch hooks (rollups), so the l
 and the per-key spend can never disagree.  :meth:`close` drains everything still queued,
 which is what SIGTERM triggers through the server's lifespan.
 
-A batch that fails is retried (with backoff) rather than dropped; inserts are keyed by
-generation id, so a retry after an ambiguous commit never counts a generation twice.
+No error stops the writer.  While the database is unreachable, batches go to a local
+:class:`~tollway.ledger.journal.Journal` (or, without one, are retried in memory with
+backoff) and the journal is replayed once it answers and at the next start; any other
+error is about the records, so the batch is bisected down to the ones the database
+refuses, which go to the dead-letter table while the rest commits.  Inserts are keyed by
+generation id, so a retry or replay after an ambiguous commit never counts a generation
+twice.  A SIGKILL loses only what was queued or in flight (neither committed nor
+journaled): see ``benchmarks/ledger_sigkill.py``.
 
 Two ways to write a batch, leaving identical tables: row by row (an ``executemany`` of the
 generations, the hooks, ``apply_rollups`` aggregating in Python) and set-based
@@ -243,8 +249,7 @@ class LedgerWriter:
                         self._replay()
                 except Exception:  # a bug here must not stop metering: keep the thread alive
                     log.exception("ledger writer: unexpected error; %d records pending", len(self._pending))
-            self._stopping = True
-            self._drain_inline()
+            self._drain_inline()  # (an in-memory retry here lasts until close() gives up)
             if self._journal_depth():
                 self._replay()
             if self._journal is not None and self._journal.depth:
