@@ -160,6 +160,9 @@ class LedgerSettings(_Frozen):
     # When nothing can be metered (writer dead, or database down and journal unwritable):
     # refuse new requests with 503, or serve them unmetered.
     on_failure: Literal["refuse", "serve"] = "refuse"
+    # Append every record to the journal (fsync'd, on a thread of its own) before the
+    # writer commits it, so a SIGKILL loses almost nothing (see tollway.ledger.ahead).
+    write_ahead: bool = True
 
 
 class ServerSettings(_Frozen):

@@ -128,7 +128,8 @@ class Gateway:
                                    flush_interval_s=settings.ledger.flush_interval_ms / 1000,
                                    # Rollups are kept up to date in the same transaction as
                                    # the generations, so reports never read the raw ledger.
-                                   hooks=(apply_rollups, *hooks), journal=Journal(journal_dir(settings)))
+                                   hooks=(apply_rollups, *hooks), journal=Journal(journal_dir(settings)),
+                                   write_ahead=settings.ledger.write_ahead)
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
         self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin)
         self.metrics = Metrics()

@@ -7,6 +7,7 @@ connections to a PostgreSQL database of their own (the shared server keeps runni
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -161,8 +162,11 @@ def _chat(client: openai.OpenAI) -> Any:
     return client.chat.completions.create(model="test/echo", messages=[{"role": "user", "content": "hi"}])
 
 
-def _journaled_lines(directory: Path) -> int:
-    return sum(len(p.read_bytes().splitlines()) for p in directory.iterdir()) if directory.exists() else 0
+def _journaled_lines(directory: Path, prefix: str = "") -> int:
+    """Records in journal files (``prefix`` "segment-": the outage journal's only)."""
+    if not directory.exists():
+        return 0
+    return sum(len(p.read_bytes().splitlines()) for p in directory.iterdir() if p.name.startswith(prefix))
 
 
 def test_postgres_outage_journals_records_and_replays_them_exactly_once(
@@ -177,7 +181,7 @@ def test_postgres_outage_journals_records_and_replays_them_exactly_once(
         with _outage(database):
             answered += [_chat(client).id for _ in range(5)]
             _eventually(lambda: writer.health().journal_depth == 5, "5 records journaled")
-            assert _journaled_lines(tmp_path / "j") == 5
+            assert _journaled_lines(tmp_path / "j", "segment-") == 5
             health = httpx.get(url + "/health")
             assert health.status_code == 200
             assert health.json()["status"] == "degraded"
@@ -276,3 +280,30 @@ def test_a_dead_writer_thread_makes_metering_impossible(engine: Engine, monkeypa
     _eventually(lambda: not writer.health().alive, "the writer thread died")
     assert not writer.metering_possible()
     assert not writer.health().metering_possible
+
+
+def test_write_ahead_keeps_what_a_kill_would_lose(database: str, engine: Engine, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    key_id, _ = new_key(database)
+    records = [_record(f"gen-{i}", key_id, cost_nanousd=10 * (i + 1)) for i in range(40)]
+    killed = LedgerWriter(engine, hooks=[apply_rollups], journal=Journal(tmp_path / "j"), write_ahead=True)
+    never = threading.Event()
+    monkeypatch.setattr(killed, "_deliver", lambda batch: never.wait())  # killed before any commit
+    killed.start()
+    for record in records:
+        killed.submit(record)
+    _eventually(lambda: _journaled_lines(tmp_path / "j", "ahead-") == len(records), "all records fsync'd")
+    # SIGKILL: nothing runs any more, and the process's file handles (and their locks) close.
+    assert killed._ahead is not None and killed._ahead._file is not None
+    killed._ahead._file.close()
+
+    restarted = LedgerWriter(engine, hooks=[apply_rollups], journal=Journal(tmp_path / "j"), write_ahead=True)
+    restarted.start()
+    assert restarted.flush(30)
+    restarted.close()
+    never.set()
+    ids, spend, requests, cost = _ledger(engine, key_id)
+    assert ids == {r.id for r in records}
+    assert spend == cost == sum(r.cost_nanousd for r in records)
+    assert requests == len(records)
+    assert _journaled_lines(tmp_path / "j") == 0

@@ -36,6 +36,7 @@ from tollway.ledger.records import COLUMNS, GenerationRecord
 log = logging.getLogger("tollway.ledger")
 
 _PREFIX, _SUFFIX = "segment-", ".jsonl"
+AHEAD_PREFIX = "ahead-"  # the write-ahead log's segments (tollway.ledger.ahead), same format
 
 
 def default_journal_dir(database: str) -> Path:
@@ -50,7 +51,8 @@ def default_journal_dir(database: str) -> Path:
     return state / "tollway" / "journal" / digest
 
 
-def _encode(record: GenerationRecord) -> bytes:
+def encode_record(record: GenerationRecord) -> bytes:
+    """One journal line."""
     return orjson.dumps({name: getattr(record, name) for name in COLUMNS}) + b"\n"
 
 
@@ -70,6 +72,8 @@ class Journal:
         self._counts: dict[Path, int] = {}  # records per known segment not yet replayed
         self.writable: bool = True  # False after an append failed (until one succeeds)
         self.last_error: str | None = None
+        # Segments another part of this process still owns (the write-ahead log's).
+        self.skip: Callable[[Path], bool] = _never
 
     @property
     def depth(self) -> int:
@@ -91,7 +95,7 @@ class Journal:
         if not records:
             return
         try:
-            data = b"".join(map(_encode, records))
+            data = b"".join(map(encode_record, records))
             if self._file is None:
                 self._open_segment()
             assert self._file is not None and self._path is not None
@@ -135,7 +139,7 @@ class Journal:
                 for start in range(0, len(records), batch_size):
                     if write(records[start:start + batch_size]):
                         return False
-                path.unlink()
+                path.unlink(missing_ok=True)  # (the write-ahead log may have finished it meanwhile)
                 self._counts.pop(path, None)
                 log.warning("ledger journal: replayed %d records from %s", len(records), path.name)
         return True
@@ -146,7 +150,8 @@ class Journal:
     def _segments(self) -> list[Path]:
         try:
             return sorted(p for p in self.directory.iterdir()
-                          if p.name.startswith(_PREFIX) and p.name.endswith(_SUFFIX) and p != self._path)
+                          if p.name.startswith((_PREFIX, AHEAD_PREFIX)) and p.name.endswith(_SUFFIX)
+                          and p != self._path and not self.skip(p))
         except FileNotFoundError:
             return []
         except OSError as exc:  # reported by /health once a spill needs the journal
@@ -166,6 +171,10 @@ class Journal:
             with contextlib.suppress(OSError):
                 self._file.close()  # releases the lock: the segment may now be replayed
         self._file, self._path = None, None
+
+
+def _never(_path: Path) -> bool:
+    return False
 
 
 def _read(path: Path, handle: IO[bytes]) -> list[GenerationRecord]:

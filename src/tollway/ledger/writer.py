@@ -41,6 +41,7 @@ from sqlalchemy import Connection, Engine, bindparam
 from sqlalchemy.exc import IntegrityError
 
 from tollway.ledger import bulk, schema
+from tollway.ledger.ahead import AheadLog
 from tollway.ledger.dead_letters import insert_dead_letter, record_json
 from tollway.ledger.faults import RETRY_FIRST_DELAY_S, RETRY_MAX_DELAY_S, WriterHealth, WriterState, is_transient
 from tollway.ledger.faults import first_line as _first_line
@@ -76,6 +77,14 @@ def _next_batch(records: Iterator[GenerationRecord], size: int,
 
 def _nothing() -> None:
     pass
+
+
+def _add(batch: list[GenerationRecord], item: object) -> None:
+    """A queue item into a batch: one record, or a group the write-ahead log forwarded."""
+    if isinstance(item, GenerationRecord):
+        batch.append(item)
+    elif isinstance(item, list):
+        batch.extend(item)
 
 
 class _Checkpointer:
@@ -123,10 +132,12 @@ class _Checkpointer:
 class LedgerWriter:
     def __init__(self, engine: Engine, *, batch_size: int = 500, flush_interval_s: float = 0.05,
                  hooks: Sequence[BatchHook] = (), set_based: bool | None = None,
-                 journal: Journal | None = None) -> None:
+                 journal: Journal | None = None, write_ahead: bool = False) -> None:
         """``set_based`` forces one way of writing live batches (tests compare the two);
         by default the database and batch size choose.  ``journal`` is where batches go
-        while the database is unreachable (without one they wait in memory)."""
+        while the database is unreachable (without one they wait in memory); with
+        ``write_ahead`` every record is also appended there (fsync'd) before the writer
+        sees it (:mod:`tollway.ledger.ahead`), so a SIGKILL loses almost nothing."""
         self._engine = engine
         self._batch_size = batch_size
         self._interval = flush_interval_s
@@ -141,6 +152,11 @@ class LedgerWriter:
         self._pending: dict[str, GenerationRecord] = {}
         self._thread: threading.Thread | None = None
         self._journal = journal
+        self._ahead: AheadLog | None = None
+        if journal is not None and write_ahead:
+            self._ahead = AheadLog(journal.directory, self._queue.put)
+            journal.skip = self._ahead.is_own
+        self._put: Callable[[GenerationRecord], None] = self._queue.put
         self._state = WriterState()
         self._stopping = False
         self._replay_delay = RETRY_FIRST_DELAY_S
@@ -153,13 +169,16 @@ class LedgerWriter:
             self._stopping = False
             if self._journal is not None:
                 self._journal.scan()  # before start() returns, so flush() waits for it
+            if self._ahead is not None:
+                self._ahead.start()
+                self._put = self._ahead.put
             self._thread = threading.Thread(target=self._run, name="tollway-ledger", daemon=True)
             self._thread.start()
 
     def submit(self, record: GenerationRecord) -> None:
         """Queue a record; never blocks the event loop."""
         self._pending[record.id] = record
-        self._queue.put(record)
+        self._put(record)
 
     def pending(self, generation_id: str) -> GenerationRecord | None:
         """A record accepted but not yet written (so /generation can answer at once)."""
@@ -170,7 +189,7 @@ class LedgerWriter:
         state, now = self._state, time.monotonic()
         journal = self._journal
         return WriterHealth(
-            alive=self._thread is None or self._thread.is_alive(),
+            alive=self._alive(),
             queue_depth=len(self._pending),
             journal_depth=journal.depth if journal is not None else 0,
             journal_writable=journal is not None and journal.writable,
@@ -183,10 +202,15 @@ class LedgerWriter:
             last_write_age_s=None if state.last_write_at is None else now - state.last_write_at,
         )
 
+    def _alive(self) -> bool:
+        if self._thread is None:
+            return True  # not started: records are written inline by flush() and close()
+        return self._thread.is_alive() and (self._ahead is None or self._ahead.alive)
+
     def metering_possible(self) -> bool:
         """False when an answered generation could not be kept: the writer thread is gone,
         or the database is unreachable and the journal can't take records either."""
-        if self._thread is not None and not self._thread.is_alive():
+        if not self._alive():
             return False
         if self._state.database_reachable:
             return True
@@ -207,6 +231,9 @@ class LedgerWriter:
         if self._thread is None:
             self._drain_inline()
             return
+        if self._ahead is not None:
+            self._ahead.stop(timeout)  # forwards what it holds to the writer's queue first
+            self._put = self._queue.put
         self._queue.put(_STOP)
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -217,6 +244,8 @@ class LedgerWriter:
         self._thread = None
         if self._journal is not None:
             self._journal.close()
+        if self._ahead is not None:
+            self._ahead.close()
 
     def _journal_depth(self) -> int:
         return self._journal.depth if self._journal is not None else 0
@@ -230,6 +259,8 @@ class LedgerWriter:
                 break
             if isinstance(item, GenerationRecord):
                 batch.append(item)
+            elif isinstance(item, list):  # a group from the write-ahead log
+                batch.extend(item)
         if batch:
             self._deliver(batch)
 
@@ -270,7 +301,8 @@ class LedgerWriter:
             return [], False
         if item is _STOP:
             return [], True
-        batch = [item] if isinstance(item, GenerationRecord) else []
+        batch: list[GenerationRecord] = []
+        _add(batch, item)
         deadline = time.monotonic() + self._interval
         while len(batch) < self._batch_size:
             remaining = deadline - time.monotonic()
@@ -280,8 +312,7 @@ class LedgerWriter:
                 break
             if nxt is _STOP:
                 return batch, True
-            if isinstance(nxt, GenerationRecord):
-                batch.append(nxt)
+            _add(batch, nxt)
         return batch, False
 
     def _deliver(self, batch: list[GenerationRecord]) -> None:
@@ -308,6 +339,8 @@ class LedgerWriter:
             return
         for record in records:
             self._pending.pop(record.id, None)
+        if self._ahead is not None:
+            self._ahead.ack(records)
         if self._next_replay is None:
             log.error("ledger database unreachable; journaling records to %s until it answers",
                       self._journal.directory)
@@ -529,16 +562,25 @@ class LedgerWriter:
             return []
 
     def _give_up(self, batch: list[GenerationRecord], exc: Exception) -> None:
-        """Stopping, the database unreachable and nowhere else to put them: say what is lost."""
+        """Stopping, the database unreachable and the journal unwritable: say what is lost."""
+        if self._ahead is not None and self._ahead.writable:
+            log.error("ledger database unreachable at shutdown (%s); %d records kept in the write-ahead log %s, "
+                      "written at the next start", type(exc).__name__, len(batch), self._ahead.directory)
+            self._done(batch, written=False, kept=False)
+            return
         self._state.lost += len(batch)
         log.critical("ledger database unreachable at shutdown (%s) and no journal; %d records NOT written: "
                      "ids %s, cost_nanousd %d", type(exc).__name__, len(batch),
                      ",".join(r.id for r in batch[:50]), sum(r.cost_nanousd for r in batch))
-        self._done(batch, written=False)
+        self._done(batch, written=False, kept=False)
 
-    def _done(self, batch: list[GenerationRecord], *, written: bool = True) -> None:
+    def _done(self, batch: list[GenerationRecord], *, written: bool = True, kept: bool = True) -> None:
+        """Forget records written (or dead-lettered: ``written`` false).  ``kept`` false: given
+        up, so the write-ahead log keeps them for the next start."""
         for record in batch:
             self._pending.pop(record.id, None)
+        if self._ahead is not None and kept:
+            self._ahead.ack(batch)
         if written:
             self._state.database_reachable = True
             self._state.last_write_at = time.monotonic()
