@@ -154,6 +154,15 @@ class TimeoutSettings(_Frozen):
 class LedgerSettings(_Frozen):
     batch_size: int = Field(default=500, ge=1)
     flush_interval_ms: int = Field(default=50, ge=1)
+    # Where records wait while the database is unreachable; default: next to a SQLite
+    # ledger, else under ~/.local/state/tollway/journal (see tollway.ledger.journal).
+    journal_dir: str | None = None
+    # When nothing can be metered (writer dead, or database down and journal unwritable):
+    # refuse new requests with 503, or serve them unmetered.
+    on_failure: Literal["refuse", "serve"] = "refuse"
+    # Append every record to the journal (fsync'd, on a thread of its own) before the
+    # writer commits it, so a SIGKILL loses almost nothing (see tollway.ledger.ahead).
+    write_ahead: bool = True
 
 
 class ServerSettings(_Frozen):

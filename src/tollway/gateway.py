@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -38,8 +39,10 @@ from tollway.auth import KeyCache, Principal
 from tollway.catalog import Catalog, build_catalog
 from tollway.config import Settings
 from tollway.embeddings import estimate_input_tokens, validate_embeddings_body  # issue 5
-from tollway.errors import AllAttemptsFailed, BadRequest, TollwayError, UpstreamError
+from tollway.errors import AllAttemptsFailed, BadRequest, ServiceUnavailable, TollwayError, UpstreamError
+from tollway.ledger.bounds import bound_text, bounded_record
 from tollway.ledger.db import create_db_engine, migrate
+from tollway.ledger.journal import Journal, default_journal_dir
 from tollway.ledger.records import GenerationRecord
 from tollway.ledger.rollups import apply_rollups
 from tollway.ledger.schema import utcnow
@@ -125,11 +128,13 @@ class Gateway:
                                    flush_interval_s=settings.ledger.flush_interval_ms / 1000,
                                    # Rollups are kept up to date in the same transaction as
                                    # the generations, so reports never read the raw ledger.
-                                   hooks=(apply_rollups, *hooks))
+                                   hooks=(apply_rollups, *hooks), journal=Journal(journal_dir(settings)),
+                                   write_ahead=settings.ledger.write_ahead)
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
         self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin,
                              stale_s=settings.server.key_cache_stale_s)
         self.metrics = Metrics()
+        self.metrics.watch_ledger(self.writer.health)
         self.timeouts = ClientTimeouts.from_settings(settings.timeouts)
         self.limits = Limiter(settings, self.engine)
         self._session: aiohttp.ClientSession | None = None
@@ -271,10 +276,15 @@ class Gateway:
     async def _open_run(self, principal: Principal, body: dict[str, Any],
                         meta: RequestMeta) -> tuple[_Run, list[Target]]:
         """A run for ``body`` (OpenAI-shaped), its planned targets, and the key's limits admitted."""
+        if self.settings.ledger.on_failure == "refuse" and not self.writer.metering_possible():
+            raise ServiceUnavailable("the ledger cannot record generations right now (database unreachable "
+                                     "and journal not writable, or the ledger writer stopped), so tollway "
+                                     "refuses to serve unmetered; see GET /health (config ledger.on_failure)",
+                                     code=503)
         run = _Run(generation_id=new_generation_id(), principal=principal, body=body, meta=meta,
                    started=time.monotonic(), created_at=self.clock())
         if meta.session_id is None and isinstance(body.get("session_id"), str):
-            meta.session_id = body["session_id"]
+            meta.session_id = bound_text("session_id", body["session_id"])
         try:
             targets = self.router.plan(body, principal)
         except TollwayError as exc:
@@ -501,15 +511,15 @@ class Gateway:
 
     def _record_failure(self, run: _Run, exc: TollwayError, *, model: str, target: Target | None = None) -> None:
         self.metrics.error(exc.status)
-        self.writer.submit(GenerationRecord(
+        self.writer.submit(bounded_record(GenerationRecord(
             id=run.generation_id, key_id=run.principal.key_id, created_at=run.created_at,
-            model=model[:200] or "(none)", provider=target.provider.name if target else None,
+            model=model, provider=target.provider.name if target else None,
             upstream_model=target.endpoint.model if target else None, app=run.meta.app,
             app_title=run.meta.app_title, session_id=run.meta.session_id, status="error",
             http_status=exc.status, streamed=run.body.get("stream") is True, api=run.meta.api,
             latency_ms=int((time.monotonic() - run.started) * 1000), error=exc.message[:2000],
             attempts=run.attempts or None,
-        ))
+        )))
         if run.hold is not None:
             self.limits.release(run.hold)
             run.hold = None
@@ -518,7 +528,7 @@ class Gateway:
                 http_status: int, finish_reason: str | None, native_finish_reason: str | None,
                 upstream_id: str | None, latency_s: float, ttft_s: float | None, streamed: bool,
                 cancelled: bool = False, error: str | None = None) -> None:
-        self.writer.submit(GenerationRecord(
+        self.writer.submit(bounded_record(GenerationRecord(
             id=run.generation_id, key_id=run.principal.key_id, created_at=run.created_at,
             model=target.model.id, provider=target.provider.name, upstream_model=target.endpoint.model,
             upstream_id=upstream_id, app=run.meta.app, app_title=run.meta.app_title,
@@ -532,13 +542,19 @@ class Gateway:
             # One attempt is the row itself (provider, upstream model, status, latency), so
             # only fallbacks keep the list: it was a third of a typical row's bytes.
             attempts=run.attempts if len(run.attempts) > 1 else None,
-        ))
+        )))
         if run.hold is not None:
             self.limits.settle(run.hold, cost, usage.total_tokens)
             run.hold = None
         self.metrics.record(model=target.model.id, provider=target.provider.name, status=status,
                             latency_s=latency_s, ttft_s=ttft_s, prompt_tokens=usage.prompt_tokens,
                             completion_tokens=usage.completion_tokens, cost_nano=cost)
+
+
+def journal_dir(settings: Settings) -> Path:
+    """``ledger.journal_dir``, or the default for the configured database."""
+    configured = settings.ledger.journal_dir
+    return Path(configured).expanduser() if configured else default_journal_dir(settings.database)
 
 
 async def _aclose(iterator: AsyncIterator[bytes]) -> None:

@@ -28,7 +28,7 @@ from tollway.adapters.anthropic_mapping import (
     to_openai_completion,
     usage_from_anthropic,
 )
-from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
+from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target, upstream_text
 from tollway.adapters.chunks import chunk_event, stamp
 from tollway.adapters.http import ensure_event_stream, error_from_exception, error_from_response, post_json
 from tollway.adapters.sse import SSEEvent, iter_events
@@ -66,7 +66,7 @@ class AnthropicAdapter:
         usage = usage_from_anthropic(obj.get("usage"))
         return Completion(payload=payload, usage=usage, finish_reason=choice["finish_reason"],
                           native_finish_reason=choice["native_finish_reason"],
-                          upstream_id=obj.get("id") if isinstance(obj.get("id"), str) else None)
+                          upstream_id=upstream_text("upstream_id", obj.get("id")))
 
     async def stream(self, target: Target, body: dict[str, Any], ctx: CallContext,
                      state: StreamState) -> AsyncIterator[bytes]:
@@ -88,13 +88,13 @@ class AnthropicAdapter:
         request = {**body, "model": target.endpoint.model}
         request.pop("stream", None)
         obj = await self._post(target, request, ctx)
-        upstream_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+        upstream_id = upstream_text("upstream_id", obj.get("id"))
         obj["id"] = ctx.generation_id
         obj["model"] = ctx.model_id
         stop = obj.get("stop_reason") if isinstance(obj.get("stop_reason"), str) else None
         return Completion(payload=obj, usage=usage_from_anthropic(obj.get("usage")),
                           finish_reason=STOP_TO_FINISH.get(stop, "stop") if stop else None,
-                          native_finish_reason=stop, upstream_id=upstream_id)
+                          native_finish_reason=upstream_text("native_finish_reason", stop), upstream_id=upstream_id)
 
     async def passthrough_stream(self, target: Target, body: dict[str, Any], ctx: CallContext,
                                  state: StreamState) -> AsyncGenerator[bytes, None]:
@@ -109,7 +109,7 @@ class AnthropicAdapter:
                     obj = _json(event)
                     message = _obj(obj.get("message"))
                     if isinstance(message.get("id"), str):
-                        state.upstream_id = message["id"]
+                        state.upstream_id = upstream_text("upstream_id", message["id"])
                     message["id"], message["model"] = ctx.generation_id, ctx.model_id
                     _merge_usage(usage, message.get("usage"), state)
                     out.append(b"event: message_start\ndata: " + orjson.dumps(obj) + b"\n\n")
@@ -120,7 +120,7 @@ class AnthropicAdapter:
                     delta = _obj(obj.get("delta"))
                     stop = delta.get("stop_reason")
                     if isinstance(stop, str):
-                        state.native_finish_reason = stop
+                        state.native_finish_reason = upstream_text("native_finish_reason", stop)
                         state.finish_reason = STOP_TO_FINISH.get(stop, "stop")
                 elif event.name == "content_block_delta":
                     state.text_bytes += max(len(event.data) - 70, 1)  # for the estimate, if no usage
@@ -237,7 +237,7 @@ class _StreamTranslator:
         if kind == "message_start":
             message = _obj(obj.get("message"))
             if isinstance(message.get("id"), str):
-                self.state.upstream_id = message["id"]
+                self.state.upstream_id = upstream_text("upstream_id", message["id"])
             _merge_usage(self.usage, message.get("usage"), self.state)
             return chunk_event(self.ctx, self.label, {"role": "assistant", "content": ""})
         if kind == "content_block_start":
@@ -258,7 +258,8 @@ class _StreamTranslator:
             if not isinstance(stop, str):
                 return b""
             finish = STOP_TO_FINISH.get(stop, "stop")
-            self.state.finish_reason, self.state.native_finish_reason = finish, stop
+            self.state.finish_reason = finish
+            self.state.native_finish_reason = upstream_text("native_finish_reason", stop)
             return chunk_event(self.ctx, self.label, {}, finish_reason=finish, native_finish_reason=stop)
         if kind == "message_stop":
             self.stopped = True

@@ -11,6 +11,7 @@ from starlette.types import Receive, Scope, Send
 
 from tollway.errors import BadRequest, PayloadTooLarge
 from tollway.gateway import Gateway, RequestMeta
+from tollway.ledger.bounds import bound_text
 
 
 def gateway_of(request: Request) -> Gateway:
@@ -50,11 +51,12 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
 
 
 def request_meta(request: Request, api: str) -> RequestMeta:
+    """Attribution headers, bounded to their ledger columns where they enter."""
     headers = request.headers
     return RequestMeta(
-        app=headers.get("http-referer") or headers.get("referer"),
-        app_title=headers.get("x-openrouter-title") or headers.get("x-title"),
-        session_id=headers.get("x-session-id"),
+        app=bound_text("app", headers.get("http-referer") or headers.get("referer")),
+        app_title=bound_text("app_title", headers.get("x-openrouter-title") or headers.get("x-title")),
+        session_id=bound_text("session_id", headers.get("x-session-id")),
         api=api,
     )
 

@@ -111,6 +111,12 @@ def _m003_limits(conn: Connection) -> None:
     m003_limits(conn)
 
 
+def _m005_dead_letters(conn: Connection) -> None:
+    from tollway.ledger.dead_letters import m005_dead_letters  # late: dead_letters.py imports this module
+
+    m005_dead_letters(conn)
+
+
 Migration = tuple[str, Callable[[Connection], None]]
 
 # Append only; never reorder or rename.  Other modules register theirs in MIGRATIONS below.
@@ -118,6 +124,7 @@ MIGRATIONS: list[Migration] = [
     ("m001_initial", _m001_initial),
     ("m002_rollups", _m002_rollups),
     ("m003_limits", _m003_limits),
+    ("m005_dead_letters", _m005_dead_letters),
 ]
 
 
