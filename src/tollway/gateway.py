@@ -495,7 +495,7 @@ class Gateway:
         tried = run.attempts[-1]
         target = next((t for t in targets if t.provider.name == tried["provider"]
                        and t.model.id == tried["model"]), targets[-1])
-        self._record_failure(run, error, model=targets[0].model.id, target=target)
+        self._record_failure(run, error, model=target.model.id, target=target)  # the last tried
         return error
 
     def _record_failure(self, run: _Run, exc: TollwayError, *, model: str, target: Target | None = None) -> None:
