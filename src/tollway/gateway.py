@@ -45,6 +45,7 @@ from tollway.ledger.rollups import apply_rollups
 from tollway.ledger.schema import utcnow
 from tollway.ledger.writer import BatchHook, LedgerWriter
 from tollway.limits import Hold, Limiter, has_limits
+from tollway.limits.capping import CHAT_OUTPUT_FIELDS, MESSAGES_OUTPUT_FIELDS, cap_output
 from tollway.messages import (  # issue 5: /v1/messages
     EventWriter,
     MessagesRequest,
@@ -138,6 +139,7 @@ class Gateway:
     async def start(self) -> None:
         migrate(self.engine)
         self.writer.start()
+        await self.limits.start()  # settlements an earlier process journaled are applied
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300,
                                          keepalive_timeout=60)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
@@ -203,6 +205,8 @@ class Gateway:
         translated to OpenAI chat for the others; the payload or events are Anthropic's."""
         validate_chat_body(request.openai)
         run, targets = await self._open_run(principal, request.openai, meta)
+        if run.hold is not None and run.hold.output_cap is not None:
+            cap_output(request.anthropic, run.hold.output_cap, MESSAGES_OUTPUT_FIELDS)  # the pass-through body
         headers = forward_headers or {}
         if request.stream:
 
@@ -267,9 +271,10 @@ class Gateway:
         adapter = self.adapters[target.provider.kind]
         return adapter if isinstance(adapter, AnthropicAdapter) else None
 
-    async def _open_run(self, principal: Principal, body: dict[str, Any],
-                        meta: RequestMeta) -> tuple[_Run, list[Target]]:
-        """A run for ``body`` (OpenAI-shaped), its planned targets, and the key's limits admitted."""
+    async def _open_run(self, principal: Principal, body: dict[str, Any], meta: RequestMeta,
+                        output_fields: tuple[str, ...] = CHAT_OUTPUT_FIELDS) -> tuple[_Run, list[Target]]:
+        """A run for ``body`` (OpenAI-shaped), its planned targets, and the key's limits admitted
+        (for a limited key, ``body``'s output cap is lowered to what was reserved)."""
         run = _Run(generation_id=new_generation_id(), principal=principal, body=body, meta=meta,
                    started=time.monotonic(), created_at=self.clock())
         if meta.session_id is None and isinstance(body.get("session_id"), str):
@@ -283,10 +288,12 @@ class Gateway:
             assert principal.key is not None
             try:
                 run.hold = await self.limits.admit(principal.key, body, targets, self.catalog,
-                                                   now=run.created_at)
+                                                   now=run.created_at, output_fields=output_fields)
             except TollwayError as exc:
                 self._record_failure(run, exc, model=targets[0].model.id)
                 raise
+            if run.hold.output_cap is not None:
+                cap_output(body, run.hold.output_cap, output_fields)  # the upstream makes no more
         return run, targets
 
     def _context(self, run: _Run, target: Target) -> CallContext:
