@@ -9,7 +9,9 @@ fallback (Gemini, Mistral) never make a token out of less than one byte of UTF-8
 so the text's UTF-8 length bounds its token count.  To it we add what the chat template
 wraps around the text: :data:`REQUEST_OVERHEAD` tokens per request (priming the assistant
 turn), :data:`MESSAGE_OVERHEAD` per message (role markers, separators; OpenAI documents
-3-4), :data:`TOOL_OVERHEAD` per tool definition plus :data:`TOOLS_PROMPT_OVERHEAD` once
+3-4); structured fields (tool definitions, tool calls, ``response_format``) count as
+their ``json.dumps`` text, which is how templates render them; :data:`TOOL_OVERHEAD`
+per tool definition plus :data:`TOOLS_PROMPT_OVERHEAD` once
 when tools are present (Anthropic's tool-use system prompt is ~350 tokens), and per media
 part :data:`IMAGE_BOUND` tokens for an image (the providers resize images: OpenAI's tiles
 come to at most ~1,500 tokens, its patch-based models ~2,700, Anthropic ~1,600, Gemini
@@ -29,6 +31,7 @@ reserved.  The Responses API (``max_output_tokens``) and the Anthropic Messages 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tollway.errors import BadRequest
@@ -66,10 +69,19 @@ def _text_bytes(value: Any) -> int:
     return len(str(value))
 
 
+def _json_bytes(value: Any) -> int:
+    """Bytes of a value as chat templates render structured fields (``json.dumps``, spaces
+    and ``\\uXXXX`` escapes included): never fewer than its UTF-8 text."""
+    try:
+        return len(json.dumps(value))
+    except (TypeError, ValueError):
+        return _text_bytes(value) * 6
+
+
 def _part_bound(part: Any) -> int:
     """Tokens one content part can cost: text bytes, or a media part's bound."""
     if not isinstance(part, dict):
-        return _text_bytes(part)
+        return _json_bytes(part)
     if any(k in part for k in _IMAGE_KEYS) or part.get("type") in ("image", "image_url", "input_image"):
         return IMAGE_BOUND
     media = next((part[k] for k in _INLINE_MEDIA_KEYS if k in part), None)
@@ -107,17 +119,19 @@ def prompt_bound(body: dict[str, Any]) -> int:
         for name, value in message.items():
             if name == "content" and isinstance(value, list):
                 total += sum(_part_bound(p) for p in value)
+            elif isinstance(value, str):
+                total += _utf8(value)  # content, role, name: rendered as they are
             else:
-                total += _utf8(name) + _text_bytes(value)
+                total += _json_bytes(value)  # tool calls and the like: rendered as JSON
     tools = body.get("tools")
     if isinstance(tools, list) and tools:
-        total += TOOLS_PROMPT_OVERHEAD + len(tools) * TOOL_OVERHEAD + _text_bytes(tools)
+        total += TOOLS_PROMPT_OVERHEAD + len(tools) * TOOL_OVERHEAD + _json_bytes(tools)
     elif tools is not None:
-        total += _text_bytes(tools)
+        total += _json_bytes(tools)
     # Fields a template renders into the prompt: structured-output schemas, tool choice.
     for name in ("response_format", "tool_choice", "functions", "prediction"):
         if name in body:
-            total += _text_bytes(body[name])
+            total += _json_bytes(body[name])
     return total
 
 

@@ -53,27 +53,25 @@ class SettlementJournal:
         self.directory = directory
         self._file: IO[bytes] | None = None
         self._pending: dict[str, Settlement] = {}  # hold id -> settlement, in journal order
-        self._adopted: list[Path] = []
 
     @property
     def pending(self) -> list[Settlement]:
         return list(self._pending.values())
 
     def open(self) -> list[Settlement]:
-        """Create this process's file and adopt orphaned ones; returns what they still owe."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"settlements-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
-        self._file = path.open("ab")
-        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        """Adopt the files no live process holds; returns what they still owe.
+
+        This process's own file is created only when it first has something to keep, so a
+        gateway whose spend store never fails writes nothing.
+        """
+        if not self.directory.is_dir():
+            return []
         for other in sorted(self.directory.glob("settlements-*.jsonl")):
-            if other == path:
-                continue
             owed = self._adopt(other)
-            if owed is not None:
-                for settlement in owed:
-                    self._write(settlement)
-                self._adopted.append(other)
-        for other in self._adopted:
+            if owed is None:
+                continue
+            for settlement in owed:
+                self._write(settlement)
             other.unlink(missing_ok=True)  # its debts are in our own file now
         if self._pending:
             log.warning("%d settlement(s) left by an earlier process will be applied", len(self._pending))
@@ -125,7 +123,11 @@ class SettlementJournal:
         self._append(settlement.to_json())
 
     def _append(self, doc: dict[str, Any]) -> None:
-        assert self._file is not None, "journal not opened"
+        if self._file is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"settlements-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+            self._file = path.open("ab")
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._file.write(orjson.dumps(doc) + b"\n")
         self._sync()
 
