@@ -60,7 +60,7 @@ from tollway.metering import (
 )
 from tollway.metrics import Metrics
 from tollway.routing import Router, build_health
-from tollway.streaming import estimate_stream_usage, final_chunks, midstream_error_chunk, render_usage
+from tollway.streaming import final_chunks, midstream_error_chunk, render_usage, stream_usage
 
 
 @dataclass(slots=True)
@@ -453,7 +453,8 @@ class Gateway:
             # The client hung up.  If the upstream had already finished (finish reason and
             # usage received) the generation itself succeeded and is billed in full; only a
             # generation cut short counts as cancelled.
-            if not (state.usage is not None and state.finish_reason and status == "success"):
+            if not (state.usage is not None and not state.usage_partial and state.finish_reason
+                    and status == "success"):
                 status = "cancelled"
             raise
         finally:
@@ -462,9 +463,7 @@ class Gateway:
                 record()
 
     def _stream_usage(self, run: _Run, state: StreamState) -> Usage:
-        if state.usage is not None:
-            return state.usage
-        return estimate_stream_usage(state, estimate_prompt_tokens(run.body))
+        return stream_usage(state, lambda: estimate_prompt_tokens(run.body))
 
 
     # -- bookkeeping ----------------------------------------------------------------------
