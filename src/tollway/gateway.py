@@ -59,6 +59,7 @@ from tollway.metering import (
     nano_to_usd,
 )
 from tollway.metrics import Metrics
+from tollway.redaction import RedactingFilter, Redactor, install_log_redaction, remove_log_redaction
 from tollway.routing import Router, build_health
 from tollway.streaming import final_chunks, midstream_error_chunk, render_usage, stream_usage
 
@@ -132,11 +133,15 @@ class Gateway:
         self.metrics = Metrics()
         self.timeouts = ClientTimeouts.from_settings(settings.timeouts)
         self.limits = Limiter(settings, self.engine)
+        # Upstream errors are redacted where they enter (_upstream_failed); logs by a filter.
+        self.redactor = Redactor.from_settings(settings, self.catalog.providers.values())
+        self._log_redaction: RedactingFilter | None = None
         self._session: aiohttp.ClientSession | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._log_redaction = install_log_redaction(self.redactor)
         migrate(self.engine)
         self.writer.start()
         await self.limits.start()  # settlements an earlier process journaled are applied
@@ -164,6 +169,9 @@ class Gateway:
         # Drain the ledger: every answered generation is written before we exit.
         await asyncio.to_thread(self.writer.close)
         self.engine.dispose()
+        if self._log_redaction is not None:
+            remove_log_redaction(self._log_redaction)
+            self._log_redaction = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -327,6 +335,7 @@ class Gateway:
                 self._note_attempt(run, target, last, attempt_started)
                 break
             except UpstreamError as exc:
+                self.redactor.scrub_error(exc)
                 last = exc
                 self._note_attempt(run, target, exc, attempt_started)
                 if not exc.retryable:
@@ -379,6 +388,7 @@ class Gateway:
                                         f"{self.timeouts.first_byte_s:g} s", provider=target.provider.name,
                                         retryable=True)
             except UpstreamError as err:
+                self.redactor.scrub_error(err)
                 exc = err
             else:
                 self._note_attempt(run, target, None, attempt_started)
@@ -438,6 +448,7 @@ class Gateway:
                 async for chunk in iterator:
                     yield chunk
             except MidStreamError as exc:
+                exc.message = self.redactor.redact(exc.message)
                 status, error, http_status = "error", exc.message, 502
                 state.finish_reason = "error"
                 yield error_chunk(target, exc)
