@@ -7,19 +7,24 @@ produce.  Two numbers make the reservation, and both are bounds, not estimates:
 ``o200k``/``cl100k``, Llama 3, Qwen, DeepSeek, Kimi...) and SentencePiece with byte
 fallback (Gemini, Mistral) never make a token out of less than one byte of UTF-8 text,
 so the text's UTF-8 length bounds its token count.  To it we add what the chat template
-wraps around the text: :data:`REQUEST_OVERHEAD` tokens per request (priming the assistant
-turn), :data:`MESSAGE_OVERHEAD` per message (role markers, separators; OpenAI documents
-3-4); structured fields (tool definitions, tool calls, ``response_format``) count as
-their ``json.dumps`` text, which is how templates render them; :data:`TOOL_OVERHEAD`
-per tool definition plus :data:`TOOLS_PROMPT_OVERHEAD` once
-when tools are present (Anthropic's tool-use system prompt is ~350 tokens), and per media
-part :data:`IMAGE_BOUND` tokens for an image (the providers resize images: OpenAI's tiles
-come to at most ~1,500 tokens, its patch-based models ~2,700, Anthropic ~1,600, Gemini
-258 per tile) or, for inline audio, video and files, the length of their base64 data
-(far more bytes than tokens).  A file named only by reference (an id or a URL to a
-document) has no bound we can see: it counts as :data:`UNSEEN_PART` and so reserves the
-model's whole context window.  Every prompt is also bounded by the endpoint's
-``context_length`` when the catalog knows it (the upstream refuses longer prompts).
+wraps around the text:
+
+* :data:`REQUEST_OVERHEAD` tokens per request (priming the assistant turn is 3; 64 also
+  covers upstreams, stubs and benchmarks that bill a quarter of the request's JSON bytes,
+  model name and options included);
+* :data:`MESSAGE_OVERHEAD` per message (role markers, separators; OpenAI documents 3-4);
+* structured fields (tool definitions, tool calls, ``response_format``) at the length of
+  their ``json.dumps`` text, which is how templates render them, plus
+  :data:`TOOL_OVERHEAD` per tool definition and :data:`TOOLS_PROMPT_OVERHEAD` once when
+  tools are present (Anthropic's tool-use system prompt is ~350 tokens);
+* per image :data:`IMAGE_BOUND` tokens (providers resize images: OpenAI's tiles come to
+  at most ~1,500 tokens, its patch-based models ~2,700, Anthropic ~1,600, Gemini 258 a
+  tile); inline audio, video and files count the length of their base64 data (far more
+  bytes than tokens); a file named only by reference (an id, a URL to a document) has no
+  bound we can see: it counts as :data:`UNSEEN_PART`, i.e. the model's whole context.
+
+Every prompt is also bounded by the endpoint's ``context_length`` when the catalog knows
+it (the upstream refuses longer prompts).
 
 **The output cap** (:func:`requested_output` and :func:`cap_output`).  The larger of
 ``max_tokens`` and ``max_completion_tokens`` is what the client may get, times ``n``
@@ -40,7 +45,7 @@ CHAT_OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens")
 MESSAGES_OUTPUT_FIELDS = ("max_tokens",)
 RESPONSES_OUTPUT_FIELDS = ("max_output_tokens",)
 
-REQUEST_OVERHEAD = 16
+REQUEST_OVERHEAD = 64
 MESSAGE_OVERHEAD = 8
 TOOL_OVERHEAD = 32
 TOOLS_PROMPT_OVERHEAD = 512
