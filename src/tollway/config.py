@@ -201,14 +201,16 @@ class LimitsSettings(_Frozen):
 
     # Output tokens reserved when neither the request (max_tokens) nor the endpoint says.
     default_max_output_tokens: int = Field(default=4096, ge=1)
-    # Headroom on the local prompt-token estimate (~4 bytes/token) when reserving credit.
-    prompt_estimate_margin_pct: int = Field(default=25, ge=0, le=1000)
+    # Extra headroom on the prompt bound reserved (tollway.limits.capping: it already holds).
+    prompt_estimate_margin_pct: int = Field(default=0, ge=0, le=1000)
     # How long a crashed replica's reservations hold credit; default: timeouts.total + 60 s.
     reservation_ttl_s: float | None = Field(default=None, gt=0)
     # Idle time after which Redis forgets a key's period counter (re-seeded from the ledger).
     counter_ttl_s: int = Field(default=8 * 86400, ge=3600)
     redis_timeout_s: float = Field(default=2.0, gt=0)
     redis_max_connections: int = Field(default=64, ge=1)  # per process; requests queue for one
+    # Where settlements wait (fsynced) while the spend store is unreachable (tollway.limits.journal).
+    settlement_journal_dir: str = ".tollway-journal"
 
 
 class Settings(_Frozen):

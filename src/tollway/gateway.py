@@ -48,6 +48,7 @@ from tollway.ledger.rollups import apply_rollups
 from tollway.ledger.schema import utcnow
 from tollway.ledger.writer import BatchHook, LedgerWriter
 from tollway.limits import Hold, Limiter, has_limits
+from tollway.limits.capping import CHAT_OUTPUT_FIELDS, MESSAGES_OUTPUT_FIELDS, cap_output
 from tollway.messages import (  # issue 5: /v1/messages
     EventWriter,
     MessagesRequest,
@@ -61,8 +62,9 @@ from tollway.metering import (
     nano_to_usd,
 )
 from tollway.metrics import Metrics
+from tollway.redaction import RedactingFilter, Redactor, install_log_redaction, remove_log_redaction
 from tollway.routing import Router, build_health
-from tollway.streaming import estimate_stream_usage, final_chunks, midstream_error_chunk, render_usage
+from tollway.streaming import final_chunks, midstream_error_chunk, render_usage, stream_usage
 
 
 @dataclass(slots=True)
@@ -137,13 +139,18 @@ class Gateway:
         self.metrics.watch_ledger(self.writer.health)
         self.timeouts = ClientTimeouts.from_settings(settings.timeouts)
         self.limits = Limiter(settings, self.engine)
+        # Upstream errors are redacted where they enter (_upstream_failed); logs by a filter.
+        self.redactor = Redactor.from_settings(settings, self.catalog.providers.values())
+        self._log_redaction: RedactingFilter | None = None
         self._session: aiohttp.ClientSession | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._log_redaction = install_log_redaction(self.redactor)
         migrate(self.engine)
         self.writer.start()
+        await self.limits.start()  # settlements an earlier process journaled are applied
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300,
                                          keepalive_timeout=60)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
@@ -168,6 +175,9 @@ class Gateway:
         # Drain the ledger: every answered generation is written before we exit.
         await asyncio.to_thread(self.writer.close)
         self.engine.dispose()
+        if self._log_redaction is not None:
+            remove_log_redaction(self._log_redaction)
+            self._log_redaction = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -209,6 +219,8 @@ class Gateway:
         translated to OpenAI chat for the others; the payload or events are Anthropic's."""
         validate_chat_body(request.openai)
         run, targets = await self._open_run(principal, request.openai, meta)
+        if run.hold is not None and run.hold.output_cap is not None:
+            cap_output(request.anthropic, run.hold.output_cap, MESSAGES_OUTPUT_FIELDS)  # the pass-through body
         headers = forward_headers or {}
         if request.stream:
 
@@ -273,9 +285,10 @@ class Gateway:
         adapter = self.adapters[target.provider.kind]
         return adapter if isinstance(adapter, AnthropicAdapter) else None
 
-    async def _open_run(self, principal: Principal, body: dict[str, Any],
-                        meta: RequestMeta) -> tuple[_Run, list[Target]]:
-        """A run for ``body`` (OpenAI-shaped), its planned targets, and the key's limits admitted."""
+    async def _open_run(self, principal: Principal, body: dict[str, Any], meta: RequestMeta,
+                        output_fields: tuple[str, ...] = CHAT_OUTPUT_FIELDS) -> tuple[_Run, list[Target]]:
+        """A run for ``body`` (OpenAI-shaped), its planned targets, and the key's limits admitted
+        (for a limited key, ``body``'s output cap is lowered to what was reserved)."""
         if self.settings.ledger.on_failure == "refuse" and not self.writer.metering_possible():
             raise ServiceUnavailable("the ledger cannot record generations right now (database unreachable "
                                      "and journal not writable, or the ledger writer stopped), so tollway "
@@ -294,10 +307,12 @@ class Gateway:
             assert principal.key is not None
             try:
                 run.hold = await self.limits.admit(principal.key, body, targets, self.catalog,
-                                                   now=run.created_at)
+                                                   now=run.created_at, output_fields=output_fields)
             except TollwayError as exc:
                 self._record_failure(run, exc, model=targets[0].model.id)
                 raise
+            if run.hold.output_cap is not None:
+                cap_output(body, run.hold.output_cap, output_fields)  # the upstream makes no more
         return run, targets
 
     def _context(self, run: _Run, target: Target) -> CallContext:
@@ -331,6 +346,7 @@ class Gateway:
                 self._note_attempt(run, target, last, attempt_started)
                 break
             except UpstreamError as exc:
+                self.redactor.scrub_error(exc)
                 last = exc
                 self._note_attempt(run, target, exc, attempt_started)
                 if not exc.retryable:
@@ -383,6 +399,7 @@ class Gateway:
                                         f"{self.timeouts.first_byte_s:g} s", provider=target.provider.name,
                                         retryable=True)
             except UpstreamError as err:
+                self.redactor.scrub_error(err)
                 exc = err
             else:
                 self._note_attempt(run, target, None, attempt_started)
@@ -442,6 +459,7 @@ class Gateway:
                 async for chunk in iterator:
                     yield chunk
             except MidStreamError as exc:
+                exc.message = self.redactor.redact(exc.message)
                 status, error, http_status = "error", exc.message, 502
                 state.finish_reason = "error"
                 yield error_chunk(target, exc)
@@ -457,7 +475,8 @@ class Gateway:
             # The client hung up.  If the upstream had already finished (finish reason and
             # usage received) the generation itself succeeded and is billed in full; only a
             # generation cut short counts as cancelled.
-            if not (state.usage is not None and state.finish_reason and status == "success"):
+            if not (state.usage is not None and not state.usage_partial and state.finish_reason
+                    and status == "success"):
                 status = "cancelled"
             raise
         finally:
@@ -466,9 +485,7 @@ class Gateway:
                 record()
 
     def _stream_usage(self, run: _Run, state: StreamState) -> Usage:
-        if state.usage is not None:
-            return state.usage
-        return estimate_stream_usage(state, estimate_prompt_tokens(run.body))
+        return stream_usage(state, lambda: estimate_prompt_tokens(run.body))
 
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -506,7 +523,7 @@ class Gateway:
         tried = run.attempts[-1]
         target = next((t for t in targets if t.provider.name == tried["provider"]
                        and t.model.id == tried["model"]), targets[-1])
-        self._record_failure(run, error, model=targets[0].model.id, target=target)
+        self._record_failure(run, error, model=target.model.id, target=target)  # the last tried
         return error
 
     def _record_failure(self, run: _Run, exc: TollwayError, *, model: str, target: Target | None = None) -> None:

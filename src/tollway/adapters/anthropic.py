@@ -111,19 +111,19 @@ class AnthropicAdapter:
                     if isinstance(message.get("id"), str):
                         state.upstream_id = upstream_text("upstream_id", message["id"])
                     message["id"], message["model"] = ctx.generation_id, ctx.model_id
-                    _merge_usage(usage, message.get("usage"), state)
+                    _merge_usage(usage, message.get("usage"), state, final=False)
                     out.append(b"event: message_start\ndata: " + orjson.dumps(obj) + b"\n\n")
                     continue
                 if event.name == "message_delta":
                     obj = _json(event)
-                    _merge_usage(usage, obj.get("usage"), state)
+                    _merge_usage(usage, obj.get("usage"), state, final=True)
                     delta = _obj(obj.get("delta"))
                     stop = delta.get("stop_reason")
                     if isinstance(stop, str):
                         state.native_finish_reason = upstream_text("native_finish_reason", stop)
                         state.finish_reason = STOP_TO_FINISH.get(stop, "stop")
                 elif event.name == "content_block_delta":
-                    state.text_bytes += max(len(event.data) - 70, 1)  # for the estimate, if no usage
+                    state.text_bytes += _delta_bytes(_json(event))  # billed by it if the stream is cut
                 elif event.name == "message_stop":
                     stopped = True
                 elif event.name == "error":
@@ -180,6 +180,16 @@ def _json(event: SSEEvent) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else {}
 
 
+def _delta_bytes(obj: dict[str, Any]) -> int:
+    """UTF-8 bytes of generated text in a content_block_delta (text, tool JSON, thinking)."""
+    delta = _obj(obj.get("delta"))
+    for name in ("text", "partial_json", "thinking"):
+        value = delta.get(name)
+        if isinstance(value, str):
+            return len(value.encode("utf-8", "replace"))
+    return 0
+
+
 def _error_status(obj: dict[str, Any]) -> int:
     err = obj.get("error")
     kind = err.get("type") if isinstance(err, dict) else None
@@ -204,14 +214,19 @@ def _truncated(provider: str, started: bool) -> None:
                         provider=provider, retryable=True)
 
 
-def _merge_usage(usage: dict[str, Any], update: Any, state: StreamState) -> None:
-    """Anthropic's usage is cumulative: message_delta's counts replace message_start's."""
+def _merge_usage(usage: dict[str, Any], update: Any, state: StreamState, *, final: bool) -> None:
+    """Anthropic's usage is cumulative: message_delta's counts replace message_start's.
+
+    message_start's ``output_tokens`` is a placeholder (1): until a message_delta brings
+    the real count, the usage is partial, so a cut stream is billed for its text instead.
+    """
     if not isinstance(update, dict):
         return
     for name, value in update.items():
         if value is not None:
             usage[name] = value
     state.usage = usage_from_anthropic(usage)
+    state.usage_partial = not final
 
 
 class _StreamTranslator:
@@ -238,7 +253,7 @@ class _StreamTranslator:
             message = _obj(obj.get("message"))
             if isinstance(message.get("id"), str):
                 self.state.upstream_id = upstream_text("upstream_id", message["id"])
-            _merge_usage(self.usage, message.get("usage"), self.state)
+            _merge_usage(self.usage, message.get("usage"), self.state, final=False)
             return chunk_event(self.ctx, self.label, {"role": "assistant", "content": ""})
         if kind == "content_block_start":
             block = _obj(obj.get("content_block"))
@@ -252,7 +267,7 @@ class _StreamTranslator:
                 return chunk_event(self.ctx, self.label, {"content": block["text"]})
             return b""
         if kind == "message_delta":
-            _merge_usage(self.usage, obj.get("usage"), self.state)
+            _merge_usage(self.usage, obj.get("usage"), self.state, final=True)
             delta = _obj(obj.get("delta"))
             stop = delta.get("stop_reason")
             if not isinstance(stop, str):
@@ -273,16 +288,16 @@ class _StreamTranslator:
         kind = delta.get("type")
         if kind == "text_delta":
             text = str(delta.get("text", ""))
-            self.state.text_bytes += len(text)
+            self.state.text_bytes += len(text.encode("utf-8", "replace"))
             return chunk_event(self.ctx, self.label, {"content": text})
         if kind == "input_json_delta":
             index = self.tool_index.get(int(obj.get("index", 0)), 0)
             partial = str(delta.get("partial_json", ""))
-            self.state.text_bytes += len(partial)
+            self.state.text_bytes += len(partial.encode("utf-8", "replace"))
             return chunk_event(self.ctx, self.label,
                                {"tool_calls": [{"index": index, "function": {"arguments": partial}}]})
         if kind == "thinking_delta":
             thinking = str(delta.get("thinking", ""))
-            self.state.text_bytes += len(thinking)
+            self.state.text_bytes += len(thinking.encode("utf-8", "replace"))
             return chunk_event(self.ctx, self.label, {"reasoning": thinking})
         return b""  # signature_delta, citations: nothing OpenAI-shaped to say

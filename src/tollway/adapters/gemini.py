@@ -116,7 +116,7 @@ class GeminiAdapter:
                                 state.text_bytes += len(call["function"]["arguments"])
                                 out.append(chunk_event(ctx, label, {"tool_calls": [call]}))
                             elif isinstance(part.get("text"), str) and part["text"]:
-                                state.text_bytes += len(part["text"])
+                                state.text_bytes += len(part["text"].encode("utf-8", "replace"))
                                 field = "reasoning" if part.get("thought") is True else "content"
                                 out.append(chunk_event(ctx, label, {field: part["text"]}))
                         native = candidate.get("finishReason")
@@ -130,6 +130,8 @@ class GeminiAdapter:
                             state.native_finish_reason = upstream_text("native_finish_reason", native)
                             out.append(chunk_event(ctx, label, {}, finish_reason=finish,
                                                    native_finish_reason=native))
+                        # Counts before the finishing chunk are not the output's final count.
+                        state.usage_partial = state.usage is not None and not finished
                     if out:
                         data = b"".join(out)
                         state.relayed.append(data)
