@@ -98,8 +98,9 @@ class Replica:
     def start(self) -> None:
         self.starts += 1
         log = open(self.workdir / f"replica-{self.index}-{self.starts}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "tollway"), "serve", "--config", str(self.config),
-                                      "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+        tollway = str(Path(sys.executable).parent / "tollway")
+        self.proc = subprocess.Popen([tollway, "serve", "--config", str(self.config), "--host", "127.0.0.1",
+                                      "--port", str(self.port), "--log-level", "warning"],
                                      stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
 
     async def wait_healthy(self, session: aiohttp.ClientSession, timeout: float = 60) -> None:
@@ -181,6 +182,16 @@ def request_for(kind: str, rng: random.Random, extra: dict[str, Any]) -> tuple[s
     return "/v1/chat/completions", body
 
 
+def _error_message(raw: bytes) -> str:
+    """The error message without ids and numbers, so equal causes count together."""
+    try:
+        doc = json.loads(raw)
+        message = str(doc["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        message = raw[:80].decode(errors="replace")
+    return "".join("#" if ch.isdigit() else ch for ch in message)[:90]
+
+
 async def one_request(session: aiohttp.ClientSession, replicas: list[Replica], keys: Keys,
                       rng: random.Random) -> Outcome:
     limited = rng.random() < 0.4
@@ -203,7 +214,9 @@ async def one_request(session: aiohttp.ClientSession, replicas: list[Replica], k
                         break
                 resp.close()
             else:
-                await resp.read()
+                raw = await resp.read()
+                if resp.status >= 500:
+                    out.error = _error_message(raw)
     except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
         out.error = type(exc).__name__
         await asyncio.sleep(0.2)  # a replica that is down: do not count thousands of refusals

@@ -62,6 +62,9 @@ def reconcile(database: str, redis_url: str, keys: Any, outcomes: list[Any], ser
     exact = [g for g in rows if g["status"] == "success" and not g["estimated"]]
     ledger_completion = sum(int(g["completion_tokens"]) for g in rows)
     by_status = Counter((g["status"], bool(g["estimated"])) for g in rows)
+    tokens_by_status = Counter()
+    for g in rows:
+        tokens_by_status[f"{g['status']}{' (estimated)' if g['estimated'] else ''}"] += int(g["completion_tokens"])
     served_completion = served_total["completion_tokens"] + served_total["partial_completion_tokens"]
     lost_tokens = sum(o.max_tokens for o in in_kill_window)
     cut_by_kill = [o for o in outcomes if kill_at is not None and o.replica == 1 and o.status is None
@@ -99,7 +102,9 @@ def reconcile(database: str, redis_url: str, keys: Any, outcomes: list[Any], ser
         "events": [{"event": e["event"], "t_s": round(e["at"] - started, 2) if started else None} for e in events],
         "requests": {"total": len(outcomes), "by_kind": dict(by_kind), "by_status": dict(statuses),
                      "hostile": len(hostile), "hostile_5xx": sum(1 for o in hostile if (o.status or 0) >= 500),
-                     "5xx": {k: v for k, v in statuses.items() if k.startswith("5")}},
+                     "5xx": {k: v for k, v in statuses.items() if k.startswith("5")},
+                     "5xx_causes": dict(Counter(f"{o.status} {o.error}" for o in outcomes
+                                                if (o.status or 0) >= 500).most_common(12))},
         "ledger_vs_answers": {"answered_with_id": len(answered), "missing_from_ledger": len(missing),
                               "missing_in_sigkill_window": len(in_kill_window),
                               "sigkill_window_s": args.sigkill_window_s,
@@ -112,6 +117,7 @@ def reconcile(database: str, redis_url: str, keys: Any, outcomes: list[Any], ser
                                 "ledger_exact_success_completion_tokens": sum(int(g["completion_tokens"])
                                                                               for g in exact),
                                 "ledger_completion_tokens": ledger_completion,
+                                "ledger_completion_tokens_by_status": dict(tokens_by_status),
                                 "upstream_served_completion_tokens": served_completion,
                                 "gap_tokens": token_gap, "sigkill_bound_tokens": lost_tokens + in_flight_tokens},
         "keys": per_key,
@@ -129,7 +135,9 @@ def summary(report: dict[str, Any]) -> str:
         f"(in SIGKILL window {lva['missing_in_sigkill_window']}), cut by SIGKILL {lva['cut_by_sigkill_no_response']}",
         f"completion tokens: upstreams served {lvu['upstream_served_completion_tokens']}, ledger "
         f"{lvu['ledger_completion_tokens']} (gap {lvu['gap_tokens']}, SIGKILL bound {lvu['sigkill_bound_tokens']}); "
-        f"ledger rows {lvu['ledger_rows_by_status']}",
+        f"ledger rows {lvu['ledger_rows_by_status']}, their completion tokens "
+        f"{lvu['ledger_completion_tokens_by_status']}; upstream counters {lvu['served']}",
+        f"5xx causes {req['5xx_causes']}",
     ]
     for key_id, k in report["keys"].items():
         lines.append(f"  {key_id} {k['kind']:9} ledger {k['ledger_nanousd']} row {k['key_row_nanousd']} "
