@@ -43,7 +43,7 @@ retried in the background without end (backoff up to 1 s) until it lands; a proc
 stops first leaves its file to the next process started on the same journal directory,
 which applies it at start.  The reservation keeps counting until then: it expires only
 after ``limits.reservation_ttl_s`` (default the total request timeout + 60 s), so a store
-outage shorter than that never lets the key spend the settlement's amount twice.  (While
+outage shorter than that never leaves the key's spend under-counted in between.  (While
 Redis itself is down every replica refuses limited keys anyway; the gap that remains is a
 replica cut off from a Redis that the others still reach, for longer than the TTL.)
 
