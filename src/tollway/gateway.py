@@ -48,7 +48,7 @@ from tollway.ledger.rollups import apply_rollups
 from tollway.ledger.schema import utcnow
 from tollway.ledger.writer import BatchHook, LedgerWriter
 from tollway.limits import Hold, Limiter, has_limits
-from tollway.limits.capping import CHAT_OUTPUT_FIELDS, MESSAGES_OUTPUT_FIELDS, cap_output
+from tollway.limits.capping import CHAT_OUTPUT_FIELDS, MESSAGES_OUTPUT_FIELDS, NO_OUTPUT, cap_output
 from tollway.messages import (  # issue 5: /v1/messages
     EventWriter,
     MessagesRequest,
@@ -256,7 +256,7 @@ class Gateway:
     async def embeddings(self, principal: Principal, body: dict[str, Any], meta: RequestMeta) -> dict[str, Any]:
         """``POST /v1/embeddings``: routed like chat, metered at the endpoint's prompt price."""
         validate_embeddings_body(body)
-        run, targets = await self._open_run(principal, body, meta)
+        run, targets = await self._open_run(principal, body, meta, output_fields=NO_OUTPUT)
 
         async def call(target: Target, ctx: CallContext) -> Completion:
             adapter = self.adapters[target.provider.kind]

@@ -151,12 +151,13 @@ class Limiter:
         The worst case is a bound (:mod:`tollway.limits.capping`): the prompt's, plus ``n``
         times the output cap, which the caller must send upstream
         (:func:`tollway.limits.capping.cap_output` with ``Hold.output_cap``).  A request
-        that names no output cap gets the most the remaining credit covers.
+        that names no output cap gets the most the remaining credit covers.  ``output_fields``
+        names the body's output fields (chat, Messages, Responses; ``NO_OUTPUT`` for embeddings).
 
         Raises 429 (:class:`RateLimited`), 402 (:class:`InsufficientCredits`) or 503
         (:class:`ServiceUnavailable`, the spend store is unreachable: fail closed).
         """
-        embedding = "messages" not in body and "input" in body
+        embedding = not output_fields  # NO_OUTPUT: embeddings
         prompt = input_bound(body) if embedding else prompt_bound(body)
         prompt += prompt * self._margin // 100
         n = 1 if embedding else choices(body)
