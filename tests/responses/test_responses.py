@@ -298,3 +298,73 @@ async def test_midstream_failure_is_response_failed(stack: ResponsesStack) -> No
     assert events[-1]["response"]["status"] == "failed" and events[-1]["response"]["error"]["message"]
     row = stack.generation(resp.headers["x-generation-id"])
     assert (row["status"], row["api"]) == ("error", "responses")
+
+
+def _sse(events: list[tuple[str | None, dict[str, Any]]]) -> bytes:
+    return b"".join((f"event: {name}\n" if name else "").encode() + b"data: " + json.dumps(data).encode() + b"\n\n"
+                    for name, data in events)
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> tuple[None, dict[str, Any]]:
+    return None, {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-up",
+                  "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+async def test_chat_upstream_reasoning_streams_summary_events(stack: ResponsesStack) -> None:
+    usage = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-up", "choices": [],
+             "usage": {"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16,
+                       "completion_tokens_details": {"reasoning_tokens": 6}}}
+    body = _sse([_chunk({"role": "assistant", "reasoning": "Think"}), _chunk({"reasoning": "ing."}),
+                 _chunk({"content": "Done."}), _chunk({}, "stop"), (None, usage)]) + b"data: [DONE]\n\n"
+    stack.stub.script(Reply(200, body, "text/event-stream"))
+    resp, events = raw_events(stack, {"model": "test/oa", "input": "Hi", "reasoning": {"effort": "high"}})
+    assert stack.stub.received[-1].body["reasoning_effort"] == "high"
+    types = [e["type"] for e in events]
+    assert types[2:9] == ["response.output_item.added", "response.reasoning_summary_part.added",
+                          "response.reasoning_summary_text.delta", "response.reasoning_summary_text.delta",
+                          "response.reasoning_summary_text.done", "response.reasoning_summary_part.done",
+                          "response.output_item.done"]
+    final = events[-1]["response"]
+    assert final["output"][0]["summary"] == [{"type": "summary_text", "text": "Thinking."}]
+    assert final["output"][1]["content"][0]["text"] == "Done."
+    assert final["usage"]["output_tokens_details"]["reasoning_tokens"] == 6
+    assert stack.generation(resp.headers["x-generation-id"])["reasoning_tokens"] == 6
+
+
+THINKING_SSE = _sse([
+    ("message_start", {"type": "message_start", "message": {
+        "id": "msg_t", "type": "message", "role": "assistant", "content": [], "model": "claude-up",
+        "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 20, "output_tokens": 1}}}),
+    ("content_block_start", {"type": "content_block_start", "index": 0,
+                             "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                             "delta": {"type": "thinking_delta", "thinking": "Paris is "}}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                             "delta": {"type": "thinking_delta", "thinking": "in France."}}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                             "delta": {"type": "signature_delta", "signature": "sig-stream=="}}),
+    ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    ("content_block_start", {"type": "content_block_start", "index": 1,
+                             "content_block": {"type": "text", "text": ""}}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 1,
+                             "delta": {"type": "text_delta", "text": "Sunny."}}),
+    ("content_block_stop", {"type": "content_block_stop", "index": 1}),
+    ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                       "usage": {"output_tokens": 12}}),
+    ("message_stop", {"type": "message_stop"}),
+])
+
+
+async def test_streamed_thinking_signature_round_trip(stack: ResponsesStack) -> None:
+    stack.stub.script(Reply(200, THINKING_SSE, "text/event-stream"), Reply.of("anthropic", "plain.json"))
+    _resp, events = raw_events(stack, {"model": "test/claude", "input": "Weather?", "store": False,
+                                       "include": ["reasoning.encrypted_content"]})
+    output = events[-1]["response"]["output"]
+    assert output[0]["type"] == "reasoning" and output[0]["summary"][0]["text"] == "Paris is in France."
+    assert output[0]["encrypted_content"].startswith("tw1.")
+    await stack.client().responses.create(model="test/claude", store=False, input=[
+        {"role": "user", "content": "Weather?"}, *output, {"role": "user", "content": "Tomorrow?"}])
+    assistant = stack.stub.received[1].body["messages"][1]
+    assert assistant["content"] == [
+        {"type": "thinking", "thinking": "Paris is in France.", "signature": "sig-stream=="},
+        {"type": "text", "text": "Sunny."}]
