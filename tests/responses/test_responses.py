@@ -368,3 +368,18 @@ async def test_streamed_thinking_signature_round_trip(stack: ResponsesStack) -> 
     assert assistant["content"] == [
         {"type": "thinking", "thinking": "Paris is in France.", "signature": "sig-stream=="},
         {"type": "text", "text": "Sunny."}]
+
+
+async def test_gemini_thought_signature_round_trip(stack: ResponsesStack) -> None:
+    signed = json.loads(fixture("gemini", "tools.json"))
+    signed["candidates"][0]["content"]["parts"][1]["thoughtSignature"] = "gem-sig=="
+    stack.stub.script(Reply(200, json.dumps(signed).encode()), Reply.of("gemini", "plain.json"))
+    client = stack.client()
+    first = await client.responses.create(model="test/gem", input="Weather?", tools=[WEATHER])  # type: ignore[list-item]
+    call = next(item for item in first.output if item.type == "function_call")
+    await client.responses.create(model="test/gem", previous_response_id=first.id, tools=[WEATHER],  # type: ignore[list-item]
+                                  input=[{"type": "function_call_output", "call_id": call.call_id, "output": "21C"}])
+    model_turn = stack.stub.received[1].body["contents"][1]
+    assert model_turn["role"] == "model"
+    call_part = next(p for p in model_turn["parts"] if "functionCall" in p)
+    assert call_part["thoughtSignature"] == "gem-sig=="
