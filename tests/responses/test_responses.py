@@ -383,3 +383,16 @@ async def test_gemini_thought_signature_round_trip(stack: ResponsesStack) -> Non
     assert model_turn["role"] == "model"
     call_part = next(p for p in model_turn["parts"] if "functionCall" in p)
     assert call_part["thoughtSignature"] == "gem-sig=="
+
+
+async def test_native_stream_cut_short_ends_with_an_error_event(stack: ResponsesStack) -> None:
+    started = {k: v for k, v in NATIVE.items() if k != "usage"}
+    events = [{"type": "response.created", "sequence_number": 0,
+               "response": {**started, "status": "in_progress", "output": []}},
+              {"type": "response.output_text.delta", "sequence_number": 1, "item_id": "msg_up", "output_index": 0,
+               "content_index": 0, "delta": "Nat", "logprobs": []}]
+    body = b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+    stack.stub.script(Reply(200, body, "text/event-stream"))
+    resp, got = raw_events(stack, {"model": "test/native", "input": "Hi"})
+    assert got[-1]["type"] == "error" and got[-1]["sequence_number"] == 2
+    assert stack.generation(resp.headers["x-generation-id"])["status"] == "error"

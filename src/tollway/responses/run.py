@@ -17,8 +17,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
 from tollway.auth import Principal
 from tollway.errors import BadRequest, NotFound
@@ -105,12 +103,7 @@ async def create_response(gateway: Gateway, principal: Principal, request: Respo
             return translate_stream(chunks, writer), close
 
         def failed(target: Target, exc: MidStreamError) -> bytes:
-            sink = sinks[-1]
-            if isinstance(sink, ResponseEventWriter):
-                return sink.failed(exc.message)
-            event = {"type": "error", "code": "server_error", "message": exc.message, "param": None,
-                     "sequence_number": 0}
-            return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
+            return sinks[-1].failed(exc.message)
 
         relayed = await gateway._attempt_stream(run, targets, open_stream, failed)
         assert relayed.stream is not None
