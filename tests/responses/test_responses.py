@@ -396,3 +396,20 @@ async def test_native_stream_cut_short_ends_with_an_error_event(stack: Responses
     resp, got = raw_events(stack, {"model": "test/native", "input": "Hi"})
     assert got[-1]["type"] == "error" and got[-1]["sequence_number"] == 2
     assert stack.generation(resp.headers["x-generation-id"])["status"] == "error"
+
+
+async def test_json_schema_format_and_truncation(stack: ResponsesStack) -> None:
+    truncated = json.loads(fixture("openai", "plain.json"))
+    truncated["choices"][0]["finish_reason"] = "length"
+    stack.stub.script(Reply(200, json.dumps(truncated).encode()))
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+              "additionalProperties": False}
+    resp = httpx.post(stack.url + "/api/v1/responses", headers={"Authorization": f"Bearer {stack.key}"}, json={
+        "model": "test/oa", "input": "City?", "max_output_tokens": 5,
+        "text": {"format": {"type": "json_schema", "name": "city", "schema": schema, "strict": True}}})
+    assert resp.status_code == 200, resp.text
+    assert stack.stub.received[-1].body["response_format"] == {
+        "type": "json_schema", "json_schema": {"name": "city", "schema": schema, "strict": True}}
+    doc = resp.json()
+    assert doc["status"] == "incomplete" and doc["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert response_errors(doc) == []
