@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import httpx
 import openai
 import pytest
 
 from tests.adapters.harness import Reply
+from tests.api.test_openapi_conformance import _errors
 from tests.responses.conftest import ResponsesStack
+from tests.responses.spec import SPEC
 from tollway.ledger.db import create_db_engine
 from tollway.responses import store
 
@@ -53,3 +56,19 @@ def test_expired_responses_are_gone(stack: ResponsesStack) -> None:
         assert not store.remove(engine, stack.key_id, "resp-ttl", now=now)
     finally:
         engine.dispose()
+
+
+async def test_input_items_are_listed_newest_first(stack: ResponsesStack) -> None:
+    stack.stub.script(Reply.of("openai", "plain.json"))
+    client = stack.client()
+    response = await client.responses.create(model="test/oa", input=[
+        {"role": "user", "content": "one"}, {"role": "user", "content": "two"}])
+    page = await client.responses.input_items.list(response.id)
+    texts = [item.content[0].text for item in page.data]  # type: ignore[union-attr]
+    assert texts == ["two", "one"]
+    raw = httpx.get(f"{stack.url}/v1/responses/{response.id}/input_items?order=asc&limit=1",
+                    headers={"Authorization": f"Bearer {stack.key}"}).json()
+    assert [i["content"][0]["text"] for i in raw["data"]] == ["one"] and raw["has_more"] is True
+    assert _errors(SPEC, "ResponseItemList", raw) == []
+    with pytest.raises(openai.NotFoundError):
+        await stack.client(stack.other_key).responses.input_items.list(response.id)

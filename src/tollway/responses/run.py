@@ -165,6 +165,38 @@ async def retrieve(gateway: Gateway, principal: Principal, response_id: str) -> 
     return stored.response
 
 
+async def input_items(gateway: Gateway, principal: Principal, response_id: str, *, limit: int = 20,
+                      order: str = "desc", after: str | None = None) -> dict[str, Any]:
+    """``GET /v1/responses/{id}/input_items``: the stored conversation's input, paged as OpenAI does
+    (newest first by default).  Items the client sent without an id get a stable one."""
+    stored = await asyncio.to_thread(store.load, gateway.engine, principal.key_id, response_id,
+                                     now=gateway.clock())
+    if stored is None:
+        raise NotFound(f"response {response_id!r} not found (never stored, expired, or another key's)", code=404)
+    if order not in {"asc", "desc"} or not 1 <= limit <= 100:
+        raise BadRequest("'order' must be asc or desc and 'limit' between 1 and 100", code=400)
+    items = [item if isinstance(item.get("id"), str) else {"id": f"item_{response_id}_{i}", **item}
+             for i, item in enumerate(stored.input)]
+    items = [_listed_item(item) for item in items]
+    if order == "desc":
+        items.reverse()
+    if after is not None:
+        ids = [item["id"] for item in items]
+        items = items[ids.index(after) + 1:] if after in ids else []
+    page = items[:limit]
+    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
+
+
+def _listed_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An input item as OpenAI lists it: typed, a message's text as content parts."""
+    item = {**item, "type": item.get("type", "message")}
+    if item["type"] == "message" and isinstance(item.get("content"), str):
+        part = "output_text" if item.get("role") == "assistant" else "input_text"
+        item["content"] = [{"type": part, "text": item["content"]}]
+    return item
+
+
 async def delete(gateway: Gateway, principal: Principal, response_id: str) -> dict[str, Any]:
     removed = await asyncio.to_thread(store.remove, gateway.engine, principal.key_id, response_id,
                                       now=gateway.clock())
