@@ -111,6 +111,12 @@ def _m003_limits(conn: Connection) -> None:
     m003_limits(conn)
 
 
+def _m004_responses(conn: Connection) -> None:
+    from tollway.responses.store import m004_responses  # late: store.py imports this module
+
+    m004_responses(conn)
+
+
 def _m005_dead_letters(conn: Connection) -> None:
     from tollway.ledger.dead_letters import m005_dead_letters  # late: dead_letters.py imports this module
 
@@ -124,6 +130,7 @@ MIGRATIONS: list[Migration] = [
     ("m001_initial", _m001_initial),
     ("m002_rollups", _m002_rollups),
     ("m003_limits", _m003_limits),
+    ("m004_responses", _m004_responses),
     ("m005_dead_letters", _m005_dead_letters),
 ]
 
