@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from tollway.api import chat, embeddings, generation, health, messages
+from tollway.api import chat, embeddings, generation, health, messages, responses
 from tollway.api.common import json_response
 from tollway.auth import require_admin
 from tollway.config import Settings, load_settings
@@ -68,6 +68,9 @@ def _routes() -> list[BaseRoute]:
         routes.append(Route(f"{prefix}/chat/completions", chat.chat_completions, methods=["POST"]))
         routes.append(Route(f"{prefix}/messages", messages.messages, methods=["POST"]))
         routes.append(Route(f"{prefix}/embeddings", embeddings.embeddings, methods=["POST"]))
+        routes.append(Route(f"{prefix}/responses", responses.create, methods=["POST"]))  # issue 12
+        routes.append(Route(f"{prefix}/responses/{{id}}", responses.retrieve, methods=["GET"]))
+        routes.append(Route(f"{prefix}/responses/{{id}}", responses.delete, methods=["DELETE"]))
     routes.append(Route("/api/v1/generation", generation.generation, methods=["GET"]))
     routes.extend(_key_routes())
     routes.extend(_catalog_routes())

@@ -128,6 +128,8 @@ class ProviderConfig(_Frozen):
     disabled: bool = False
     first_party_for: tuple[str, ...] = ()  # model authors whose own API this is (catalog)
     notes: str | None = None  # e.g. where the data policy / hosting country comes from
+    # /v1/responses: "translate" to this wire format, or "native" (it speaks Responses itself)
+    responses: Literal["translate", "native"] = "translate"
 
     @field_validator("base_url")
     @classmethod
@@ -198,6 +200,13 @@ class LimitsSettings(_Frozen):
     redis_max_connections: int = Field(default=64, ge=1)  # per process; requests queue for one
 
 
+class ResponsesSettings(_Frozen):
+    """``/v1/responses`` state (see ``tollway.responses.store``)."""
+
+    store_ttl_s: float = Field(default=30 * 86400, gt=0)  # how long stored responses are kept
+    store_default: bool = True  # when a request omits ``store`` (OpenAI's default is true)
+
+
 class Settings(_Frozen):
     """The whole configuration, validated."""
 
@@ -215,6 +224,7 @@ class Settings(_Frozen):
     server: ServerSettings = Field(default_factory=ServerSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
     source_path: str | None = Field(default=None, exclude=True)
 
     @field_validator("database")

@@ -70,6 +70,7 @@ class RequestMeta:
     app_title: str | None = None
     session_id: str | None = None
     api: str = "chat"
+    extra: dict[str, Any] | None = None  # notes for the ledger record's extra (e.g. dropped tools)
 
 
 @dataclass(slots=True)
@@ -507,7 +508,7 @@ class Gateway:
             app_title=run.meta.app_title, session_id=run.meta.session_id, status="error",
             http_status=exc.status, streamed=run.body.get("stream") is True, api=run.meta.api,
             latency_ms=int((time.monotonic() - run.started) * 1000), error=exc.message[:2000],
-            attempts=run.attempts or None,
+            attempts=run.attempts or None, extra=run.meta.extra,
         ))
         if run.hold is not None:
             self.limits.release(run.hold)
@@ -530,7 +531,7 @@ class Gateway:
             ttft_ms=int(ttft_s * 1000) if ttft_s is not None else None, api=run.meta.api, error=error,
             # One attempt is the row itself (provider, upstream model, status, latency), so
             # only fallbacks keep the list: it was a third of a typical row's bytes.
-            attempts=run.attempts if len(run.attempts) > 1 else None,
+            attempts=run.attempts if len(run.attempts) > 1 else None, extra=run.meta.extra,
         ))
         if run.hold is not None:
             self.limits.settle(run.hold, cost, usage.total_tokens)

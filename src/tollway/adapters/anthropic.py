@@ -24,6 +24,7 @@ import orjson
 from tollway.adapters.anthropic_mapping import (
     ANTHROPIC_VERSION,
     STOP_TO_FINISH,
+    THINKING_FORMAT,
     to_anthropic_request,
     to_openai_completion,
     usage_from_anthropic,
@@ -250,6 +251,9 @@ class _StreamTranslator:
                     "function": {"name": block.get("name", ""), "arguments": ""}}]})
             if block.get("type") == "text" and block.get("text"):
                 return chunk_event(self.ctx, self.label, {"content": block["text"]})
+            if block.get("type") == "redacted_thinking":
+                return chunk_event(self.ctx, self.label, {"reasoning_details": [
+                    {"type": "reasoning.encrypted", "data": block.get("data"), "format": THINKING_FORMAT}]})
             return b""
         if kind == "message_delta":
             _merge_usage(self.usage, obj.get("usage"), self.state)
@@ -283,5 +287,11 @@ class _StreamTranslator:
         if kind == "thinking_delta":
             thinking = str(delta.get("thinking", ""))
             self.state.text_bytes += len(thinking)
-            return chunk_event(self.ctx, self.label, {"reasoning": thinking})
-        return b""  # signature_delta, citations: nothing OpenAI-shaped to say
+            return chunk_event(self.ctx, self.label, {"reasoning": thinking, "reasoning_details": [
+                {"type": "reasoning.text", "text": thinking, "format": THINKING_FORMAT}]})
+        if kind == "signature_delta":
+            # OpenRouter's reasoning_details: the signature a later turn must send back.
+            return chunk_event(self.ctx, self.label, {"reasoning_details": [
+                {"type": "reasoning.text", "signature": str(delta.get("signature", "")),
+                 "format": THINKING_FORMAT}]})
+        return b""  # citations: nothing OpenAI-shaped to say

@@ -111,6 +111,12 @@ def _m003_limits(conn: Connection) -> None:
     m003_limits(conn)
 
 
+def _m004_responses(conn: Connection) -> None:
+    from tollway.responses.store import m004_responses  # late: store.py imports this module
+
+    m004_responses(conn)
+
+
 Migration = tuple[str, Callable[[Connection], None]]
 
 # Append only; never reorder or rename.  Other modules register theirs in MIGRATIONS below.
@@ -118,6 +124,7 @@ MIGRATIONS: list[Migration] = [
     ("m001_initial", _m001_initial),
     ("m002_rollups", _m002_rollups),
     ("m003_limits", _m003_limits),
+    ("m004_responses", _m004_responses),
 ]
 
 
