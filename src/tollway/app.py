@@ -32,7 +32,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _is_anthropic_path(request: Request) -> bool:
-    return request.url.path.endswith("/messages")
+    return request.url.path.endswith(("/messages", "/messages/count_tokens"))
 
 
 async def _tollway_error(request: Request, exc: Exception) -> Response:
@@ -67,6 +67,7 @@ def _routes() -> list[BaseRoute]:
     for prefix in ("/v1", "/api/v1"):
         routes.append(Route(f"{prefix}/chat/completions", chat.chat_completions, methods=["POST"]))
         routes.append(Route(f"{prefix}/messages", messages.messages, methods=["POST"]))
+        routes.append(Route(f"{prefix}/messages/count_tokens", messages.count_tokens, methods=["POST"]))
         routes.append(Route(f"{prefix}/embeddings", embeddings.embeddings, methods=["POST"]))
         routes.append(Route(f"{prefix}/responses", responses.create, methods=["POST"]))  # issue 12
         routes.append(Route(f"{prefix}/responses/{{id}}", responses.retrieve, methods=["GET"]))

@@ -59,10 +59,10 @@ def make_app(out: str) -> web.Application:
             body: Any = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             body = raw.decode("utf-8", "replace")
+        headers = {str(k): v for k, v in request.headers.items()}
         with open(out, "ab") as f:
-            f.write(orjson.dumps({"method": request.method, "path": request.path,
-                                  "query": request.query_string, "headers": {str(k): v for k, v in request.headers.items()},
-                                  "body": body}) + b"\n")
+            f.write(orjson.dumps({"method": request.method, "path": request.path, "query": request.query_string,
+                                  "headers": headers, "body": body}) + b"\n")
         model = body.get("model", "m") if isinstance(body, dict) else "m"
         if request.path.endswith("/messages") and isinstance(body, dict):
             if body.get("stream"):

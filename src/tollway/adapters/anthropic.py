@@ -84,11 +84,12 @@ class AnthropicAdapter:
     # -- the /v1/messages pass-through ----------------------------------------------------------
 
     async def passthrough_complete(self, target: Target, body: dict[str, Any],
-                                   ctx: CallContext) -> Completion:
-        """An Anthropic request forwarded as is (model swapped); the Anthropic message back."""
+                                   ctx: CallContext, query: str = "") -> Completion:
+        """An Anthropic request forwarded as is (model swapped, the client's query string
+        such as ``?beta=true`` kept); the Anthropic message back."""
         request = {**body, "model": target.endpoint.model}
         request.pop("stream", None)
-        obj = await self._post(target, request, ctx)
+        obj = await self._post(target, request, ctx, query)
         upstream_id = obj.get("id") if isinstance(obj.get("id"), str) else None
         obj["id"] = ctx.generation_id
         obj["model"] = ctx.model_id
@@ -98,12 +99,12 @@ class AnthropicAdapter:
                           native_finish_reason=stop, upstream_id=upstream_id)
 
     async def passthrough_stream(self, target: Target, body: dict[str, Any], ctx: CallContext,
-                                 state: StreamState) -> AsyncGenerator[bytes, None]:
+                                 state: StreamState, query: str = "") -> AsyncGenerator[bytes, None]:
         """The upstream's Anthropic events, relayed; usage and stop reason captured on ``state``."""
         request = {**body, "model": target.endpoint.model, "stream": True}
         usage: dict[str, Any] = {}
         stopped = False
-        async for batch in self._events(target, request, ctx, state):
+        async for batch in self._events(target, request, ctx, state, query):
             out: list[bytes] = []
             for event in batch:
                 if event.name == "message_start":
@@ -137,11 +138,30 @@ class AnthropicAdapter:
         if not stopped:
             _truncated(target.provider.name, bool(state.relayed))
 
+    async def count_tokens(self, target: Target, body: dict[str, Any], ctx: CallContext,
+                           query: str = "") -> int:
+        """The upstream's ``/v1/messages/count_tokens`` for an Anthropic body (model swapped)."""
+        provider = target.provider.name
+        request = {k: v for k, v in body.items() if k not in _NOT_COUNTED}
+        request["model"] = target.endpoint.model
+        url = self.url(target) + "/count_tokens" + (f"?{query}" if query else "")
+        obj, raw, status = await post_json(ctx.session, url, orjson.dumps(request),
+                                           self.headers(target, ctx), ctx.timeouts.complete, provider)
+        count = obj.get("input_tokens") if isinstance(obj, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool):
+            if isinstance(obj, dict) and obj.get("type") == "error":
+                raise error_from_response(_error_status(obj), raw, provider)
+            raise UpstreamError(f"provider {provider} returned no token count", provider=provider,
+                                upstream_status=status, raw=raw[:2048].decode("utf-8", "replace"))
+        return count
+
     # -- HTTP ------------------------------------------------------------------------------------
 
-    async def _post(self, target: Target, request: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+    async def _post(self, target: Target, request: dict[str, Any], ctx: CallContext,
+                    query: str = "") -> dict[str, Any]:
         provider = target.provider.name
-        obj, raw, status = await post_json(ctx.session, self.url(target), orjson.dumps(request),
+        url = self.url(target) + (f"?{query}" if query else "")
+        obj, raw, status = await post_json(ctx.session, url, orjson.dumps(request),
                                    self.headers(target, ctx), ctx.timeouts.complete, provider)
         if not isinstance(obj, dict) or obj.get("type") != "message":
             if isinstance(obj, dict) and obj.get("type") == "error":
@@ -152,10 +172,11 @@ class AnthropicAdapter:
         return obj
 
     async def _events(self, target: Target, request: dict[str, Any], ctx: CallContext,
-                      state: StreamState) -> AsyncIterator[list[SSEEvent]]:
+                      state: StreamState, query: str = "") -> AsyncIterator[list[SSEEvent]]:
         provider = target.provider.name
+        url = self.url(target) + (f"?{query}" if query else "")
         try:
-            async with ctx.session.post(self.url(target), data=orjson.dumps(request),
+            async with ctx.session.post(url, data=orjson.dumps(request),
                                         headers=self.headers(target, ctx),
                                         timeout=ctx.timeouts.stream) as resp:
                 await ensure_event_stream(resp, provider)
@@ -167,6 +188,11 @@ class AnthropicAdapter:
                 raise MidStreamError(f"provider {provider} stream broke: {type(exc).__name__}",
                                      provider=provider) from exc
             raise error_from_exception(exc, provider) from exc
+
+
+# Fields count_tokens does not take (the Messages API rejects them there).
+_NOT_COUNTED = frozenset({"max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k",
+                          "metadata", "service_tier", "container", "models", "provider", "session_id"})
 
 
 def _obj(value: Any) -> dict[str, Any]:

@@ -51,12 +51,16 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
 
 def request_meta(request: Request, api: str) -> RequestMeta:
     headers = request.headers
-    return RequestMeta(
-        app=headers.get("http-referer") or headers.get("referer"),
-        app_title=headers.get("x-openrouter-title") or headers.get("x-title"),
-        session_id=headers.get("x-session-id"),
-        api=api,
-    )
+    app = headers.get("http-referer") or headers.get("referer")
+    title = headers.get("x-openrouter-title") or headers.get("x-title")
+    session = headers.get("x-session-id")
+    # A known agent CLI (catalog/data/agents.json) names the app and the task when the
+    # request itself does not.
+    agent = gateway_of(request).agents.match(headers.get("user-agent"))
+    if agent is not None:
+        title = title if (app or title) else agent.name
+        session = session or agent.session_id(headers)
+    return RequestMeta(app=app, app_title=title, session_id=session, api=api)
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
