@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.agents.stub import AgentStub, running_agent_stub
 from tests.support.servers import gateway_server, new_key, postgres_database
-
 from tollway.config import parse_settings
 from tollway.ledger.db import create_db_engine
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
 from tests.support.servers import aiohttp_server
 
 CALL_ID = "call_tw_1"

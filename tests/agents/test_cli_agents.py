@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.agents.conftest import AgentStack, client_binary, run_client
 from tests.agents.stub import ToolCall
 
