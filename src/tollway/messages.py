@@ -76,10 +76,7 @@ class MessagesRequest:
         tools = body.get("tools")
         if tools is not None and not isinstance(tools, list):
             raise BadRequest("'tools' must be a list of tool definitions", code=400)
-        openai = to_openai_request(body)
-        if counting:
-            openai.pop("stream", None)
-        return cls(anthropic=body, openai=openai)
+        return cls(anthropic=body, openai=to_openai_request(body))
 
 
 # -- request: Anthropic -> OpenAI ------------------------------------------------------------
@@ -190,7 +187,8 @@ def to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
     """An Anthropic Messages body as an OpenAI chat body (routing fields kept)."""
     out: dict[str, Any] = {k: body[k] for k in _SAME_NAME if k in body}
     out["messages"] = _openai_messages(body)
-    out["max_tokens"] = body["max_tokens"]
+    if "max_tokens" in body:  # count_tokens requests have none
+        out["max_tokens"] = body["max_tokens"]
     if isinstance(body.get("stop_sequences"), list) and body["stop_sequences"]:
         out["stop"] = body["stop_sequences"]
     tools = [t for t in body.get("tools") or () if _is_function_tool(t)]
