@@ -32,7 +32,7 @@ from tollway.adapters.anthropic_mapping import (
 from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
 from tollway.adapters.chunks import chunk_event, stamp
 from tollway.adapters.http import ensure_event_stream, error_from_exception, error_from_response, post_json
-from tollway.adapters.sse import SSEEvent, iter_events
+from tollway.adapters.sse import SSEEvent, iter_blocks, parse_block
 from tollway.errors import UpstreamError
 
 # The Messages API's own error types -> the HTTP status Anthropic would have answered with.
@@ -100,13 +100,26 @@ class AnthropicAdapter:
 
     async def passthrough_stream(self, target: Target, body: dict[str, Any], ctx: CallContext,
                                  state: StreamState, query: str = "") -> AsyncGenerator[bytes, None]:
-        """The upstream's Anthropic events, relayed; usage and stop reason captured on ``state``."""
+        """The upstream's Anthropic events, relayed; usage and stop reason captured on ``state``.
+
+        Content events, the bulk of a stream, are relayed as bytes without parsing; only
+        ``message_start`` (ids rewritten), ``message_delta`` (usage, stop reason),
+        ``message_stop`` and ``error`` are read.
+        """
         request = {**body, "model": target.endpoint.model, "stream": True}
         usage: dict[str, Any] = {}
         stopped = False
-        async for batch in self._events(target, request, ctx, state, query):
+        async for blocks in self._blocks(target, request, ctx, state, query):
             out: list[bytes] = []
-            for event in batch:
+            for block in blocks:
+                if block.startswith(_UNPARSED):
+                    if block.startswith(b"event: content_block_delta"):  # for the estimate, if no usage
+                        state.text_bytes += max(len(block) - _DELTA_FRAMING, 1)
+                    out.append(block)
+                    continue
+                event = parse_block(block)
+                if event is None:
+                    continue
                 if event.name == "message_start":
                     obj = _json(event)
                     message = _obj(obj.get("message"))
@@ -114,7 +127,7 @@ class AnthropicAdapter:
                         state.upstream_id = message["id"]
                     message["id"], message["model"] = ctx.generation_id, ctx.model_id
                     _merge_usage(usage, message.get("usage"), state)
-                    out.append(b"event: message_start\ndata: " + orjson.dumps(obj) + b"\n\n")
+                    out.append(b"event: message_start\ndata: " + orjson.dumps(obj))
                     continue
                 if event.name == "message_delta":
                     obj = _json(event)
@@ -125,16 +138,16 @@ class AnthropicAdapter:
                         state.native_finish_reason = stop
                         state.finish_reason = STOP_TO_FINISH.get(stop, "stop")
                 elif event.name == "content_block_delta":
-                    state.text_bytes += max(len(event.data) - 70, 1)  # for the estimate, if no usage
+                    state.text_bytes += max(len(event.data) - 70, 1)
                 elif event.name == "message_stop":
                     stopped = True
                 elif event.name == "error":
                     raise _stream_error(event, target.provider.name, bool(state.relayed) or bool(out))
-                out.append(event.raw)
+                out.append(block)
             if out:
-                data = b"".join(out)
+                out.append(b"")  # the last block's terminator
                 state.relayed.append(b"")  # marks "bytes reached the client"; text counted above
-                yield data
+                yield b"\n\n".join(out)
         if not stopped:
             _truncated(target.provider.name, bool(state.relayed))
 
@@ -173,6 +186,13 @@ class AnthropicAdapter:
 
     async def _events(self, target: Target, request: dict[str, Any], ctx: CallContext,
                       state: StreamState, query: str = "") -> AsyncIterator[list[SSEEvent]]:
+        async for blocks in self._blocks(target, request, ctx, state, query):
+            batch = [e for e in map(parse_block, blocks) if e is not None]
+            if batch:
+                yield batch
+
+    async def _blocks(self, target: Target, request: dict[str, Any], ctx: CallContext,
+                      state: StreamState, query: str = "") -> AsyncIterator[list[bytes]]:
         provider = target.provider.name
         url = self.url(target) + (f"?{query}" if query else "")
         try:
@@ -180,9 +200,9 @@ class AnthropicAdapter:
                                         headers=self.headers(target, ctx),
                                         timeout=ctx.timeouts.stream) as resp:
                 await ensure_event_stream(resp, provider)
-                async for batch in iter_events(resp):
+                async for blocks in iter_blocks(resp):
                     state.mark_first_byte()
-                    yield batch
+                    yield blocks
         except (TimeoutError, aiohttp.ClientError) as exc:
             if state.relayed:
                 raise MidStreamError(f"provider {provider} stream broke: {type(exc).__name__}",
@@ -190,6 +210,9 @@ class AnthropicAdapter:
             raise error_from_exception(exc, provider) from exc
 
 
+# Pass-through events relayed without parsing (the named ``event:`` line comes first).
+_UNPARSED = (b"event: content_block_", b"event: ping")
+_DELTA_FRAMING = 105  # bytes of a text delta event that are not text, roughly
 # Fields count_tokens does not take (the Messages API rejects them there).
 _NOT_COUNTED = frozenset({"max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k",
                           "metadata", "service_tier", "container", "models", "provider", "session_id"})
