@@ -319,19 +319,27 @@ class EventWriter:
         out.append(sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
 
     def _choice(self, choice: dict[str, Any], out: list[bytes]) -> None:
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-        assert isinstance(delta, dict)
-        reasoning = delta.get("reasoning") or delta.get("reasoning_content")
-        if isinstance(reasoning, str) and reasoning:
-            if self.block != "thinking":
-                self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""}, out)
-            self._delta(self.index, {"type": "thinking_delta", "thinking": reasoning}, out)
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = {}
+        if "reasoning" in delta or "reasoning_content" in delta:
+            reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+            if isinstance(reasoning, str) and reasoning:
+                if self.block != "thinking":
+                    self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""}, out)
+                self._delta(self.index, {"type": "thinking_delta", "thinking": reasoning}, out)
         text = delta.get("content")
-        if isinstance(text, str) and text:
+        if text and isinstance(text, str):
             if self.block != "text":
                 self._open("text", {"type": "text", "text": ""}, out)
-            self._delta(self.index, {"type": "text_delta", "text": text}, out)
-        for call in delta.get("tool_calls") or ():
+            # Text deltas are most of a stream: their event is assembled from bytes.
+            out.append(b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+                       b'"delta":{"type":"text_delta","text":%b}}\n\n' % (self.index, orjson.dumps(text)))
+        if "tool_calls" not in delta:
+            if choice.get("finish_reason"):
+                self.finish = str(choice["finish_reason"])
+            return
+        for call in delta["tool_calls"] or ():
             if not isinstance(call, dict):
                 continue
             position = call.get("index", 0)
