@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
@@ -99,9 +98,10 @@ models:
                              capture_output=True, text=True, check=True)
         self.key = out.stdout.strip().splitlines()[-1].strip()
         self.port = _free_port()
-        self.proc = subprocess.Popen([str(TOLLWAY), "serve", "--config", str(cfg), "--host", "127.0.0.1",
-                                      "--port", str(self.port), "--workers", "1"],
-                                     stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"))
+        with open(workdir / "server.log", "wb") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen([str(TOLLWAY), "serve", "--config", str(cfg), "--host", "127.0.0.1",
+                                          "--port", str(self.port), "--workers", "1"],
+                                         stdout=subprocess.DEVNULL, stderr=log)
         self.url = f"http://127.0.0.1:{self.port}"
 
     async def ready(self) -> None:
@@ -194,6 +194,7 @@ async def main() -> None:
     ap.add_argument("--burst", type=int, default=64)
     ap.add_argument("--apis", default=",".join(APIS))
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-cpu", action="store_true")
     ap.add_argument("--profile", help="py-spy the gateway during the CPU rounds; raw collapsed stacks to this file")
     a = ap.parse_args()
     apis = tuple(a.apis.split(","))
@@ -211,30 +212,8 @@ async def main() -> None:
                 time.sleep(0.05)
             upstream_url = f"http://127.0.0.1:{port_file.read_text().strip()}"
             print(f"prompt {len(bodies[apis[0]][1]):,} bytes in {a.turns} messages; load 1 {os.getloadavg()}")
-            workdir = Path(tmp) / "cpu"
-            workdir.mkdir()
-            gw = Gateway(workdir, upstream_url)
-            try:
-                await gw.ready()
-                await cpu_round(gw, bodies, apis, 20, a.conns)  # warm-up
-                spy = subprocess.Popen(["py-spy", "record", "-p", str(gw.proc.pid), "-f", "raw", "-o", a.profile,
-                                        "-r", "200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) \
-                    if a.profile else None
-                rounds = []
-                for r in range(a.rounds):
-                    order = apis if r % 2 == 0 else tuple(reversed(apis))
-                    rounds.append(await cpu_round(gw, bodies, order, a.requests, a.conns))
-                    print(f"round {r + 1}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in rounds[-1].items()))
-                if spy is not None:
-                    spy.send_signal(2)
-                    spy.wait(60)
-            finally:
-                gw.stop()
-            base = statistics.median(r["chat"] for r in rounds) if "chat" in apis else None
-            print("\n| API | gateway CPU ms/request (median) | x chat |\n|---|---|---|")
-            for api in apis:
-                med = statistics.median(r[api] for r in rounds)
-                print(f"| {api} | {med:.2f} | {med / base:.2f} |" if base else f"| {api} | {med:.2f} | |")
+            if not a.skip_cpu:
+                await cpu_phase(a, apis, bodies, Path(tmp), upstream_url)
             if a.skip_memory:
                 return
             print(f"\n| API | RSS after warm-up MB | peak RSS at {a.burst} concurrent MB |\n|---|---|---|")
@@ -248,6 +227,34 @@ async def main() -> None:
         finally:
             upstream.terminate()
             upstream.wait(10)
+
+
+async def cpu_phase(a: argparse.Namespace, apis: tuple[str, ...], bodies: dict[str, tuple[str, bytes]],
+                    tmp: Path, upstream_url: str) -> None:
+    workdir = tmp / "cpu"
+    workdir.mkdir()
+    gw = Gateway(workdir, upstream_url)
+    try:
+        await gw.ready()
+        await cpu_round(gw, bodies, apis, 20, a.conns)  # warm-up
+        spy = subprocess.Popen(["py-spy", "record", "-p", str(gw.proc.pid), "-f", "raw", "-o", a.profile,
+                                "-r", "200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) \
+            if a.profile else None
+        rounds = []
+        for r in range(a.rounds):
+            order = apis if r % 2 == 0 else tuple(reversed(apis))
+            rounds.append(await cpu_round(gw, bodies, order, a.requests, a.conns))
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in rounds[-1].items()))
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(60)
+    finally:
+        gw.stop()
+    base = statistics.median(r["chat"] for r in rounds) if "chat" in apis else None
+    print("\n| API | gateway CPU ms/request (median) | x chat |\n|---|---|---|")
+    for api in apis:
+        med = statistics.median(r[api] for r in rounds)
+        print(f"| {api} | {med:.2f} | {med / base:.2f} |" if base else f"| {api} | {med:.2f} | |")
 
 
 if __name__ == "__main__":
