@@ -13,8 +13,8 @@ messages filling ``--prompt-bytes``.
   gateway's utime+stime (from /proc) divided by the requests.  The APIs alternate within
   each round (order reversed every other round) and the median of ``--rounds`` is
   reported, so noise from other tenants hits every API alike: compare the ratios.
-* Memory: for each API a fresh gateway, warmed up, then ``--burst`` requests at once,
-  three times; the peak RSS sampled every 20 ms.
+* Memory: for each API a fresh gateway, warmed up, then a closed loop at ``--burst``
+  connections (8 requests each); the peak RSS sampled every 20 ms.
 """
 
 from __future__ import annotations
@@ -175,8 +175,7 @@ async def peak_rss(workdir: Path, upstream: str, path: str, body: bytes, burst: 
                 await asyncio.sleep(0.02)
 
         sampler = asyncio.create_task(sample())
-        for _ in range(3):
-            await closed_loop(gw, path, body, burst, burst)
+        await closed_loop(gw, path, body, burst * 8, burst)  # each connection sends 8, back to back
         done.set()
         await sampler
         return idle, peak
