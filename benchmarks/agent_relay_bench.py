@@ -4,7 +4,7 @@ upstream, and passed through to an Anthropic-format one) and ``/v1/responses``.
 
     .venv/bin/python benchmarks/agent_relay_bench.py [--prompt-bytes 200000] [--requests 200]
 
-Starts ../shared/bench/upstream.py (instant answers, 64 stream chunks) and ``tollway serve``
+Starts ../shared/bench/upstream.py (instant answers, ``--chunks`` stream chunks) and ``tollway serve``
 with one worker, both on loopback; the load comes from this process.  Every request is
 a stream whose prompt is an agent-like conversation: ``--turns`` alternating user/assistant
 messages filling ``--prompt-bytes``.
@@ -194,6 +194,7 @@ async def main() -> None:
     ap.add_argument("--apis", default=",".join(APIS))
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-cpu", action="store_true")
+    ap.add_argument("--chunks", type=int, default=64, help="content chunks per streamed answer")
     ap.add_argument("--profile", help="py-spy the gateway during the CPU rounds; raw collapsed stacks to this file")
     a = ap.parse_args()
     apis = tuple(a.apis.split(","))
@@ -202,7 +203,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tollway-agent-bench-") as tmp:
         port_file = Path(tmp) / "upstream.port"
         upstream = subprocess.Popen([sys.executable, str(BENCH / "upstream.py"), "--port", "0",
-                                     "--port-file", str(port_file), "--stream-chunks", "64"],
+                                     "--port-file", str(port_file), "--stream-chunks", str(a.chunks)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             for _ in range(200):
