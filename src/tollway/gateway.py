@@ -37,6 +37,7 @@ from tollway.adapters.base import (
 from tollway.adapters.http import ClientTimeouts
 from tollway.auth import KeyCache, Principal
 from tollway.catalog import Catalog, build_catalog
+from tollway.catalog.agents import AgentDirectory, load_agents  # issue 12: agent attribution
 from tollway.config import Settings
 from tollway.embeddings import estimate_input_tokens, validate_embeddings_body  # issue 5
 from tollway.errors import AllAttemptsFailed, BadRequest, ServiceUnavailable, TollwayError, UpstreamError
@@ -121,6 +122,7 @@ class Gateway:
         # compress simulated weeks into seconds; a server always uses the real clock.
         self.clock = clock
         self.catalog: Catalog = build_catalog(settings)
+        self.agents: AgentDirectory = load_agents()
         self.health = build_health(settings.routing, settings.redis)
         self.router = Router(self.catalog, settings.routing, self.health)
         # The models API (api/models.py) reads endpoint uptime/latency/throughput through this.
@@ -215,21 +217,33 @@ class Gateway:
         return ChatOutcome(generation_id=run.generation_id, payload=completion.payload)
 
     async def messages(self, principal: Principal, request: MessagesRequest, meta: RequestMeta,
-                       forward_headers: dict[str, str] | None = None) -> ChatOutcome:
-        """An Anthropic Messages call: passed straight through to providers that speak Anthropic,
-        translated to OpenAI chat for the others; the payload or events are Anthropic's."""
+                       forward_headers: dict[str, str] | None = None, query: str = "") -> ChatOutcome:
+        """An Anthropic Messages call: passed straight through to providers that speak Anthropic
+        (with the client's beta headers and query string), translated to OpenAI chat for the
+        others (what has no translation noted in the ledger record); the payload or events are
+        Anthropic's."""
         validate_chat_body(request.openai)
         run, targets = await self._open_run(principal, request.openai, meta)
         if run.hold is not None and run.hold.output_cap is not None:
             cap_output(request.anthropic, run.hold.output_cap, MESSAGES_OUTPUT_FIELDS)  # the pass-through body
         headers = forward_headers or {}
+        as_sent, notes = meta.extra, request.translation_notes
+        translated_extra = {**(as_sent or {}), **notes} if notes else as_sent
+
+        def passthrough_for(target: Target, ctx: CallContext) -> AnthropicAdapter | None:
+            passthrough = self._passthrough(target)
+            # The record describes the attempt that answers, so each attempt sets its note.
+            run.meta.extra = as_sent if passthrough is not None else translated_extra
+            if passthrough is not None:
+                ctx.extra_headers = headers
+            return passthrough
+
         if request.stream:
 
             def open_messages(target: Target, ctx: CallContext, state: StreamState) -> _Opened:
-                passthrough = self._passthrough(target)
+                passthrough = passthrough_for(target, ctx)
                 if passthrough is not None:
-                    ctx.extra_headers = headers
-                    return passthrough.passthrough_stream(target, request.anthropic, ctx, state), None
+                    return passthrough.passthrough_stream(target, request.anthropic, ctx, state, query), None
                 writer = EventWriter(run.generation_id, target.model.id)
                 adapter = self.adapters[target.provider.kind]
 
@@ -243,16 +257,37 @@ class Gateway:
                                               lambda target, exc: error_event(exc.message))
 
         async def call(target: Target, ctx: CallContext) -> Completion:
-            passthrough = self._passthrough(target)
+            passthrough = passthrough_for(target, ctx)
             if passthrough is not None:
-                ctx.extra_headers = headers
-                return await passthrough.passthrough_complete(target, request.anthropic, ctx)
+                return await passthrough.passthrough_complete(target, request.anthropic, ctx, query)
             return await self.adapters[target.provider.kind].complete(target, run.body, ctx)
 
         target, completion, usage, _cost = await self._attempt_complete(run, targets, call)
         payload = completion.payload if self._passthrough(target) is not None else \
             to_anthropic_message(completion.payload, usage)
         return ChatOutcome(generation_id=run.generation_id, payload=payload)
+
+    async def count_message_tokens(self, principal: Principal, request: MessagesRequest,
+                                   forward_headers: dict[str, str], query: str = "") -> tuple[int, str]:
+        """``/v1/messages/count_tokens``: (input tokens, ``"upstream"`` or ``"estimate"``).
+
+        The first planned endpoint counts when its wire format has a count endpoint
+        (Anthropic); otherwise, or when that endpoint is unavailable, a local estimate.
+        Nothing is generated, so nothing is metered.
+        """
+        targets = self.router.plan(request.openai, principal)
+        target = targets[0]
+        passthrough = self._passthrough(target)
+        if passthrough is not None:
+            ctx = CallContext(generation_id=new_generation_id(), model_id=target.model.id,
+                              created=int(time.time()), session=self.session, timeouts=self.timeouts,
+                              extra_headers=forward_headers)
+            try:
+                return await passthrough.count_tokens(target, request.anthropic, ctx, query), "upstream"
+            except UpstreamError as exc:
+                if not exc.retryable:
+                    raise  # the caller's own 4xx: the request is wrong, an estimate would hide it
+        return estimate_prompt_tokens(request.openai), "estimate"
 
     async def embeddings(self, principal: Principal, body: dict[str, Any], meta: RequestMeta) -> dict[str, Any]:
         """``POST /v1/embeddings``: routed like chat, metered at the endpoint's prompt price."""
