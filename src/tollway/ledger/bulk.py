@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 from sqlalchemy import BigInteger, Boolean, Connection, DateTime, Integer, String, Text
 
-from tollway.ledger.detail import detail_statements
+from tollway.ledger.detail import PERF_STAGE_COLUMNS, detail_statements, ensure_detail_stage, perf_buckets
 from tollway.ledger.records import COLUMNS, GenerationRecord
 from tollway.ledger.rollups import (
     CUBES,
@@ -50,6 +50,7 @@ _CREATED_AT = COLUMNS.index("created_at")
 _TOKENS = (COLUMNS.index("prompt_tokens"), COLUMNS.index("completion_tokens"))
 _JSON_FROM = COLUMNS.index("attempts")
 _BOOLS = COLUMNS.index("streamed")
+_PERF = tuple(COLUMNS.index(n) for n in ("status", "latency_ms", "ttft_ms", "completion_tokens"))
 assert COLUMNS[_BOOLS:_BOOLS + 3] == ("streamed", "cancelled", "estimated")
 assert COLUMNS[_JSON_FROM:] == ("attempts", "extra")  # staged() relies on the JSON columns being last
 
@@ -118,11 +119,11 @@ def staged(record: GenerationRecord, sqlite: bool) -> tuple[Any, ...]:
                 int(v[_BOOLS]), int(v[_BOOLS + 1]), int(v[_BOOLS + 2]), *v[_BOOLS + 3:_JSON_FROM],
                 orjson.dumps(attempts).decode() if attempts else None,
                 orjson.dumps(extra).decode() if extra else None,
-                token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]))
+                token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]), *perf_buckets(*map(v.__getitem__, _PERF)))
     return (*v[:_JSON_FROM],
             orjson.dumps(attempts).decode() if attempts else None,
             orjson.dumps(extra).decode() if extra else None,
-            token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]))
+            token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]), *perf_buckets(*map(v.__getitem__, _PERF)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,7 @@ class Prepared:
     sums: RollupDelta | None = None
 
 
-_STAGE_COLUMNS = (*COLUMNS, "bucket")
+_STAGE_COLUMNS = (*COLUMNS, "bucket", *PERF_STAGE_COLUMNS)
 _PG_TYPE_NAMES = {Boolean: "bool", BigInteger: "int8", Integer: "int4", DateTime: "timestamp", Text: "text",
                   String: "varchar"}
 # Each staging column's PostgreSQL type, for binary COPY (BigInteger before Integer: a subclass).
@@ -143,6 +144,7 @@ _PG_STAGE_TYPES = {
     **{c.name: next(name for kind, name in _PG_TYPE_NAMES.items() if isinstance(c.type, kind))
        for c in generations.columns},
     "bucket": "int2",
+    **{c: "int2" for c in PERF_STAGE_COLUMNS},
 }
 
 
@@ -215,10 +217,12 @@ def per_record_sums(records: Sequence[GenerationRecord]) -> RollupDelta:
 def ensure_stage(conn: Connection) -> None:
     """Create this connection's TEMP staging tables if needed, and empty them."""
     measures = ", ".join(f"{m} bigint" for m in MEASURES)
+    perf = ", ".join(f"{c} smallint" for c in PERF_STAGE_COLUMNS)
+    ensure_detail_stage(conn)
     if conn.dialect.name == "postgresql":
         # ON COMMIT DELETE ROWS empties them at commit; a rolled-back batch leaves nothing either.
         conn.exec_driver_sql(
-            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE generations, bucket smallint, ord bigserial) "
+            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE generations, bucket smallint, {perf}, ord bigserial) "
             "ON COMMIT DELETE ROWS")
         # Text sorts bytewise (COLLATE "C"): see rollup_statements.
         text = 'text COLLATE "C"'
@@ -227,7 +231,7 @@ def ensure_stage(conn: Connection) -> None:
         conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {DM} (day date, model {text}, provider {text}, "
                              f"{measures}) ON COMMIT DELETE ROWS")
         return
-    conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({', '.join(COLUMNS)}, bucket)")
+    conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({', '.join(_STAGE_COLUMNS)})")
     conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {CELLS} (hour, {', '.join(_CELL_DIMS)}, {measures})")
     conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {DM} (day, model, provider, {measures})")
     for table in (STAGE, CELLS, DM):
