@@ -29,14 +29,17 @@ from tollway.analytics.attribution import Attribution
 from tollway.analytics.query_spec import METRICS, AnalyticsQuery, Filter, QueryError
 from tollway.ledger import schema
 from tollway.ledger.apps import app_categories, app_titles, known_agent_categories
-from tollway.ledger.detail import (
+from tollway.ledger.definitions import (
     DETAIL_DIMS,
     DETAIL_MEASURES,
     MEASURE_NAMES,
     MODEL_DIMS,
     PERF_DIMS,
     PERF_METRICS,
+    bucket_bounds,
     perf_buckets,
+)
+from tollway.ledger.detail import (
     usage_daily_detail,
     usage_daily_model_detail,
     usage_daily_perf,
@@ -44,7 +47,6 @@ from tollway.ledger.detail import (
     usage_hourly_perf,
 )
 from tollway.ledger.records import COLUMNS, GenerationRecord
-from tollway.ledger.rollups import bucket_bounds
 
 # Dimension -> the cube column it is derived from.
 SOURCE: Mapping[str, str] = {
@@ -243,13 +245,14 @@ def _percentile(hist: Mapping[tuple[str, int], int], metric: str, quantile: floa
         return None
     rank = quantile * total
     seen = 0
+    chosen = counts[-1][0]
     for bucket, n in counts:
         seen += n
         if seen >= rank:
-            lo, hi = bucket_bounds(bucket)
-            return (lo + hi) / 2
-    lo, hi = bucket_bounds(counts[-1][0])
-    return (lo + hi) / 2
+            chosen = bucket
+            break
+    lo, hi = bucket_bounds(chosen)
+    return float(lo + hi) / 2
 
 
 def _ratio(num: int, den: int, scale: float = 1.0) -> float | None:

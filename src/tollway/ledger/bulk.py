@@ -31,7 +31,8 @@ from typing import Any
 import orjson
 from sqlalchemy import BigInteger, Boolean, Connection, DateTime, Integer, String, Text
 
-from tollway.ledger.detail import PERF_STAGE_COLUMNS, detail_statements, ensure_detail_stage, perf_buckets
+from tollway.ledger.definitions import DIMENSIONS, LEDGER_MEASURES, PERF_STAGE_COLUMNS, perf_buckets
+from tollway.ledger.detail import detail_statements, ensure_detail_stage
 from tollway.ledger.records import COLUMNS, GenerationRecord
 from tollway.ledger.rollups import (
     CUBES,
@@ -54,20 +55,10 @@ _PERF = tuple(COLUMNS.index(n) for n in ("status", "latency_ms", "ttft_ms", "com
 assert COLUMNS[_BOOLS:_BOOLS + 3] == ("streamed", "cancelled", "estimated")
 assert COLUMNS[_JSON_FROM:] == ("attempts", "extra")  # staged() relies on the JSON columns being last
 
-# Each measure as an expression over one staged row, in MEASURES order.
-_MEASURE_SQL = {
-    "requests": "CASE WHEN status = 'error' THEN 0 ELSE 1 END",
-    "errors": "CASE WHEN status = 'error' THEN 1 ELSE 0 END",
-    **{m: m for m in MEASURES[2:]},
-}
+# Each measure and dimension as an expression over one staged row (tollway.ledger.definitions).
+_MEASURE_SQL = {m.name: m.sql for m in LEDGER_MEASURES}
 assert tuple(_MEASURE_SQL) == MEASURES
-
-_DIM_SQL = {
-    "model": "model",
-    "provider": "coalesce(provider, '')",
-    "app": "coalesce(nullif(app, ''), nullif(app_title, ''), '')",  # record.app or record.app_title or ""
-    "key_id": "coalesce(key_id, '')",
-}
+_DIM_SQL = {name: DIMENSIONS[name].sql for name in ("model", "provider", "app", "key_id")}
 _GRAIN_SQL = {
     "sqlite": {
         "hour": "substr(created_at, 1, 13) || ':00:00.000000'",
@@ -186,31 +177,24 @@ def per_record_sums(records: Sequence[GenerationRecord]) -> RollupDelta:
     delta = RollupDelta()
     hist, sessions = delta.hist, delta.sessions
     batch = GATEWAY_BATCH
+    measures = [m.py for m in LEDGER_MEASURES]
     for r in records:
-        error = r.status == "error"
         at = r.created_at
-        if not error:
+        if r.status != "error":
             hkey = (at.date(), r.model, token_bucket(r.prompt_tokens + r.completion_tokens), batch)
             hist[hkey] = hist.get(hkey, 0) + 1
         if r.session_id:
             skey = (r.session_id, batch)
             sess = sessions.get(skey)
             if sess is None:
-                sessions[skey] = [r.key_id or "", at, at, 0 if error else 1, 1 if error else 0, r.prompt_tokens,
-                                  r.completion_tokens, r.reasoning_tokens, r.cached_tokens, r.cache_write_tokens,
-                                  r.cost_nanousd]
+                sessions[skey] = [r.key_id or "", at, at, *(m(r) for m in measures)]
                 continue
             if at < sess[1]:
                 sess[0], sess[1] = r.key_id or "", at
             if at > sess[2]:
                 sess[2] = at
-            sess[4 if error else 3] += 1
-            sess[5] += r.prompt_tokens
-            sess[6] += r.completion_tokens
-            sess[7] += r.reasoning_tokens
-            sess[8] += r.cached_tokens
-            sess[9] += r.cache_write_tokens
-            sess[10] += r.cost_nanousd
+            for i, m in enumerate(measures, 3):
+                sess[i] += m(r)
     return delta
 
 
