@@ -83,6 +83,7 @@ def _routes() -> list[BaseRoute]:
     routes.extend(_key_routes())
     routes.extend(_catalog_routes())
     routes.extend(_analytics_routes())
+    routes.extend(_openrouter_analytics_routes())
     return routes
 
 
@@ -131,6 +132,13 @@ def _analytics_routes() -> list[BaseRoute]:
 
     return [Route(r.path, _admin_only(r.endpoint), methods=list(r.methods or ["GET"]))
             for r in analytics.routes]
+
+
+def _openrouter_analytics_routes() -> list[BaseRoute]:
+    """OpenRouter's analytics and datasets APIs; each handler scopes non-admin keys to their own traffic."""
+    from tollway.api import openrouter_analytics
+
+    return list(openrouter_analytics.routes)
 
 
 # The generation endpoints, dispatched without Starlette's router and middleware.  Agent

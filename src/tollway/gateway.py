@@ -41,6 +41,7 @@ from tollway.catalog.agents import AgentDirectory, load_agents  # issue 12: agen
 from tollway.config import Settings
 from tollway.embeddings import estimate_input_tokens, validate_embeddings_body  # issue 5
 from tollway.errors import AllAttemptsFailed, BadRequest, ServiceUnavailable, TollwayError, UpstreamError
+from tollway.ledger.apps import record_app_categories
 from tollway.ledger.bounds import bound_text, bounded_record
 from tollway.ledger.db import create_db_engine, migrate
 from tollway.ledger.journal import Journal, default_journal_dir
@@ -77,6 +78,7 @@ class RequestMeta:
     session_id: str | None = None
     api: str = "chat"
     extra: dict[str, Any] | None = None  # notes for the ledger record's extra (e.g. dropped tools)
+    categories: tuple[str, ...] = ()  # X-OpenRouter-Categories (tollway.ledger.apps)
 
 
 @dataclass(slots=True)
@@ -133,7 +135,8 @@ class Gateway:
                                    flush_interval_s=settings.ledger.flush_interval_ms / 1000,
                                    # Rollups are kept up to date in the same transaction as
                                    # the generations, so reports never read the raw ledger.
-                                   hooks=(apply_rollups, *hooks), journal=Journal(journal_dir(settings)),
+                                   hooks=(apply_rollups, record_app_categories, *hooks),
+                                   journal=Journal(journal_dir(settings)),
                                    write_ahead=settings.ledger.write_ahead)
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
         self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin,
@@ -571,7 +574,7 @@ class Gateway:
             app_title=run.meta.app_title, session_id=run.meta.session_id, status="error",
             http_status=exc.status, streamed=run.body.get("stream") is True, api=run.meta.api,
             latency_ms=int((time.monotonic() - run.started) * 1000), error=exc.message[:2000],
-            attempts=run.attempts or None, extra=run.meta.extra,
+            attempts=run.attempts or None, extra=_analytics_extra(run),
         )))
         if run.hold is not None:
             self.limits.release(run.hold)
@@ -594,7 +597,7 @@ class Gateway:
             ttft_ms=int(ttft_s * 1000) if ttft_s is not None else None, api=run.meta.api, error=error,
             # One attempt is the row itself (provider, upstream model, status, latency), so
             # only fallbacks keep the list: it was a third of a typical row's bytes.
-            attempts=run.attempts if len(run.attempts) > 1 else None, extra=run.meta.extra,
+            attempts=run.attempts if len(run.attempts) > 1 else None, extra=_analytics_extra(run),
         )))
         if run.hold is not None:
             self.limits.settle(run.hold, cost, usage.total_tokens)
@@ -648,3 +651,14 @@ def validate_chat_body(body: dict[str, Any]) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or not low <= value <= high):
             raise BadRequest(f"'{name}' must be a number between {low} and {high}", code=400)
+
+
+def _analytics_extra(run: _Run) -> dict[str, Any] | None:
+    """What analytics reads from ``extra``: the app's declared categories, the caller's ``user``."""
+    user = run.body.get("user")
+    extra: dict[str, Any] = dict(run.meta.extra or {})  # notes such as dropped tools
+    if run.meta.categories:
+        extra["categories"] = list(run.meta.categories)
+    if isinstance(user, str) and user:
+        extra["user"] = user[:200]
+    return extra or None

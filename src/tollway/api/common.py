@@ -11,6 +11,7 @@ from starlette.types import Receive, Scope, Send
 
 from tollway.errors import BadRequest, PayloadTooLarge
 from tollway.gateway import Gateway, RequestMeta
+from tollway.ledger.apps import parse_categories
 from tollway.ledger.bounds import bound_text
 
 
@@ -63,7 +64,8 @@ def request_meta(request: Request, api: str) -> RequestMeta:
         title = title if (app or title) else agent.name
         session = session or agent.session_id(headers)
     return RequestMeta(app=bound_text("app", app), app_title=bound_text("app_title", title),
-                       session_id=bound_text("session_id", session), api=api)
+                       session_id=bound_text("session_id", session), api=api,
+                       categories=tuple(parse_categories(headers.get("x-openrouter-categories"))))
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
