@@ -499,7 +499,10 @@ class Gateway:
         return error
 
     def _record_failure(self, run: _Run, exc: TollwayError, *, model: str, target: Target | None = None) -> None:
-        self.metrics.error(exc.status)
+        # Only catalog ids become label values: a client's made-up model name must not
+        # grow the metrics without bound.
+        self.metrics.error(exc.status, model=model if model in self.catalog.models else "(unknown)",
+                           provider=target.provider.name if target else "")
         self.writer.submit(GenerationRecord(
             id=run.generation_id, key_id=run.principal.key_id, created_at=run.created_at,
             model=model[:200] or "(none)", provider=target.provider.name if target else None,
