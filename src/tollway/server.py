@@ -13,7 +13,6 @@ from tollway.cli.common import open_ledger, port_is_taken, port_taken_message, s
 from tollway.config import Settings
 
 
-
 def run_server(config: str | None, *, host: str, port: int, workers: int, log_level: str) -> None:
     import uvicorn
 

@@ -104,7 +104,7 @@ async def _main(options: Any, *, serve: bool, json_out: Path | None) -> None:
                       f"completion of the answered ones)")
         reports = await asyncio.to_thread(report.collect, run.config_path)
         report.render(reports, console)
-        charts = await asyncio.to_thread(report.write_charts, reports, run.data_dir)
+        charts = await asyncio.to_thread(report.write_charts, reports, run.data_dir, run.config_path)
         for path in charts:
             console.print(f"chart: {_shown(path)}")
         if json_out is not None:

@@ -21,7 +21,6 @@ from tollway.cli.common import config_option, open_ledger, settings_or_exit
 from tollway.cli.report_tables import human_tokens, pct
 
 
-
 class DimensionChoice(click.Choice):  # type: ignore[type-arg]
     """The dimensions, listed once in --help; ``user_country`` is accepted for ``user-country``."""
 
@@ -104,9 +103,9 @@ def rankings(config: str | None, by: str, period: str, start: date | None, end: 
     except (ReportError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if png is not None:
-        from tollway.analytics.charts import render_png
+        from tollway.analytics.charts import origins_from_catalog, render_png
 
-        render_png(doc, png)
+        render_png(doc, png, origins=origins_from_catalog(query.by, catalog))
     if as_json:
         _emit_json(doc)
         return
