@@ -51,7 +51,7 @@ def _emit_json(doc: dict[str, Any]) -> None:
 
 @click.group()
 def report() -> None:
-    """Usage analytics: rankings by model, author, origin...; what-if cost; task sizes."""
+    """Usage analytics: rankings (by model, author, origin and more), what-if cost, task sizes."""
 
 
 @report.command()
