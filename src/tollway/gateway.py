@@ -566,10 +566,13 @@ class Gateway:
         return error
 
     def _record_failure(self, run: _Run, exc: TollwayError, *, model: str, target: Target | None = None) -> None:
-        self.metrics.error(exc.status)
+        # Only catalog ids become label values: a client's made-up model name must not
+        # grow the metrics without bound.
+        self.metrics.error(exc.status, model=model if model in self.catalog.models else "(unknown)",
+                           provider=target.provider.name if target else "")
         self.writer.submit(bounded_record(GenerationRecord(
             id=run.generation_id, key_id=run.principal.key_id, created_at=run.created_at,
-            model=model, provider=target.provider.name if target else None,
+            model=model or "(none)", provider=target.provider.name if target else None,
             upstream_model=target.endpoint.model if target else None, app=run.meta.app,
             app_title=run.meta.app_title, session_id=run.meta.session_id, status="error",
             http_status=exc.status, streamed=run.body.get("stream") is True, api=run.meta.api,
