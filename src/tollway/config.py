@@ -222,6 +222,16 @@ class ResponsesSettings(_Frozen):
     store_default: bool = True  # when a request omits ``store`` (OpenAI's default is true)
 
 
+class ConsoleSettings(_Frozen):
+    """The web console at ``/console`` (see ``tollway.console``)."""
+
+    enabled: bool = True
+    public_rankings: bool = False  # the rankings page (model-level data only) without logging in
+    session_ttl_s: float = Field(default=12 * 3600, gt=0)  # a session's lifetime since log-in
+    max_sessions: int = Field(default=10_000, ge=1)  # per process; the oldest go first
+    rankings_cache_s: float = Field(default=30.0, ge=0)  # rankings answers reused per viewer and query; 0: off
+
+
 class Settings(_Frozen):
     """The whole configuration, validated."""
 
@@ -240,6 +250,7 @@ class Settings(_Frozen):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     source_path: str | None = Field(default=None, exclude=True)
 
     @field_validator("redis")
