@@ -157,7 +157,8 @@ def test_query_by_model_and_day_matches_the_ledger(env: Env) -> None:
         "sum(CASE WHEN status <> 'error' THEN latency_ms ELSE 0 END) AS lat, "
         "sum(CASE WHEN status <> 'error' THEN 1 ELSE 0 END) AS ok FROM generations GROUP BY 1, 2")
     assert len(expected) == 28
-    for d, model, n, tok, cost, errs, fb, lat, ok in expected:
+    for d, model, *sums in expected:
+        n, tok, cost, errs, fb, lat, ok = map(int, sums)  # PostgreSQL's sums are Decimals
         row = got[(d, model)]
         assert row["request_count"] == n
         assert row["tokens_total"] == tok

@@ -29,7 +29,8 @@ from tollway.analytics import periods
 from tollway.analytics.query import Viewer
 from tollway.ledger import schema
 from tollway.ledger.apps import CATEGORIES, CATEGORY_GROUPS, app_categories, app_titles, known_agent_categories
-from tollway.ledger.detail import CONTEXT_BUCKETS, CONTEXT_TOP, usage_daily_detail
+from tollway.ledger.definitions import CONTEXT_BUCKETS, CONTEXT_TOP
+from tollway.ledger.detail import usage_daily_detail
 from tollway.ledger.rollups import day_of, usage_daily_app, usage_daily_model
 
 DATASET_FLOOR = date(2025, 1, 1)

@@ -26,22 +26,27 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from tollway.analytics.attribution import Attribution
-from tollway.analytics.query_spec import METRICS, AnalyticsQuery, Filter
+from tollway.analytics.query_spec import METRICS, AnalyticsQuery, Filter, QueryError
 from tollway.ledger import schema
 from tollway.ledger.apps import app_categories, app_titles, known_agent_categories
-from tollway.ledger.detail import (
+from tollway.ledger.definitions import (
     DETAIL_DIMS,
     DETAIL_MEASURES,
     MEASURE_NAMES,
+    MODEL_DIMS,
     PERF_DIMS,
-    PERF_VALUES,
+    PERF_METRICS,
+    bucket_bounds,
+    perf_buckets,
+)
+from tollway.ledger.detail import (
     usage_daily_detail,
+    usage_daily_model_detail,
     usage_daily_perf,
     usage_hourly_detail,
     usage_hourly_perf,
 )
 from tollway.ledger.records import COLUMNS, GenerationRecord
-from tollway.ledger.rollups import bucket_bounds, token_bucket
 
 # Dimension -> the cube column it is derived from.
 SOURCE: Mapping[str, str] = {
@@ -52,6 +57,7 @@ SOURCE: Mapping[str, str] = {
     "generation_id": "id", "external_user": "user", "task": "session_id",
 }
 _PERF_COLUMNS = frozenset(d.name for d in PERF_DIMS)
+_MODEL_COLUMNS = frozenset(d.name for d in MODEL_DIMS)
 _M = {name: i for i, name in enumerate(MEASURE_NAMES)}
 
 
@@ -239,13 +245,14 @@ def _percentile(hist: Mapping[tuple[str, int], int], metric: str, quantile: floa
         return None
     rank = quantile * total
     seen = 0
+    chosen = counts[-1][0]
     for bucket, n in counts:
         seen += n
         if seen >= rank:
-            lo, hi = bucket_bounds(bucket)
-            return (lo + hi) / 2
-    lo, hi = bucket_bounds(counts[-1][0])
-    return (lo + hi) / 2
+            chosen = bucket
+            break
+    lo, hi = bucket_bounds(chosen)
+    return float(lo + hi) / 2
 
 
 def _ratio(num: int, den: int, scale: float = 1.0) -> float | None:
@@ -295,6 +302,10 @@ def run_query(conn: Connection, query: AnalyticsQuery, viewer: Viewer, attributi
 def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer: Answer) -> None:
     wants_sums = any(METRICS[m].percentile is None for m in query.metrics)
     wants_hist = any(METRICS[m].percentile is not None for m in query.metrics)
+    if wants_hist and not viewer.is_admin:
+        raise QueryError("metrics: percentiles are kept by model and provider over every key's traffic, so only "
+                         "the admin key can query them beyond 3 hours; narrow time_range to 3 hours or less, or "
+                         "drop the percentile metrics")
     if wants_hist and not set(answer.sources) <= _PERF_COLUMNS:
         extra = sorted(set(answer.sources) - _PERF_COLUMNS)[0]
         field = next(d for d in (*query.dimensions, *(f.field for f in query.filters)) if SOURCE[d] == extra)
@@ -302,7 +313,9 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
     hourly_only = query.granularity == "hour"
     for grain, lo, hi in _segments(query.start, query.end, hourly_only):
         if wants_sums:
-            table = usage_hourly_detail if grain == "hour" else usage_daily_detail
+            small = viewer.is_admin and set(answer.sources) <= _MODEL_COLUMNS
+            table = usage_hourly_detail if grain == "hour" else \
+                usage_daily_model_detail if small else usage_daily_detail
             _read(conn, table, grain, lo, hi, answer, viewer, perf=False)
         if wants_hist:
             table = usage_hourly_perf if grain == "hour" else usage_daily_perf
@@ -310,10 +323,8 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
 
 
 def raise_percentile_split(field: str) -> None:
-    from tollway.analytics.query_spec import QueryError
-
     raise QueryError(f"dimensions/filters: percentile metrics cannot be split or filtered by {field} "
-                     "(their histograms are kept by model, provider, app and key); drop the percentile "
+                     "(their histograms are kept by model and provider); drop the percentile "
                      f"metrics or {field}")
 
 
@@ -361,7 +372,7 @@ def _from_ledger(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer
         raw.update(id=record.id, user=str((record.extra or {}).get("user") or ""),
                    session_id=record.session_id or "")
         answer.add_sums(record.created_at, raw, [m.py(record) for m in DETAIL_MEASURES])
-        for v in PERF_VALUES:
-            value = v.py(record)
-            if value is not None:
-                answer.add_hist(record.created_at, raw, v.name, token_bucket(value), 1)
+        buckets = perf_buckets(record.status, record.latency_ms, record.ttft_ms, record.completion_tokens)
+        for metric, bucket in zip(PERF_METRICS, buckets, strict=True):
+            if bucket is not None:
+                answer.add_hist(record.created_at, raw, metric, bucket, 1)

@@ -7,7 +7,9 @@ time-to-first-token percentiles.  Those come from four tables:
 * ``usage_hourly_detail`` / ``usage_daily_detail``: period x model x provider x app x key x
   api x finish reason x context bucket, summing :data:`DETAIL_MEASURES` (the ledger's
   token and cost sums plus fallbacks, cache hits and latency/TTFT sums for averages).
-* ``usage_hourly_perf`` / ``usage_daily_perf``: period x model x provider x app x key x
+* ``usage_daily_model_detail``: day x model x provider, the same sums (the cube most
+  queries read).
+* ``usage_hourly_perf`` / ``usage_daily_perf``: period x model x provider x
   metric (``latency``, ``throughput``, ``ttft``) x log bucket (:func:`token_bucket`, 4
   buckets per doubling), counting requests: percentiles known to within one bucket.
 
@@ -19,7 +21,6 @@ Adding a dimension is adding one row to :data:`DETAIL_DIMS` (and a migration for
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -27,95 +28,19 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Connection, Date, DateTime, Integer, SmallInteger, String, Table
 
 from tollway.ledger import schema
+from tollway.ledger.definitions import (
+    DETAIL_DIMS,
+    DETAIL_MEASURES,
+    MEASURE_NAMES,
+    MODEL_DIMS,
+    PERF_DIMS,
+    PERF_METRICS,
+    PERF_STAGE_COLUMNS,
+    Expr,
+    perf_buckets,
+)
 from tollway.ledger.records import GenerationRecord
-from tollway.ledger.rollups import GATEWAY_BATCH, _sum_updates, _upsert, token_bucket
-
-
-@dataclass(frozen=True, slots=True)
-class Expr:
-    """One value derived from a generation: in Python (live path) and in SQL (bulk path)."""
-
-    name: str
-    py: Callable[[GenerationRecord], Any]
-    sql: str
-    length: int = 0  # for text dimensions: the column's length
-
-
-# Context buckets as OpenRouter's rankings name them: the prompt size they are at most.
-CONTEXT_BUCKETS = (("1K", 1_000), ("10K", 10_000), ("100K", 100_000), ("1M", 1_000_000))
-CONTEXT_TOP = "10M"
-
-
-def context_bucket(prompt_tokens: int) -> str:
-    """OpenRouter's context-length bucket of a request's prompt size."""
-    for label, limit in CONTEXT_BUCKETS:
-        if prompt_tokens <= limit:
-            return label
-    return CONTEXT_TOP
-
-
-_CONTEXT_SQL = ("CASE " + " ".join(f"WHEN prompt_tokens <= {limit} THEN '{label}'" for label, limit in
-                                   CONTEXT_BUCKETS) + f" ELSE '{CONTEXT_TOP}' END")
-
-
-def _ok(r: GenerationRecord) -> bool:
-    return r.status != "error"
-
-
-DETAIL_DIMS = (
-    Expr("model", lambda r: r.model, "model", 200),
-    Expr("provider", lambda r: r.provider or "", "coalesce(provider, '')", 100),
-    Expr("app", lambda r: r.app or r.app_title or "", "coalesce(nullif(app, ''), nullif(app_title, ''), '')", 500),
-    Expr("key_id", lambda r: r.key_id or "", "coalesce(key_id, '')", 40),
-    Expr("api", lambda r: r.api or "", "coalesce(api, '')", 20),
-    Expr("finish_reason", lambda r: r.finish_reason or "", "coalesce(finish_reason, '')", 40),
-    Expr("context_bucket", lambda r: context_bucket(r.prompt_tokens), _CONTEXT_SQL, 8),
-)
-PERF_DIMS = DETAIL_DIMS[:4]  # percentiles split by model, provider, app and key
-
-_TIMED = "CASE WHEN status <> 'error' AND latency_ms IS NOT NULL THEN 1 ELSE 0 END"
-_WITH_TTFT = "CASE WHEN status <> 'error' AND ttft_ms IS NOT NULL THEN 1 ELSE 0 END"
-DETAIL_MEASURES = (
-    Expr("requests", lambda r: 1 if _ok(r) else 0, "CASE WHEN status = 'error' THEN 0 ELSE 1 END"),
-    Expr("errors", lambda r: 0 if _ok(r) else 1, "CASE WHEN status = 'error' THEN 1 ELSE 0 END"),
-    Expr("prompt_tokens", lambda r: r.prompt_tokens, "prompt_tokens"),
-    Expr("completion_tokens", lambda r: r.completion_tokens, "completion_tokens"),
-    Expr("reasoning_tokens", lambda r: r.reasoning_tokens, "reasoning_tokens"),
-    Expr("cached_tokens", lambda r: r.cached_tokens, "cached_tokens"),
-    Expr("cache_write_tokens", lambda r: r.cache_write_tokens, "cache_write_tokens"),
-    Expr("cost_nanousd", lambda r: r.cost_nanousd, "cost_nanousd"),
-    # The ledger keeps the attempt list only when a fallback happened.
-    Expr("fallbacks", lambda r: 1 if r.attempts else 0, "CASE WHEN attempts IS NOT NULL THEN 1 ELSE 0 END"),
-    Expr("cache_hits", lambda r: 1 if r.cached_tokens > 0 else 0, "CASE WHEN cached_tokens > 0 THEN 1 ELSE 0 END"),
-    Expr("cache_hit_cost", lambda r: r.cost_nanousd if r.cached_tokens > 0 else 0,
-         "CASE WHEN cached_tokens > 0 THEN cost_nanousd ELSE 0 END"),
-    Expr("timed", lambda r: 1 if _ok(r) and r.latency_ms is not None else 0, _TIMED),
-    Expr("latency_ms", lambda r: r.latency_ms or 0 if _ok(r) else 0,
-         "CASE WHEN status <> 'error' THEN coalesce(latency_ms, 0) ELSE 0 END"),
-    Expr("timed_tokens", lambda r: r.completion_tokens if _ok(r) and r.latency_ms is not None else 0,
-         f"CASE WHEN {_TIMED} = 1 THEN completion_tokens ELSE 0 END"),
-    Expr("with_ttft", lambda r: 1 if _ok(r) and r.ttft_ms is not None else 0, _WITH_TTFT),
-    Expr("ttft_ms", lambda r: r.ttft_ms or 0 if _ok(r) else 0,
-         "CASE WHEN status <> 'error' THEN coalesce(ttft_ms, 0) ELSE 0 END"),
-)
-MEASURE_NAMES = tuple(m.name for m in DETAIL_MEASURES)
-
-
-def _throughput(r: GenerationRecord) -> int | None:
-    """Completion tokens per second of a successful timed request (integer, as SQL computes it)."""
-    if not _ok(r) or not r.latency_ms:
-        return None
-    return r.completion_tokens * 1000 // r.latency_ms
-
-
-# Per-request values whose distributions are kept (None: the request has no such value).
-PERF_VALUES = (
-    Expr("latency", lambda r: r.latency_ms if _ok(r) else None,
-         "CASE WHEN status <> 'error' THEN latency_ms END"),
-    Expr("throughput", _throughput,
-         "CASE WHEN status <> 'error' AND latency_ms > 0 THEN completion_tokens * 1000 / latency_ms END"),
-    Expr("ttft", lambda r: r.ttft_ms if _ok(r) else None, "CASE WHEN status <> 'error' THEN ttft_ms END"),
-)
+from tollway.ledger.rollups import GATEWAY_BATCH, ROLLUP_INPUT_SQL, _sum_updates, _upsert
 
 
 def _table(name: str, grain: str, dims: tuple[Expr, ...], extra: list[Column[Any]], measures: tuple[str, ...]
@@ -138,21 +63,32 @@ def _perf_keys() -> list[Column[Any]]:
 
 usage_hourly_detail = _table("usage_hourly_detail", "hour", DETAIL_DIMS, [], MEASURE_NAMES)
 usage_daily_detail = _table("usage_daily_detail", "day", DETAIL_DIMS, [], MEASURE_NAMES)
+# The small daily cube of the common questions (by model or provider, any metric but the
+# splits by app, key, api, finish reason or context): a few hundred rows a day.
+usage_daily_model_detail = _table("usage_daily_model_detail", "day", MODEL_DIMS, [], MEASURE_NAMES)
 usage_hourly_perf = _table("usage_hourly_perf", "hour", PERF_DIMS, _perf_keys(), ("requests",))
 usage_daily_perf = _table("usage_daily_perf", "day", PERF_DIMS, _perf_keys(), ("requests",))
 
 
 @dataclass(frozen=True, slots=True)
 class DetailCube:
+    """An analytics cube: its dimensions are a prefix of :data:`DETAIL_DIMS` (hourly cubes: all of
+    their kind's), so the live path slices one tuple and the bulk path re-sums the batch's cells."""
+
     table: Table
     grain: str  # hour | day
     dims: tuple[Expr, ...]
     perf: bool  # a histogram (metric, bucket -> requests) rather than a sum of measures
 
+    def __post_init__(self) -> None:
+        assert self.dims == DETAIL_DIMS[:len(self.dims)]
+        assert self.grain == "day" or self.dims == (PERF_DIMS if self.perf else DETAIL_DIMS)
+
 
 DETAIL_CUBES = (
     DetailCube(usage_hourly_detail, "hour", DETAIL_DIMS, False),
     DetailCube(usage_daily_detail, "day", DETAIL_DIMS, False),
+    DetailCube(usage_daily_model_detail, "day", MODEL_DIMS, False),
     DetailCube(usage_hourly_perf, "hour", PERF_DIMS, True),
     DetailCube(usage_daily_perf, "day", PERF_DIMS, True),
 )
@@ -178,13 +114,14 @@ class DetailDelta:
     def add_record(self, record: GenerationRecord) -> None:
         dims = tuple(d.py(record) for d in DETAIL_DIMS)
         measures = [m.py(record) for m in DETAIL_MEASURES]
-        perf = [(v.name, v.py(record)) for v in PERF_VALUES]
+        perf = list(zip(PERF_METRICS, perf_buckets(record.status, record.latency_ms, record.ttft_ms,
+                                               record.completion_tokens), strict=True))
         for cube, acc in zip(DETAIL_CUBES, self.cells, strict=True):
             head = (_period(record.created_at, cube.grain), *dims[:len(cube.dims)])
             if cube.perf:
-                for metric, value in perf:
-                    if value is not None:
-                        key = (*head, metric, token_bucket(value), GATEWAY_BATCH)
+                for metric, bucket in perf:
+                    if bucket is not None:
+                        key = (*head, metric, bucket, GATEWAY_BATCH)
                         cell = acc.get(key)
                         if cell is None:
                             acc[key] = [1]
@@ -222,47 +159,70 @@ def apply_detail(conn: Connection, records: list[GenerationRecord]) -> None:
     delta.apply(conn)
 
 
-_GRAIN_SQL = {
-    ("sqlite", "hour"): "substr(created_at, 1, 13) || ':00:00.000000'",
-    ("sqlite", "day"): "substr(created_at, 1, 10)",
-    ("postgresql", "hour"): "date_trunc('hour', created_at)",
-    ("postgresql", "day"): "created_at::date",
-}
+_HOUR_SQL = {"sqlite": "substr(created_at, 1, 13) || ':00:00.000000'", "postgresql": "date_trunc('hour', created_at)"}
+_DAY_FROM_HOUR_SQL = {"sqlite": "substr(hour, 1, 10)", "postgresql": "hour::date"}
+DETAIL_CELLS = "tollway_stage_detail"
+PERF_CELLS = "tollway_stage_perf"
+
+
+def ensure_detail_stage(conn: Connection) -> None:
+    """This connection's TEMP tables for a batch's hourly cells (created once, emptied per batch)."""
+    dims = ", ".join(f"{d.name} text" for d in DETAIL_DIMS)
+    perf_dims = ", ".join(f"{d.name} text" for d in PERF_DIMS)
+    measures = ", ".join(f"{m} bigint" for m in MEASURE_NAMES)
+    tables = {DETAIL_CELLS: f"hour timestamp, {dims}, {measures}",
+              PERF_CELLS: f"hour timestamp, {perf_dims}, metric text, bucket smallint, requests bigint"}
+    for name, columns in tables.items():
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DELETE ROWS")
+        else:
+            conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns})")
+            conn.exec_driver_sql(f"DELETE FROM temp.{name}")
 
 
 def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
-    """The bulk path: one ``INSERT ... SELECT ... GROUP BY ... ON CONFLICT`` per cube over the
-    staged rows, generated from the same :class:`Expr` rows as :class:`DetailDelta`."""
+    """The bulk path, generated from the same :class:`Expr` rows as :class:`DetailDelta`.
+
+    The staged batch is summed once into its hourly cells (one scan for the sums, one for
+    the three histograms, whose buckets were computed in Python while staging:
+    :func:`perf_buckets`); the hourly cubes take the cells as they are and the daily cubes
+    re-sum them.
+    """
     pg = dialect == "postgresql"
     kind = "postgresql" if pg else "sqlite"
     where = "" if pg else " WHERE true"  # SQLite: INSERT ... SELECT ... ON CONFLICT needs a WHERE
-    out = []
-    for cube in DETAIL_CUBES:
-        dims = [f'{d.sql} COLLATE "C"' if pg else d.sql for d in cube.dims]
-        keys = _key_columns(cube)
-        name = cube.table.name
-        if cube.perf:
-            log2 = "log(2, CAST(v AS numeric))" if pg else "log2(v)"
-            shift = f"(CAST(floor({log2}) AS INTEGER) - 2)"
-            bucket = f"CASE WHEN v < 8 THEN v ELSE {shift} * 4 + (v >> {shift}) END"
-            dim_names = [d.name for d in cube.dims]
-            parts = " UNION ALL ".join(
-                f"SELECT {_GRAIN_SQL[(kind, cube.grain)]} AS t, "
-                + ", ".join(f"{sql} AS {n}" for sql, n in zip(dims, dim_names, strict=True))
-                + f", '{v.name}' AS metric, CAST({v.sql} AS BIGINT) AS v FROM {stage}"
-                for v in PERF_VALUES)
-            group = ", ".join(str(i + 1) for i in range(len(keys) - 1))
-            select = (f"SELECT t, {', '.join(dim_names)}, metric, {bucket}, {GATEWAY_BATCH}, count(*) "
-                      f"FROM ({parts}) p WHERE v IS NOT NULL GROUP BY {group}")
-            measures: tuple[str, ...] = ("requests",)
-        else:
-            sums = ", ".join(f"sum({m.sql})" for m in DETAIL_MEASURES)
-            select = (f"SELECT {_GRAIN_SQL[(kind, cube.grain)]}, {', '.join(dims)}, {GATEWAY_BATCH}, {sums} "
-                      f"FROM {stage}{where} GROUP BY {', '.join(str(i + 1) for i in range(len(keys) - 1))}")
-            measures = MEASURE_NAMES
-        order = ", ".join(str(i + 1) for i in range(len(keys)))
-        updates = ", ".join(_sum_updates(cube.table, measures))
-        out.append((name, f"INSERT INTO {name} ({', '.join((*keys, *measures))}) {select} ORDER BY {order} "
-                          f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"))
-    return out
 
+    def text(sql: str) -> str:
+        return f'{sql} COLLATE "C"' if pg else sql  # bytewise, the order the live path sorts in
+
+    def numbers(n: int) -> str:
+        return ", ".join(str(i + 1) for i in range(n))
+
+    names = [d.name for d in DETAIL_DIMS]
+    perf_names = [d.name for d in PERF_DIMS]
+    sums = ", ".join(f"sum({m.sql})" for m in DETAIL_MEASURES)
+    out = [(DETAIL_CELLS, f"INSERT INTO {DETAIL_CELLS} SELECT {_HOUR_SQL[kind]}, "
+                          f"{', '.join(text(d.sql) for d in DETAIL_DIMS)}, {sums} FROM {stage} "
+                          f"WHERE {ROLLUP_INPUT_SQL} GROUP BY {numbers(1 + len(names))}")]
+    perf_dims = ", ".join(f"{text(d.sql)} AS {d.name}" for d in PERF_DIMS)
+    unpivot = " UNION ALL ".join(f"SELECT {_HOUR_SQL[kind]} AS hour, {perf_dims}, '{m}' AS metric, "
+                                 f"{col} AS bucket FROM {stage} WHERE {col} IS NOT NULL AND {ROLLUP_INPUT_SQL}"
+                                 for m, col in zip(PERF_METRICS, PERF_STAGE_COLUMNS, strict=True))
+    out.append((PERF_CELLS, f"INSERT INTO {PERF_CELLS} SELECT hour, {', '.join(perf_names)}, metric, bucket, count(*) "
+                            f"FROM ({unpivot}) p GROUP BY {numbers(3 + len(perf_names))}"))
+    for cube in DETAIL_CUBES:
+        keys = _key_columns(cube)
+        measures: tuple[str, ...] = ("requests",) if cube.perf else MEASURE_NAMES
+        source = PERF_CELLS if cube.perf else DETAIL_CELLS
+        dims = [d.name for d in cube.dims] + (["metric", "bucket"] if cube.perf else [])
+        if cube.grain == "hour":
+            select = f"SELECT hour, {', '.join(dims)}, {GATEWAY_BATCH}, {', '.join(measures)} FROM {source}{where}"
+        else:
+            select = (f"SELECT {_DAY_FROM_HOUR_SQL[kind]}, {', '.join(dims)}, {GATEWAY_BATCH}, "
+                      f"{', '.join(f'sum({m})' for m in measures)} FROM {source}{where} "
+                      f"GROUP BY {numbers(1 + len(dims))}")
+        updates = ", ".join(_sum_updates(cube.table, measures))
+        name = cube.table.name
+        out.append((name, f"INSERT INTO {name} ({', '.join((*keys, *measures))}) {select} "
+                          f"ORDER BY {numbers(len(keys))} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"))
+    return out
