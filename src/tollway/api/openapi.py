@@ -138,7 +138,32 @@ def _paths() -> dict[str, Any]:
                                                [_FROM, _TO, _TOP])
     paths["/api/v1/analytics/requests"] = _report("tokens per request: percentiles and histogram",
                                                   [_FROM, _TO, _query("model", "only this model")])
+    paths.update(_console_paths())
     return paths
+
+
+def _console_paths() -> dict[str, Any]:
+    """The web console's JSON routes (``tollway.console.data``): any key, scoped to its own traffic."""
+    key = _query("key", "only this key id (admin; any other key always gets its own)")
+
+    def get(summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"get": _get(summary, "console", {"type": "object"}, security=_KEY_AUTH, parameters=parameters,
+                            errors=(400, 401, 403, 503))}
+
+    return {
+        "/": {"get": {"summary": "redirects to the web console", "tags": ["console"], "security": [],
+                      "responses": {"307": {"description": "to /console"}}}},
+        "/api/v1/console/activity": get("requests, tokens and cost per day", [_FROM, _TO, key]),
+        "/api/v1/console/generations": get("the generation log, newest first", [
+            _query("model", "only this model"), _query("app", "only this app (URL or title)"),
+            _query("task", "only this task (session id)"), key,
+            _query("before", "page back: generations created before this ISO 8601 time",
+                   {"type": "string", "format": "date-time"}),
+            _query("limit", "rows per page", {"type": "integer", "minimum": 1, "maximum": 500})]),
+        "/api/v1/console/tasks": get("agent tasks (session ids) by size", [_FROM, _TO, key, _query(
+            "top", "tasks to return", {"type": "integer", "minimum": 1, "maximum": 500})]),
+        "/api/v1/console/providers": get("circuit state, uptime, latency and throughput per endpoint", []),
+    }
 
 
 def _admin_paths() -> dict[str, Any]:
