@@ -387,3 +387,29 @@ def test_february_2026_figures_through_rankings_daily(env: Env, tmp_path: Path) 
     assert by_country[("2026-02-09", "CN")] > by_country[("2026-02-09", "US")]
     assert by_country[("2026-02-16", "CN")] > by_country[("2026-02-16", "US")]
     assert [item.model_permaslug for item in doc.data if item.date_ == "2026-02-16"][-1] == "other"
+
+
+def test_every_endpoint_through_the_async_sdk(env: Env) -> None:
+    """The async client against the same server: each call parses, and matches the sync answer."""
+    window = {"start_date": "2026-02-09", "end_date": "2026-02-22"}
+
+    async def go() -> tuple[Any, ...]:
+        async with env.client(ADMIN) as client:
+            return await asyncio.gather(
+                client.analytics.get_analytics_meta_async(),
+                client.analytics.get_user_activity_async(),
+                client.analytics.query_analytics_async(metrics=["tokens_total"], dimensions=["provider"],
+                                                       time_range=RANGE),
+                client.datasets.get_rankings_daily_async(**window),
+                client.datasets.get_app_rankings_async(**window),
+                client.datasets.get_session_cost_async())
+
+    meta, activity, query_doc, rankings, apps, sessions = asyncio.run(go())
+    sync = env.client(ADMIN)
+    assert len(meta.data.metrics) == len(sync.analytics.get_analytics_meta().data.metrics)
+    assert activity.data == sync.analytics.get_user_activity().data
+    assert query_doc.data.metadata.row_count == 2  # anthropic and minimax
+    assert rankings.data == sync.datasets.get_rankings_daily(**window).data
+    assert [a.app_name for a in apps.result.data] == [a.app_name for a in
+                                                      sync.datasets.get_app_rankings(**window).result.data]
+    assert sessions.result.meta.window_days == 30

@@ -167,11 +167,14 @@ PERF_CELLS = "tollway_stage_perf"
 
 def ensure_detail_stage(conn: Connection) -> None:
     """This connection's TEMP tables for a batch's hourly cells (created once, emptied per batch)."""
-    dims = ", ".join(f"{d.name} text" for d in DETAIL_DIMS)
-    perf_dims = ", ".join(f"{d.name} text" for d in PERF_DIMS)
+    # Bytewise text on PostgreSQL (COLLATE "C"), as bulk.ensure_stage: the daily re-sums group
+    # and sort these columns, several times cheaper than under a locale collation.
+    text = 'text COLLATE "C"' if conn.dialect.name == "postgresql" else "text"
+    dims = ", ".join(f"{d.name} {text}" for d in DETAIL_DIMS)
+    perf_dims = ", ".join(f"{d.name} {text}" for d in PERF_DIMS)
     measures = ", ".join(f"{m} bigint" for m in MEASURE_NAMES)
     tables = {DETAIL_CELLS: f"hour timestamp, {dims}, {measures}",
-              PERF_CELLS: f"hour timestamp, {perf_dims}, metric text, bucket smallint, requests bigint"}
+              PERF_CELLS: f"hour timestamp, {perf_dims}, metric {text}, bucket smallint, requests bigint"}
     for name, columns in tables.items():
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DELETE ROWS")
