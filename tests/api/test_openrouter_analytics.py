@@ -413,3 +413,30 @@ def test_every_endpoint_through_the_async_sdk(env: Env) -> None:
     assert [a.app_name for a in apps.result.data] == [a.app_name for a in
                                                       sync.datasets.get_app_rankings(**window).result.data]
     assert sessions.result.meta.window_days == 30
+
+
+def test_long_ranges_read_whole_months_and_match_the_ledger(env: Env) -> None:
+    """A range over whole and partial months (monthly, daily and hourly cubes together)."""
+    start = datetime(2025, 12, 20, 7)
+    with ledger(env.database) as engine:
+        write(engine, [record(700_000 + i, start + timedelta(hours=13 * i), CHINA if i % 3 else US,
+                              provider="minimax", key_id=env.bob_id, prompt_tokens=100 + i, completion_tokens=i,
+                              latency_ms=100 + 10 * i, cost_nanousd=1000 * i) for i in range(200)])
+    window = {"start": "2025-12-21T05:00:00Z", "end": "2026-03-02T11:00:00Z"}
+    a, b = datetime(2025, 12, 21, 5), datetime(2026, 3, 2, 11)
+    for granularity in (None, "month"):
+        body: dict[str, Any] = {"metrics": ["tokens_total", "total_usage", "p50_latency"], "dimensions": ["model"],
+                                "time_range": window, **({"granularity": granularity} if granularity else {})}
+        got = {(r.get("date__month", "")[:7], r["model"]): r for r in query(env, **body)["data"]}
+        month = "substr(CAST(created_at AS TEXT), 1, 7)" if granularity else "''"
+        expected = env.sql(f"SELECT {month}, model, sum(prompt_tokens + completion_tokens), sum(cost_nanousd) "
+                           "FROM generations WHERE created_at >= :a AND created_at < :b GROUP BY 1, 2", a=a, b=b)
+        assert {k: (r["tokens_total"], r["total_usage"]) for k, r in got.items()} == \
+            {(m, model): (int(t), pytest.approx(int(c) / 1e9)) for m, model, t, c in expected}
+        for (m, model), row in got.items():
+            lat = sorted(int(x) for (x,) in env.sql(
+                f"SELECT latency_ms FROM generations WHERE created_at >= :a AND created_at < :b AND model = :model "
+                f"AND {month} = :m AND status <> 'error' AND latency_ms IS NOT NULL", a=a, b=b, model=model, m=m))
+            median = lat[(len(lat) + 1) // 2 - 1]
+            lo, hi = bucket_bounds(token_bucket(median))
+            assert lo <= row["p50_latency"] <= hi

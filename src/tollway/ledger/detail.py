@@ -9,6 +9,8 @@ time-to-first-token percentiles.  Those come from four tables:
   token and cost sums plus fallbacks, cache hits and latency/TTFT sums for averages).
 * ``usage_daily_model_detail``: day x model x provider, the same sums (the cube most
   queries read).
+* ``usage_monthly_model_detail`` / ``usage_monthly_perf``: the same by month, for the
+  whole months of long ranges.
 * ``usage_hourly_perf`` / ``usage_daily_perf``: period x model x provider x
   metric (``latency``, ``throughput``, ``ttft``) x log bucket (:func:`token_bucket`, 4
   buckets per doubling), counting requests: percentiles known to within one bucket.
@@ -68,6 +70,9 @@ usage_daily_detail = _table("usage_daily_detail", "day", DETAIL_DIMS, [], MEASUR
 usage_daily_model_detail = _table("usage_daily_model_detail", "day", MODEL_DIMS, [], MEASURE_NAMES)
 usage_hourly_perf = _table("usage_hourly_perf", "hour", PERF_DIMS, _perf_keys(), ("requests",))
 usage_daily_perf = _table("usage_daily_perf", "day", PERF_DIMS, _perf_keys(), ("requests",))
+# Whole months of a long range: a year of these is a few thousand rows per model and provider.
+usage_monthly_model_detail = _table("usage_monthly_model_detail", "month", MODEL_DIMS, [], MEASURE_NAMES)
+usage_monthly_perf = _table("usage_monthly_perf", "month", PERF_DIMS, _perf_keys(), ("requests",))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +87,7 @@ class DetailCube:
 
     def __post_init__(self) -> None:
         assert self.dims == DETAIL_DIMS[:len(self.dims)]
-        assert self.grain == "day" or self.dims == (PERF_DIMS if self.perf else DETAIL_DIMS)
+        assert self.grain != "hour" or self.dims == (PERF_DIMS if self.perf else DETAIL_DIMS)
 
 
 DETAIL_CUBES = (
@@ -91,6 +96,8 @@ DETAIL_CUBES = (
     DetailCube(usage_daily_model_detail, "day", MODEL_DIMS, False),
     DetailCube(usage_hourly_perf, "hour", PERF_DIMS, True),
     DetailCube(usage_daily_perf, "day", PERF_DIMS, True),
+    DetailCube(usage_monthly_model_detail, "month", MODEL_DIMS, False),
+    DetailCube(usage_monthly_perf, "month", PERF_DIMS, True),
 )
 DETAIL_TABLES = tuple(c.table for c in DETAIL_CUBES)
 
@@ -102,7 +109,9 @@ def m007_analytics(conn: Connection) -> None:
 
 
 def _period(at: datetime, grain: str) -> date | datetime:
-    return at.replace(minute=0, second=0, microsecond=0) if grain == "hour" else at.date()
+    if grain == "hour":
+        return at.replace(minute=0, second=0, microsecond=0)
+    return at.date().replace(day=1) if grain == "month" else at.date()
 
 
 class DetailDelta:
@@ -160,7 +169,9 @@ def apply_detail(conn: Connection, records: list[GenerationRecord]) -> None:
 
 
 _HOUR_SQL = {"sqlite": "substr(created_at, 1, 13) || ':00:00.000000'", "postgresql": "date_trunc('hour', created_at)"}
-_DAY_FROM_HOUR_SQL = {"sqlite": "substr(hour, 1, 10)", "postgresql": "hour::date"}
+_FROM_HOUR_SQL = {("sqlite", "day"): "substr(hour, 1, 10)", ("postgresql", "day"): "hour::date",
+                  ("sqlite", "month"): "substr(hour, 1, 7) || '-01'",
+                  ("postgresql", "month"): "date_trunc('month', hour)::date"}
 DETAIL_CELLS = "tollway_stage_detail"
 PERF_CELLS = "tollway_stage_perf"
 
@@ -221,7 +232,7 @@ def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
         if cube.grain == "hour":
             select = f"SELECT hour, {', '.join(dims)}, {GATEWAY_BATCH}, {', '.join(measures)} FROM {source}{where}"
         else:
-            select = (f"SELECT {_DAY_FROM_HOUR_SQL[kind]}, {', '.join(dims)}, {GATEWAY_BATCH}, "
+            select = (f"SELECT {_FROM_HOUR_SQL[(kind, cube.grain)]}, {', '.join(dims)}, {GATEWAY_BATCH}, "
                       f"{', '.join(f'sum({m})' for m in measures)} FROM {source}{where} "
                       f"GROUP BY {numbers(1 + len(dims))}")
         updates = ", ".join(_sum_updates(cube.table, measures))
