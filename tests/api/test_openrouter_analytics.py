@@ -269,6 +269,13 @@ def test_rankings_daily_top_models_and_other(env: Env) -> None:
     assert all(v == 0 for k, v in got.items() if k[1] == "other")
     assert [r.model_permaslug for r in doc.data][-1] == "other"
     assert doc.meta.start_date == "2026-02-09"
+    # Another key sees its own traffic only.
+    own = env.client(env.alice).datasets.get_rankings_daily(start_date="2026-02-09", end_date="2026-02-15")
+    mine = env.sql("SELECT substr(CAST(created_at AS TEXT), 1, 10), model, sum(prompt_tokens + completion_tokens) "
+                   "FROM generations WHERE created_at < :b AND key_id = :k GROUP BY 1, 2", b=datetime(2026, 2, 16),
+                   k=env.alice_id)
+    assert {(r.date_, r.model_permaslug): int(r.total_tokens) for r in own.data if r.model_permaslug != "other"} \
+        == {(d, m): int(t) for d, m, t in mine}
 
 
 def test_activity_is_per_day_and_endpoint_for_the_caller(env: Env) -> None:

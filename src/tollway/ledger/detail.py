@@ -2,7 +2,7 @@
 
 ``/api/v1/analytics/query`` splits traffic by more than the ranking cubes keep (the API
 used, the finish reason, the prompt-size bucket) and reports latency, throughput and
-time-to-first-token percentiles.  Those come from four tables:
+time-to-first-token percentiles.  Those come from these tables:
 
 * ``usage_hourly_detail`` / ``usage_daily_detail``: period x model x provider x app x key x
   api x finish reason x context bucket, summing :data:`DETAIL_MEASURES` (the ledger's
@@ -15,10 +15,10 @@ time-to-first-token percentiles.  Those come from four tables:
   metric (``latency``, ``throughput``, ``ttft``) x log bucket (:func:`token_bucket`, 4
   buckets per doubling), counting requests: percentiles known to within one bucket.
 
-Every dimension and measure is one :class:`Expr` row below: a Python function of a
-:class:`GenerationRecord` (the live writer's path, :class:`DetailDelta`) and the SQL that
-computes the same value from a staged row (the bulk path, :func:`detail_statements`).
-Adding a dimension is adding one row to :data:`DETAIL_DIMS` (and a migration for its column).
+Their dimensions and measures are the :class:`~tollway.ledger.definitions.Expr` rows of
+:mod:`tollway.ledger.definitions`: the live writer's path (:class:`DetailDelta`) calls their
+Python, the bulk path (:func:`detail_statements`) generates SQL from their SQL.  Adding a
+dimension is one row in ``DETAIL_DIMS`` (and a migration for its column).
 """
 
 from __future__ import annotations
