@@ -447,3 +447,10 @@ def test_long_ranges_read_whole_months_and_match_the_ledger(env: Env) -> None:
             median = lat[(len(lat) + 1) // 2 - 1]
             lo, hi = bucket_bounds(token_bucket(median))
             assert lo <= row["p50_latency"] <= hi
+
+
+def test_weeks_start_on_monday_and_add_up(env: Env) -> None:
+    rows = query(env, metrics=["tokens_total"], granularity="week", time_range=RANGE)["data"]
+    assert [r["date__week"][:10] for r in rows] == ["2026-02-09", "2026-02-16"]
+    [(total,)] = env.sql("SELECT sum(prompt_tokens + completion_tokens) FROM generations")
+    assert sum(r["tokens_total"] for r in rows) == int(total)

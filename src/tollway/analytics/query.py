@@ -26,6 +26,7 @@ import orjson
 from sqlalchemy import BigInteger, Connection, cast, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from tollway.analytics import periods
 from tollway.analytics.attribution import Attribution
 from tollway.analytics.query_spec import METRICS, AnalyticsQuery, Filter, QueryError
 from tollway.ledger import schema
@@ -376,8 +377,14 @@ def _read(conn: Connection, table: Any, grain: str, lo: datetime, hi: datetime, 
     t = table.c[grain]
     bounds = (lo, hi) if grain == "hour" else (lo.date(), hi.date())
     cols = [table.c[c] for c in answer.sources]
-    timed = answer.query.granularity is not None
-    head: list[ColumnElement[Any]] = [t] if timed else []
+    granularity = answer.query.granularity
+    timed = granularity is not None
+    head: list[ColumnElement[Any]] = []
+    if granularity in ("day", "week", "month") and granularity != grain:
+        # Bucketed in SQL: a year by month is 12 rows per group, not 365.
+        head = [periods.bucket_expr(conn.dialect.name, t, granularity, is_date=grain != "hour")]
+    elif timed:
+        head = [t]
     if perf:
         tail = [table.c.metric, table.c.bucket]
         stmt = select(*head, *cols, *tail, cast(func.sum(table.c.requests), BigInteger))
