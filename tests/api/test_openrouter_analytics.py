@@ -454,3 +454,14 @@ def test_weeks_start_on_monday_and_add_up(env: Env) -> None:
     assert [r["date__week"][:10] for r in rows] == ["2026-02-09", "2026-02-16"]
     [(total,)] = env.sql("SELECT sum(prompt_tokens + completion_tokens) FROM generations")
     assert sum(r["tokens_total"] for r in rows) == int(total)
+
+
+def test_by_app_and_by_key_from_the_ranking_cubes(env: Env) -> None:
+    """Sum metrics by app or key alone read the small ranking cubes; the figures are the ledger's."""
+    by_app = query(env, metrics=["request_count", "total_usage"], dimensions=["app"], time_range=RANGE)["data"]
+    expected = env.sql("SELECT coalesce(app, app_title), count(*), sum(cost_nanousd) FROM generations GROUP BY 1")
+    assert {r["app_id"]: (r["request_count"], r["total_usage"]) for r in by_app} == \
+        {a: (int(n), pytest.approx(int(c) / 1e9)) for a, n, c in expected}
+    mine = query(env, env.bob, metrics=["tokens_prompt"], granularity="day", time_range=RANGE)["data"]
+    [(prompt,)] = env.sql("SELECT sum(prompt_tokens) FROM generations WHERE key_id = :k", k=env.bob_id)
+    assert sum(r["tokens_prompt"] for r in mine) == int(prompt) and len(mine) == 14

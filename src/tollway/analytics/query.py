@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Connection, cast, func, select
+from sqlalchemy import BigInteger, Connection, cast, func, literal, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from tollway.analytics import periods
@@ -51,6 +51,7 @@ from tollway.ledger.detail import (
     usage_monthly_perf,
 )
 from tollway.ledger.records import COLUMNS, GenerationRecord
+from tollway.ledger.rollups import GATEWAY_BATCH, usage_daily_app, usage_daily_key
 
 # Dimension -> the cube column it is derived from.
 SOURCE: Mapping[str, str] = {
@@ -62,6 +63,9 @@ SOURCE: Mapping[str, str] = {
 }
 _PERF_COLUMNS = frozenset(d.name for d in PERF_DIMS)
 _MODEL_COLUMNS = frozenset(d.name for d in MODEL_DIMS)
+# Metrics the ranking cubes' sums (requests, errors, tokens, cost) answer.
+_LEDGER_METRICS = frozenset({"request_count", "tokens_total", "tokens_prompt", "tokens_completion",
+                             "reasoning_tokens", "cached_tokens", "total_usage", "error_rate"})
 _M = {name: i for i, name in enumerate(MEASURE_NAMES)}
 
 
@@ -357,6 +361,11 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
     monthly = query.granularity in (None, "month")
     sums_tables = {"hour": usage_hourly_detail, "day": usage_daily_model_detail if small else usage_daily_detail,
                    "month": usage_monthly_model_detail}
+    if not small and set(query.metrics) <= _LEDGER_METRICS:
+        # The ranking cubes by key or by app are far smaller than the full analytics cube.
+        for table, column in ((usage_daily_key, "key_id"), (usage_daily_app, "app")):
+            if set(answer.sources) <= {column} and (viewer.is_admin or column == "key_id"):
+                sums_tables["day"] = table
     hist_tables = {"hour": usage_hourly_perf, "day": usage_daily_perf, "month": usage_monthly_perf}
     if wants_sums:
         for grain, lo, hi in _segments(query.start, query.end, hourly_only=hourly_only, monthly=monthly and small):
@@ -364,6 +373,10 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
     if wants_hist:
         for grain, lo, hi in _segments(query.start, query.end, hourly_only=hourly_only, monthly=monthly):
             _read(conn, hist_tables[grain], grain, lo, hi, answer, viewer, perf=True)
+
+
+_ANALYTICS_TABLES = frozenset({usage_hourly_detail, usage_daily_detail, usage_daily_model_detail,
+                               usage_monthly_model_detail})
 
 
 def raise_percentile_split(field: str) -> None:
@@ -390,8 +403,13 @@ def _read(conn: Connection, table: Any, grain: str, lo: datetime, hi: datetime, 
         stmt = select(*head, *cols, *tail, cast(func.sum(table.c.requests), BigInteger))
     else:
         tail = []
-        # Cast: PostgreSQL's sum of bigints is numeric (Decimal in Python).
-        stmt = select(*head, *cols, *[cast(func.sum(table.c[m]), BigInteger) for m in MEASURE_NAMES])
+        # Cast: PostgreSQL's sum of bigints is numeric (Decimal in Python).  A ranking cube has
+        # only the ledger's sums (the others read 0) and imported batches (left out, as the
+        # analytics cubes have none).
+        stmt = select(*head, *cols, *[cast(func.sum(table.c[m]), BigInteger) if m in table.c else literal(0)
+                                      for m in MEASURE_NAMES])
+        if "batch_id" in table.c and table not in _ANALYTICS_TABLES:
+            stmt = stmt.where(table.c.batch_id == GATEWAY_BATCH)
     stmt = stmt.where(t >= bounds[0], t < bounds[1])
     if not viewer.is_admin:
         stmt = stmt.where(table.c.key_id == (viewer.key_id or ""))
