@@ -38,7 +38,9 @@ from tollway.ledger.rollups import (
     CUBES,
     GATEWAY_BATCH,
     MEASURES,
+    ROLLUP_INPUT_SQL,
     RollupDelta,
+    enters_rollups,
     token_bucket,
     usage_daily_request_hist,
     usage_sessions,
@@ -179,6 +181,8 @@ def per_record_sums(records: Sequence[GenerationRecord]) -> RollupDelta:
     batch = GATEWAY_BATCH
     measures = [m.py for m in LEDGER_MEASURES]
     for r in records:
+        if not enters_rollups(r):
+            continue
         at = r.created_at
         if r.status != "error":
             hkey = (at.date(), r.model, token_bucket(r.prompt_tokens + r.completion_tokens), batch)
@@ -318,7 +322,7 @@ def rollup_statements(dialect: str) -> list[tuple[str, str]]:
     kind = "postgresql" if pg else "sqlite"
     cell_group = ", ".join(str(i + 1) for i in range(1 + len(_CELL_DIMS)))
     out = [(CELLS, f"INSERT INTO {CELLS} SELECT {grains['hour']}, {', '.join(map(dim, _CELL_DIMS))}, {sums} "
-                   f"FROM {STAGE} GROUP BY {cell_group}"),
+                   f"FROM {STAGE} WHERE {ROLLUP_INPUT_SQL} GROUP BY {cell_group}"),
            (DM, f"INSERT INTO {DM} SELECT {_FROM_HOUR_SQL[kind]}, model, provider, {resums} FROM {CELLS} "
                 "GROUP BY 1, 2, 3")]
     from_day = _FROM_DAY_SQL[kind]
@@ -364,7 +368,8 @@ def rollup_statements(dialect: str) -> list[tuple[str, str]]:
     sid = 'session_id COLLATE "C"' if pg else "session_id"
     select = (f"SELECT {sid} AS session_id, {GATEWAY_BATCH} AS batch_id, {first_key} AS key_id, "
               f"min(created_at) AS first_seen, max(created_at) AS last_seen, {sums} "
-              f"FROM {STAGE} WHERE session_id IS NOT NULL AND session_id <> '' GROUP BY 1")
+              f"FROM {STAGE} WHERE session_id IS NOT NULL AND session_id <> '' AND {ROLLUP_INPUT_SQL} "
+              "GROUP BY 1")
     cols = f"session_id, batch_id, key_id, first_seen, last_seen, {', '.join(MEASURES)}"
     fine.append((usage_sessions.name, f"INSERT INTO usage_sessions ({cols}) {select} ORDER BY session_id "
                                       f"ON CONFLICT (session_id, batch_id) DO UPDATE SET {sess_updates}"))

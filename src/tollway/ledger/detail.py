@@ -42,7 +42,7 @@ from tollway.ledger.definitions import (
     perf_buckets,
 )
 from tollway.ledger.records import GenerationRecord
-from tollway.ledger.rollups import GATEWAY_BATCH, _sum_updates, _upsert
+from tollway.ledger.rollups import GATEWAY_BATCH, ROLLUP_INPUT_SQL, _sum_updates, _upsert
 
 
 def _table(name: str, grain: str, dims: tuple[Expr, ...], extra: list[Column[Any]], measures: tuple[str, ...]
@@ -217,10 +217,10 @@ def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
     sums = ", ".join(f"sum({m.sql})" for m in DETAIL_MEASURES)
     out = [(DETAIL_CELLS, f"INSERT INTO {DETAIL_CELLS} SELECT {_HOUR_SQL[kind]}, "
                           f"{', '.join(text(d.sql) for d in DETAIL_DIMS)}, {sums} FROM {stage} "
-                          f"GROUP BY {numbers(1 + len(names))}")]
+                          f"WHERE {ROLLUP_INPUT_SQL} GROUP BY {numbers(1 + len(names))}")]
     perf_dims = ", ".join(f"{text(d.sql)} AS {d.name}" for d in PERF_DIMS)
     unpivot = " UNION ALL ".join(f"SELECT {_HOUR_SQL[kind]} AS hour, {perf_dims}, '{m}' AS metric, "
-                                 f"{col} AS bucket FROM {stage} WHERE {col} IS NOT NULL"
+                                 f"{col} AS bucket FROM {stage} WHERE {col} IS NOT NULL AND {ROLLUP_INPUT_SQL}"
                                  for m, col in zip(PERF_METRICS, PERF_STAGE_COLUMNS, strict=True))
     out.append((PERF_CELLS, f"INSERT INTO {PERF_CELLS} SELECT hour, {', '.join(perf_names)}, metric, bucket, count(*) "
                             f"FROM ({unpivot}) p GROUP BY {numbers(3 + len(perf_names))}"))

@@ -291,14 +291,27 @@ def _sqlite_time(value: date | datetime) -> str:
     return value.isoformat()
 
 
+# Requests refused before any provider was tried (unknown model, bad input, credit or
+# rate limits) served nothing and cost nothing: they stay in ``generations`` (lookups,
+# audits) but are no model's, author's, origin's or task's usage.  The set-based path
+# filters its staged rows with the same rule in SQL (``ROLLUP_INPUT_SQL``).
+ROLLUP_INPUT_SQL = "(provider IS NOT NULL OR status <> 'error' OR cost_nanousd <> 0)"
+
+
+def enters_rollups(record: GenerationRecord) -> bool:
+    """Whether a generation counts in the rollups (see ``ROLLUP_INPUT_SQL``)."""
+    return record.provider is not None or record.status != "error" or record.cost_nanousd != 0
+
+
 def apply_rollups(conn: Connection, records: Iterable[GenerationRecord]) -> None:
     """``LedgerWriter`` batch hook: fold a batch of generations into every rollup table."""
     from tollway.ledger.detail import DetailDelta  # late: detail.py builds on this module
 
     delta, detail = RollupDelta(), DetailDelta()
     for record in records:
-        delta.add_record(record)
-        detail.add_record(record)
+        if enters_rollups(record):
+            delta.add_record(record)
+            detail.add_record(record)
     delta.apply(conn)
     detail.apply(conn)
 
