@@ -233,8 +233,8 @@ class LedgerWriter:
             self._drain_inline()
             return
         if self._ahead is not None:
+            self._put = self._queue.put  # (first: a record submitted now must not miss both)
             self._ahead.stop(timeout)  # forwards what it holds to the writer's queue first
-            self._put = self._queue.put
         self._queue.put(_STOP)
         self._thread.join(timeout)
         if self._thread.is_alive():
