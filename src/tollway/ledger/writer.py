@@ -201,6 +201,7 @@ class LedgerWriter:
             lost=state.lost,
             written=self.written,
             last_write_age_s=None if state.last_write_at is None else now - state.last_write_at,
+            write_ahead_writable=None if self._ahead is None else self._ahead.writable,
         )
 
     def _alive(self) -> bool:
