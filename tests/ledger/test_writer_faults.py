@@ -294,8 +294,10 @@ def test_write_ahead_keeps_what_a_kill_would_lose(database: str, engine: Engine,
         killed.submit(record)
     _eventually(lambda: _journaled_lines(tmp_path / "j", "ahead-") == len(records), "all records fsync'd")
     # SIGKILL: nothing runs any more, and the process's file handles (and their locks) close.
-    assert killed._ahead is not None and killed._ahead._file is not None
-    killed._ahead._file.close()
+    ahead = killed._ahead
+    assert ahead is not None and ahead._file is not None
+    ahead.stop(10)  # (its thread idle, not inside an fsync that would hold the file a moment longer)
+    ahead._file.close()
 
     restarted = LedgerWriter(engine, hooks=[apply_rollups], journal=Journal(tmp_path / "j"), write_ahead=True)
     restarted.start()
