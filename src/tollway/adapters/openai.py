@@ -89,6 +89,9 @@ def stamp_completion(obj: dict[str, Any], target: Target, ctx: CallContext) -> C
             continue
         choice.setdefault("index", index)
         choice.setdefault("logprobs", None)
+        message = choice.get("message")
+        if isinstance(message, dict):
+            message.setdefault("refusal", None)  # required by OpenAI's schema; many vendors omit it
         native = choice.get("native_finish_reason", choice.get("finish_reason"))
         finish = choice.get("finish_reason")
         choice["native_finish_reason"] = native

@@ -54,6 +54,13 @@ class NoEndpointMatches(NoEndpointAvailable):
     type = "not_found_error"
 
 
+class ModelInactive(NoEndpointAvailable):
+    """The model exists but none of its providers is active (no key configured): 404."""
+
+    status = 404
+    type = "not_found_error"
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """One endpoint with what routing compares, computed once per catalog."""
@@ -473,21 +480,27 @@ def _policy_reason(c: Candidate, policy: KeyPolicy, source: str) -> str | None:
 
 def _nothing_qualifies(unknown: list[str], inactive: list[str], denied: list[str], excluded: list[str],
                        circuit_open: list[str], cooldown_s: float) -> Exception:
+    # An endpoint whose circuit is open passed every constraint: it would have served, so
+    # the answer is "unavailable, retry" even when other endpoints were excluded.
+    if circuit_open:
+        return NoEndpointAvailable(
+            f"every provider that may serve this request is failing (circuit open: {', '.join(circuit_open)}); "
+            f"retry in about {cooldown_s:g} s", code=503, headers={"Retry-After": str(max(1, int(cooldown_s)))},
+            metadata={"excluded": excluded} if excluded else None)
     if excluded:
         return NoEndpointMatches(
             "no endpoint matches the request's constraints: " + "; ".join(excluded[:20])
             + (f" (and {len(excluded) - 20} more)" if len(excluded) > 20 else ""),
             code=404, metadata={"excluded": excluded})
-    if circuit_open:
-        return NoEndpointAvailable(
-            f"every provider of the requested model is failing (circuit open: {', '.join(circuit_open)}); "
-            f"retry in about {cooldown_s:g} s", code=503, headers={"Retry-After": str(max(1, int(cooldown_s)))})
     if denied and not unknown and not inactive:
         return PermissionDenied(f"this key may not use model(s) {', '.join(denied)}", code=403)
     if inactive:
-        return NoEndpointAvailable(
-            f"model(s) {', '.join(inactive)} have no active provider: set a provider's API key "
-            "(see 'tollway models show ID') or add an endpoint in the config", code=503)
+        # A configuration gap, not an outage: a 404 (as OpenRouter's "No endpoints found")
+        # that SDKs do not retry, where a 503 would be retried and billed as three failures.
+        return ModelInactive(
+            f"no endpoints found for model(s) {', '.join(inactive)}: none of their providers is active; "
+            "set a provider's API key (see 'tollway models show ID') or add an endpoint in the config",
+            code=404)
     return ModelNotFound(
         f"model {', '.join(repr(u) for u in unknown)} does not exist; GET /v1/models lists the "
         "available ids", code=404)
