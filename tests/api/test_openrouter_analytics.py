@@ -465,3 +465,14 @@ def test_by_app_and_by_key_from_the_ranking_cubes(env: Env) -> None:
     mine = query(env, env.bob, metrics=["tokens_prompt"], granularity="day", time_range=RANGE)["data"]
     [(prompt,)] = env.sql("SELECT sum(prompt_tokens) FROM generations WHERE key_id = :k", k=env.bob_id)
     assert sum(r["tokens_prompt"] for r in mine) == int(prompt) and len(mine) == 14
+
+
+def test_known_agents_get_their_default_category(env: Env) -> None:
+    """catalog/data/agents.json names Claude Code a cli-agent; its traffic is counted there unprompted."""
+    at = datetime(2026, 2, 10, 12)
+    with ledger(env.database) as engine:
+        write(engine, [record(600_001, at, US, key_id=env.alice_id, provider="anthropic", app_title="Claude Code",
+                              prompt_tokens=9, completion_tokens=1)])
+    rows = query(env, metrics=["tokens_total"], dimensions=["category"], time_range=RANGE,
+                 filters=[{"field": "category", "operator": "eq", "value": "cli-agent"}])["data"]
+    assert rows == [{"category": "cli-agent", "tokens_total": 10}]
