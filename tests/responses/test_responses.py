@@ -53,7 +53,7 @@ async def test_text_turn_to_a_chat_upstream(stack: ResponsesStack) -> None:
     assert got.path == "/oa/v1/chat/completions"
     assert got.body["model"] == "gpt-up" and got.body["max_tokens"] == 50 and got.body["temperature"] == 0.5
     assert got.body["messages"] == [{"role": "system", "content": "Be terse."},
-                                    {"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
+                                    {"role": "user", "content": "Hi"}]
     assert response.output_text == "Hello there!"
     assert response.status == "completed" and response.model == "test/oa"
     assert response.metadata == {"run": "1"}

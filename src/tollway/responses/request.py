@@ -26,6 +26,7 @@ _ROUTING_FIELDS = ("models", "provider", "session_id")
 _ENCRYPTED_PREFIX = "tw1."
 # Function parameters of a ``custom`` (freeform) tool once it is a chat function.
 _CUSTOM_PARAMETERS = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
+_TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
 
@@ -227,7 +228,18 @@ def _messages(instructions: Any, items: list[Any]) -> tuple[list[dict[str, Any]]
             role = _ROLES.get(str(item.get("role")))
             if role is None:
                 raise _bad(f"{where}.role must be one of user, assistant, system or developer")
-            parts = _parts(item.get("content"), where)
+            content = item.get("content")
+            if isinstance(content, list) and len(content) == 1 and isinstance(content[0], dict) \
+                    and isinstance(content[0].get("text"), str) and str(content[0].get("type")) in _TEXT_PARTS:
+                content = content[0]["text"]  # the common case, kept a plain string (cheaper both ways)
+            if isinstance(content, str):
+                if role == "assistant":
+                    turn = assistant()
+                    turn["content"] = (turn["content"] or "") + content
+                else:
+                    messages.append({"role": role, "content": content})
+                continue
+            parts = _parts(content, where)
             if role == "assistant":
                 turn = assistant()
                 turn["content"] = (turn["content"] or "") + _joined(parts)
