@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.adapters.harness import Reply, fixture
+from tests.adapters.harness import FORMATS, MODEL_OF, Reply, fixture
 from tests.responses.conftest import ResponsesStack
 from tests.responses.spec import event_errors, response_errors
 
@@ -116,9 +116,10 @@ async def test_function_call_then_its_output_via_previous_response_id(stack: Res
     assert messages[2] == {"role": "tool", "tool_call_id": call.call_id, "content": "21C"}
 
 
-async def test_stream_function_call_events(stack: ResponsesStack) -> None:
-    stack.stub.script(Reply.of("openai", "tools.sse"))
-    _resp, events = raw_events(stack, {"model": "test/oa", "input": "Weather?", "tools": [WEATHER]})
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_stream_function_call_events(stack: ResponsesStack, fmt: str) -> None:
+    stack.stub.script(Reply.of(fmt, "tools.sse"))
+    _resp, events = raw_events(stack, {"model": MODEL_OF[fmt], "input": "Weather?", "tools": [WEATHER]})
     done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
     call = next(i for i in done if i["type"] == "function_call")
     deltas = "".join(e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta")
