@@ -418,7 +418,8 @@ async def test_json_schema_format_and_truncation(stack: ResponsesStack) -> None:
 
 async def test_fallback_to_another_wire_format(stack: ResponsesStack) -> None:
     stack.stub.script(Reply.of("anthropic", "error_500.json", status=500), Reply.of("openai", "plain.sse"))
-    resp, events = raw_events(stack, {"model": "test/mixed", "input": "Hi"})
+    resp, events = raw_events(stack, {"model": "test/mixed", "input": "Hi",
+                                      "provider": {"order": ["stub-anthropic", "stub-openai"]}})
     assert [r.path for r in stack.stub.received] == ["/an/v1/messages", "/oa/v1/chat/completions"]
     assert events[-1]["response"]["output"][0]["content"][0]["text"] == "Hello there!"
     row = stack.generation(resp.headers["x-generation-id"])
