@@ -72,6 +72,7 @@ def _routes() -> list[BaseRoute]:
         routes.append(Route(f"{prefix}/responses", responses.create, methods=["POST"]))  # issue 12
         routes.append(Route(f"{prefix}/responses/{{id}}", responses.retrieve, methods=["GET"]))
         routes.append(Route(f"{prefix}/responses/{{id}}", responses.delete, methods=["DELETE"]))
+        routes.append(Route(f"{prefix}/responses/{{id}}/input_items", responses.input_items, methods=["GET"]))
     routes.append(Route("/api/v1/generation", generation.generation, methods=["GET"]))
     routes.extend(_key_routes())
     routes.extend(_catalog_routes())

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tollway.api.common import gateway_of, json_response, read_json_object, request_meta
+from tollway.errors import BadRequest
 from tollway.responses import run
 from tollway.streaming import SSEResponse
 
@@ -29,6 +30,17 @@ async def retrieve(request: Request) -> Response:
     gateway = gateway_of(request)
     principal = await gateway.keys.authenticate(request)
     return json_response(await run.retrieve(gateway, principal, request.path_params["id"]))
+
+
+async def input_items(request: Request) -> Response:
+    gateway = gateway_of(request)
+    principal = await gateway.keys.authenticate(request)
+    query = request.query_params
+    limit = query.get("limit", "20")
+    if not limit.isdigit():
+        raise BadRequest("'limit' must be an integer between 1 and 100", code=400)
+    return json_response(await run.input_items(gateway, principal, request.path_params["id"], limit=int(limit),
+                                               order=query.get("order", "desc"), after=query.get("after")))
 
 
 async def delete(request: Request) -> Response:

@@ -83,6 +83,14 @@ class NativeRelay:
     def __init__(self, request: ResponsesRequest) -> None:
         self.request = request
         self.final: dict[str, Any] | None = None
+        self.sequence = -1  # the last sequence_number relayed
+
+    def failed(self, message: str) -> bytes:
+        """An ``error`` event, next in the upstream's sequence: the stream broke mid-way."""
+        self.sequence += 1
+        event = {"type": "error", "code": "server_error", "message": message, "param": None,
+                 "sequence_number": self.sequence}
+        return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
 
     def url(self, target: Target) -> str:
         return target.provider.base_url + "/responses"
@@ -142,6 +150,8 @@ class NativeRelay:
         if not isinstance(obj, dict):
             return raw
         kind = obj.get("type") or name
+        if isinstance(obj.get("sequence_number"), int):
+            self.sequence = obj["sequence_number"]
         if kind == "error":
             message = obj.get("message") or data[:200].decode("utf-8", "replace")
             if state.relayed:

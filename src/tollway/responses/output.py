@@ -96,12 +96,20 @@ def response_object(request: ResponsesRequest, response_id: str, model: str, cre
         if reasoning else None,
         "store": request.store, "temperature": body.get("temperature", 1.0),
         "text": {"format": text.get("format") or {"type": "text"}},
-        "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [],
-        "top_p": body.get("top_p", 1.0), "truncation": "disabled", "usage": usage,
+        "tool_choice": body.get("tool_choice", "auto"), "tools": [_echoed_tool(t) for t in body.get("tools") or ()],
+        "top_p": body.get("top_p", 1.0), "truncation": "disabled",
+        **({"usage": usage} if usage is not None else {}),
         "metadata": body.get("metadata") if isinstance(body.get("metadata"), dict) else {},
         **({"prompt_cache_key": body["prompt_cache_key"]} if isinstance(body.get("prompt_cache_key"), str)
            else {}),
     }
+
+
+def _echoed_tool(tool: Any) -> Any:
+    """A function tool as OpenAI echoes it (``strict`` and ``parameters`` always present)."""
+    if isinstance(tool, dict) and tool.get("type") == "function":
+        return {**tool, "strict": tool.get("strict"), "parameters": tool.get("parameters")}
+    return tool
 
 
 def from_completion(request: ResponsesRequest, response_id: str, created_at: int, payload: dict[str, Any],

@@ -26,6 +26,7 @@ _ROUTING_FIELDS = ("models", "provider", "session_id")
 _ENCRYPTED_PREFIX = "tw1."
 # Function parameters of a ``custom`` (freeform) tool once it is a chat function.
 _CUSTOM_PARAMETERS = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
+_TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
 
@@ -164,7 +165,7 @@ def _parts(content: Any, where: str) -> list[dict[str, Any]]:
     for j, part in enumerate(content):
         if not isinstance(part, dict):
             raise _bad(f"{where}.content[{j}] must be a content part object")
-        kind = part.get("type")
+        kind = part.get("type") if isinstance(part.get("type"), str) else None
         if kind in {"input_text", "output_text", "text", "refusal", "summary_text"}:
             text = _text(part)
             if text is None:
@@ -221,11 +222,24 @@ def _messages(instructions: Any, items: list[Any]) -> tuple[list[dict[str, Any]]
         if not isinstance(item, dict):
             raise _bad(f"{where} must be an object (a message or another input item)")
         kind = item.get("type", "message")
+        if not isinstance(kind, str):
+            raise _bad(f"{where}.type must be a string such as 'message' or 'function_call_output'")
         if kind == "message":
             role = _ROLES.get(str(item.get("role")))
             if role is None:
                 raise _bad(f"{where}.role must be one of user, assistant, system or developer")
-            parts = _parts(item.get("content"), where)
+            content = item.get("content")
+            if isinstance(content, list) and len(content) == 1 and isinstance(content[0], dict) \
+                    and isinstance(content[0].get("text"), str) and str(content[0].get("type")) in _TEXT_PARTS:
+                content = content[0]["text"]  # the common case, kept a plain string (cheaper both ways)
+            if isinstance(content, str):
+                if role == "assistant":
+                    turn = assistant()
+                    turn["content"] = (turn["content"] or "") + content
+                else:
+                    messages.append({"role": role, "content": content})
+                continue
+            parts = _parts(content, where)
             if role == "assistant":
                 turn = assistant()
                 turn["content"] = (turn["content"] or "") + _joined(parts)
@@ -332,14 +346,14 @@ def _forced_builtin(choice: Any) -> str | None:
 
 
 def _tool_choice(choice: Any) -> Any:
-    if choice in {"auto", "none", "required"}:
+    if isinstance(choice, str) and choice in {"auto", "none", "required"}:
         return choice
-    if isinstance(choice, dict) and choice.get("type") in {"function", "custom"} \
+    if isinstance(choice, dict) and isinstance(choice.get("type"), str) and choice["type"] in {"function", "custom"} \
             and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
     if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
         mode = choice.get("mode")
-        return mode if mode in {"auto", "required"} else "auto"
+        return mode if isinstance(mode, str) and mode in {"auto", "required"} else "auto"
     return None
 
 

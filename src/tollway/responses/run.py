@@ -17,12 +17,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
 from tollway.auth import Principal
 from tollway.errors import BadRequest, NotFound
-from tollway.gateway import Closer, Gateway, RequestMeta, validate_chat_body
+from tollway.gateway import Closer, Gateway, RequestMeta, _Run, validate_chat_body
 from tollway.metering import Usage
 from tollway.responses import store
 from tollway.responses.events import ResponseEventWriter, translate_stream
@@ -61,6 +59,7 @@ async def parse_request(gateway: Gateway, principal: Principal, body: dict[str, 
 
 async def create_response(gateway: Gateway, principal: Principal, request: ResponsesRequest,
                           meta: RequestMeta) -> ResponsesOutcome:
+    """Route, call, meter and (``store``) keep one response; a stream is returned unstarted."""
     validate_chat_body(request.chat)
     prompt_cache_key = request.body.get("prompt_cache_key")
     if meta.session_id is None and isinstance(prompt_cache_key, str) and prompt_cache_key:
@@ -76,50 +75,58 @@ async def create_response(gateway: Gateway, principal: Principal, request: Respo
             gateway._record_failure(run, err, model=str(request.chat["model"]))
             raise err
     outcome = ResponsesOutcome(response_id=run.generation_id)
-    created = int(time.time())
 
     def chosen(target: Target) -> None:
+        """The attempt's target decides which built-in tools were left out (none if native)."""
         outcome.dropped_tools = () if is_native(target) else request.dropped_tools
         run.meta.extra = {"dropped_tools": list(outcome.dropped_tools)} if outcome.dropped_tools else None
 
     if request.stream:
-        sinks: list[Sink] = []
+        outcome.stream = await _stream(gateway, principal, request, run, targets, chosen)
+    else:
+        outcome.payload = await _complete(gateway, principal, request, run, targets, chosen)
+    return outcome
 
-        def open_stream(target: Target, ctx: CallContext,
-                        state: StreamState) -> tuple[AsyncIterator[bytes], Closer | None]:
-            chosen(target)
-            if is_native(target):
-                relay = NativeRelay(request)
-                sinks.append(relay)
-                return relay.stream(target, ctx, state), None
-            writer = ResponseEventWriter(request, run.generation_id, target.model.id, target.provider.name, created)
-            sinks.append(writer)
-            chunks = gateway.adapters[target.provider.kind].stream(target, request.chat_for(target.provider.name),
-                                                                   ctx, state)
 
-            def close(usage: Usage, cost: int) -> bytes:
-                # After a mid-stream error, response.failed was the end of the stream.
-                return b"" if state.finish_reason == "error" else writer.end(usage_doc(usage, cost),
-                                                                             state.finish_reason)
+async def _stream(gateway: Gateway, principal: Principal, request: ResponsesRequest, run: _Run,
+                  targets: list[Target], chosen: Callable[[Target], None]) -> AsyncIterator[bytes]:
+    created = int(time.time())
+    sinks: list[Sink] = []  # the current attempt's writer (or native relay) is the last
 
-            return translate_stream(chunks, writer), close
+    def open_stream(target: Target, ctx: CallContext,
+                    state: StreamState) -> tuple[AsyncIterator[bytes], Closer | None]:
+        chosen(target)
+        if is_native(target):
+            relay = NativeRelay(request)
+            sinks.append(relay)
+            return relay.stream(target, ctx, state), None
+        writer = ResponseEventWriter(request, run.generation_id, target.model.id, target.provider.name, created)
+        sinks.append(writer)
+        chunks = gateway.adapters[target.provider.kind].stream(target, request.chat_for(target.provider.name),
+                                                               ctx, state)
 
-        def failed(target: Target, exc: MidStreamError) -> bytes:
-            sink = sinks[-1]
-            if isinstance(sink, ResponseEventWriter):
-                return sink.failed(exc.message)
-            event = {"type": "error", "code": "server_error", "message": exc.message, "param": None,
-                     "sequence_number": 0}
-            return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
+        def close(usage: Usage, cost: int) -> bytes:
+            # After a mid-stream error, response.failed was the end of the stream.
+            return b"" if state.finish_reason == "error" else writer.end(usage_doc(usage, cost),
+                                                                         state.finish_reason)
 
-        relayed = await gateway._attempt_stream(run, targets, open_stream, failed)
-        assert relayed.stream is not None
+        return translate_stream(chunks, writer), close
 
-        async def save(response: dict[str, Any]) -> None:
-            await _save(gateway, principal, request, response)
+    def failed(target: Target, exc: MidStreamError) -> bytes:
+        return sinks[-1].failed(exc.message)
 
-        outcome.stream = _saving(relayed.stream, sinks, save if request.store else None)
-        return outcome
+    relayed = await gateway._attempt_stream(run, targets, open_stream, failed)
+    assert relayed.stream is not None
+
+    async def save(response: dict[str, Any]) -> None:
+        await _save(gateway, principal, request, response)
+
+    return _saving(relayed.stream, sinks, save if request.store else None)
+
+
+async def _complete(gateway: Gateway, principal: Principal, request: ResponsesRequest, run: _Run,
+                    targets: list[Target], chosen: Callable[[Target], None]) -> dict[str, Any]:
+    created = int(time.time())
 
     async def call(target: Target, ctx: CallContext) -> Completion:
         chosen(target)
@@ -137,8 +144,7 @@ async def create_response(gateway: Gateway, principal: Principal, request: Respo
                                   usage_doc(usage, cost))
     if request.store:
         await _save(gateway, principal, request, payload)
-    outcome.payload = payload
-    return outcome
+    return payload
 
 
 async def _save(gateway: Gateway, principal: Principal, request: ResponsesRequest,
@@ -170,6 +176,38 @@ async def retrieve(gateway: Gateway, principal: Principal, response_id: str) -> 
     if stored is None:
         raise NotFound(f"response {response_id!r} not found (never stored, expired, or another key's)", code=404)
     return stored.response
+
+
+async def input_items(gateway: Gateway, principal: Principal, response_id: str, *, limit: int = 20,
+                      order: str = "desc", after: str | None = None) -> dict[str, Any]:
+    """``GET /v1/responses/{id}/input_items``: the stored conversation's input, paged as OpenAI does
+    (newest first by default).  Items the client sent without an id get a stable one."""
+    stored = await asyncio.to_thread(store.load, gateway.engine, principal.key_id, response_id,
+                                     now=gateway.clock())
+    if stored is None:
+        raise NotFound(f"response {response_id!r} not found (never stored, expired, or another key's)", code=404)
+    if order not in {"asc", "desc"} or not 1 <= limit <= 100:
+        raise BadRequest("'order' must be asc or desc and 'limit' between 1 and 100", code=400)
+    items = [item if isinstance(item.get("id"), str) else {"id": f"item_{response_id}_{i}", **item}
+             for i, item in enumerate(stored.input)]
+    items = [_listed_item(item) for item in items]
+    if order == "desc":
+        items.reverse()
+    if after is not None:
+        ids = [item["id"] for item in items]
+        items = items[ids.index(after) + 1:] if after in ids else []
+    page = items[:limit]
+    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
+
+
+def _listed_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An input item as OpenAI lists it: typed, a message's text as content parts."""
+    item = {**item, "type": item.get("type", "message")}
+    if item["type"] == "message" and isinstance(item.get("content"), str):
+        part = "output_text" if item.get("role") == "assistant" else "input_text"
+        item["content"] = [{"type": part, "text": item["content"]}]
+    return item
 
 
 async def delete(gateway: Gateway, principal: Principal, response_id: str) -> dict[str, Any]:
