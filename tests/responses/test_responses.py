@@ -425,3 +425,23 @@ async def test_fallback_to_another_wire_format(stack: ResponsesStack) -> None:
     row = stack.generation(resp.headers["x-generation-id"])
     assert row["provider"] == "stub-openai"
     assert [a["provider"] for a in json.loads(row["attempts"])] == ["stub-anthropic", "stub-openai"]
+
+
+async def test_reasoning_content_goes_back_to_a_deepseek_style_upstream(stack: ResponsesStack) -> None:
+    call = {"index": 0, "id": "call_r1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}
+    usage = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-up", "choices": [],
+             "usage": {"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16}}
+    body = _sse([_chunk({"role": "assistant", "reasoning_content": "Need the "}),
+                 _chunk({"reasoning_content": "weather."}), _chunk({"tool_calls": [call]}),
+                 _chunk({}, "tool_calls"), (None, usage)]) + b"data: [DONE]\n\n"
+    stack.stub.script(Reply(200, body, "text/event-stream"), Reply.of("openai", "plain.json"))
+    client = stack.client()
+    async with client.responses.stream(model="test/oa", input="Weather?", tools=[WEATHER]) as stream:  # type: ignore[list-item]
+        first = await stream.get_final_response()
+    assert first.output[0].type == "reasoning" and first.output[0].summary[0].text == "Need the weather."
+    await client.responses.create(model="test/oa", previous_response_id=first.id, tools=[WEATHER],  # type: ignore[list-item]
+                                  input=[{"type": "function_call_output", "call_id": "call_r1", "output": "21C"}])
+    assistant = stack.stub.received[1].body["messages"][1]
+    assert assistant["reasoning_content"] == "Need the weather."
+    assert assistant["tool_calls"][0]["id"] == "call_r1"

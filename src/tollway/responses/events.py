@@ -28,6 +28,7 @@ class _Item:
     details: list[dict[str, Any]] = field(default_factory=list)
     call_id: str = ""
     name: str = ""
+    text_field: str | None = None  # where the upstream put its reasoning text
 
 
 class ResponseEventWriter:
@@ -95,7 +96,8 @@ class ResponseEventWriter:
     def _choice(self, choice: dict[str, Any], out: list[bytes]) -> None:
         delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
         assert isinstance(delta, dict)
-        reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+        text_field = "reasoning" if delta.get("reasoning") else "reasoning_content"
+        reasoning = delta.get(text_field)
         details = [d for d in delta.get("reasoning_details") or () if isinstance(d, dict)]
         if (isinstance(reasoning, str) and reasoning) or details:
             item = self.open if self.open is not None and self.open.kind == "reasoning" else None
@@ -107,6 +109,7 @@ class ResponseEventWriter:
             item.details.extend(details)
             if isinstance(reasoning, str) and reasoning:
                 item.text.append(reasoning)
+                item.text_field = text_field
                 out.append(self.event("response.reasoning_summary_text.delta",
                                       {**self._where(item), "summary_index": 0, "delta": reasoning}))
         text = delta.get("content")
@@ -158,7 +161,7 @@ class ResponseEventWriter:
             out.append(self.event("response.reasoning_summary_text.done", {**where, "summary_index": 0, "text": text}))
             out.append(self.event("response.reasoning_summary_part.done", {
                 **where, "summary_index": 0, "part": {"type": "summary_text", "text": text}}))
-            done = reasoning_item(item.item_id, text, self.provider, item.details)
+            done = reasoning_item(item.item_id, text, self.provider, item.details, item.text_field)
         elif item.kind == "message":
             done = message_item(item.item_id, text)
             out.append(self.event("response.output_text.done", {**where, "content_index": 0, "text": text,

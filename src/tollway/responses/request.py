@@ -24,6 +24,9 @@ from tollway.errors import BadRequest
 # Gateway fields (OpenRouter's) that the chat body carries under the same name.
 _ROUTING_FIELDS = ("models", "provider", "session_id")
 _ENCRYPTED_PREFIX = "tw1."
+# reasoning_details "format" of plain reasoning text that an OpenAI-compatible upstream
+# (DeepSeek, Kimi, GLM in thinking mode) wants back as the assistant's ``reasoning_content``.
+REASONING_CONTENT_FORMAT = "reasoning-content"
 # Function parameters of a ``custom`` (freeform) tool once it is a chat function.
 _CUSTOM_PARAMETERS = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
@@ -92,7 +95,11 @@ class ResponsesRequest:
             return self.chat
         messages = list(self.chat["messages"])
         for index, details in mine:
-            messages[index] = {**messages[index], "reasoning_details": details}
+            if all(d.get("format") == REASONING_CONTENT_FORMAT for d in details):
+                text = "".join(str(d.get("text", "")) for d in details)
+                messages[index] = {**messages[index], "reasoning_content": text}
+            else:
+                messages[index] = {**messages[index], "reasoning_details": details}
         return {**self.chat, "messages": messages}
 
     @classmethod
