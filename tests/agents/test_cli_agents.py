@@ -69,6 +69,7 @@ def assert_metered(stack: AgentStack, app: str, session_id: str, api: str) -> li
     assert sum(r["prompt_tokens"] for r in rows) == sum(s.input_tokens for s in served)
     assert sum(r["completion_tokens"] for r in rows) == sum(s.output_tokens for s in served)
     assert {(r["app_title"], r["session_id"], r["api"]) for r in rows} == {(app, session_id, api)}
+    assert stack.task_requests(session_id) == len(rows)  # one task in `tollway report tasks`
     # 3 and 15 USD per million tokens = 3000 and 15000 nano-USD per token
     assert sum(r["cost_nanousd"] for r in rows) == \
         sum(3000 * s.input_tokens + 15000 * s.output_tokens for s in served)
