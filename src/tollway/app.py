@@ -19,8 +19,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from tollway.api import chat, embeddings, generation, health, messages, responses
+from tollway.api import chat, embeddings, generation, health, messages, openapi, responses
 from tollway.api.common import json_response
+from tollway.api.outages import as_outage
 from tollway.auth import require_admin
 from tollway.config import Settings, load_settings
 from tollway.errors import TollwayError
@@ -55,6 +56,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
+    outage = as_outage(exc)
+    if outage is not None:
+        log.warning("%s %s: %s (%s)", request.method, request.url.path, outage.message, type(exc).__name__)
+        return await _tollway_error(request, outage)
     # Logged with its traceback for operators; the client gets no internals.
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     err = TollwayError("internal error in the gateway; the request was not completed", code=500)
@@ -63,7 +68,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def _routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = [Route("/health", health.health, methods=["GET"]),
-                               Route("/metrics", health.metrics, methods=["GET"])]
+                               Route("/metrics", health.metrics, methods=["GET"]),
+                               Route("/openapi.json", openapi.openapi_json, methods=["GET"])]
     for prefix in ("/v1", "/api/v1"):
         routes.append(Route(f"{prefix}/chat/completions", chat.chat_completions, methods=["POST"]))
         routes.append(Route(f"{prefix}/messages", messages.messages, methods=["POST"]))
@@ -77,6 +83,7 @@ def _routes() -> list[BaseRoute]:
     routes.extend(_key_routes())
     routes.extend(_catalog_routes())
     routes.extend(_analytics_routes())
+    routes.extend(_openrouter_analytics_routes())
     return routes
 
 
@@ -125,6 +132,13 @@ def _analytics_routes() -> list[BaseRoute]:
 
     return [Route(r.path, _admin_only(r.endpoint), methods=list(r.methods or ["GET"]))
             for r in analytics.routes]
+
+
+def _openrouter_analytics_routes() -> list[BaseRoute]:
+    """OpenRouter's analytics and datasets APIs; each handler scopes non-admin keys to their own traffic."""
+    from tollway.api import openrouter_analytics
+
+    return list(openrouter_analytics.routes)
 
 
 # The generation endpoints, dispatched without Starlette's router and middleware.  Agent

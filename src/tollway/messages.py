@@ -73,10 +73,38 @@ class MessagesRequest:
             if not isinstance(message.get("content"), str | list):
                 raise BadRequest(f"messages[{i}].content must be a string or a list of content blocks",
                                  code=400)
-        tools = body.get("tools")
-        if tools is not None and not isinstance(tools, list):
-            raise BadRequest("'tools' must be a list of tool definitions", code=400)
+            _check_content(message.get("content"), f"messages[{i}].content")
+        _check_shapes(body)
         return cls(anthropic=body, openai=to_openai_request(body))
+
+
+def _check_content(content: Any, where: str) -> None:
+    """Content is a string or a list of blocks (objects); a tool_result's content likewise."""
+    if content is None or isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise BadRequest(f"{where} must be a string or a list of content blocks", code=400)
+    for j, block in enumerate(content):
+        if not isinstance(block, dict):
+            raise BadRequest(f"{where}[{j}] must be a content block object such as "
+                             '{"type": "text", "text": "..."}', code=400)
+        if block.get("type") == "tool_result":
+            _check_content(block.get("content"), f"{where}[{j}].content")
+
+
+def _check_shapes(body: dict[str, Any]) -> None:
+    """The optional top-level fields have the types Anthropic documents."""
+    if "system" in body:
+        _check_content(body["system"], "system")
+    tools = body.get("tools")
+    if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)):
+        raise BadRequest("'tools' must be a list of tool objects ({name, description, input_schema})", code=400)
+    for name in ("tool_choice", "thinking", "metadata", "output_config"):
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise BadRequest(f"'{name}' must be an object", code=400)
+    stops = body.get("stop_sequences")
+    if stops is not None and (not isinstance(stops, list) or not all(isinstance(x, str) for x in stops)):
+        raise BadRequest("'stop_sequences' must be a list of strings", code=400)
 
 
 # -- request: Anthropic -> OpenAI ------------------------------------------------------------

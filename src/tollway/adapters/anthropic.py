@@ -29,7 +29,7 @@ from tollway.adapters.anthropic_mapping import (
     to_openai_completion,
     usage_from_anthropic,
 )
-from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
+from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target, upstream_text
 from tollway.adapters.chunks import chunk_event, stamp
 from tollway.adapters.http import ensure_event_stream, error_from_exception, error_from_response, post_json
 from tollway.adapters.sse import SSEEvent, iter_blocks, parse_block
@@ -67,7 +67,7 @@ class AnthropicAdapter:
         usage = usage_from_anthropic(obj.get("usage"))
         return Completion(payload=payload, usage=usage, finish_reason=choice["finish_reason"],
                           native_finish_reason=choice["native_finish_reason"],
-                          upstream_id=obj.get("id") if isinstance(obj.get("id"), str) else None)
+                          upstream_id=upstream_text("upstream_id", obj.get("id")))
 
     async def stream(self, target: Target, body: dict[str, Any], ctx: CallContext,
                      state: StreamState) -> AsyncIterator[bytes]:
@@ -90,13 +90,13 @@ class AnthropicAdapter:
         request = {**body, "model": target.endpoint.model}
         request.pop("stream", None)
         obj = await self._post(target, request, ctx, query)
-        upstream_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+        upstream_id = upstream_text("upstream_id", obj.get("id"))
         obj["id"] = ctx.generation_id
         obj["model"] = ctx.model_id
         stop = obj.get("stop_reason") if isinstance(obj.get("stop_reason"), str) else None
         return Completion(payload=obj, usage=usage_from_anthropic(obj.get("usage")),
                           finish_reason=STOP_TO_FINISH.get(stop, "stop") if stop else None,
-                          native_finish_reason=stop, upstream_id=upstream_id)
+                          native_finish_reason=upstream_text("native_finish_reason", stop), upstream_id=upstream_id)
 
     async def passthrough_stream(self, target: Target, body: dict[str, Any], ctx: CallContext,
                                  state: StreamState, query: str = "") -> AsyncGenerator[bytes, None]:
@@ -124,21 +124,21 @@ class AnthropicAdapter:
                     obj = _json(event)
                     message = _obj(obj.get("message"))
                     if isinstance(message.get("id"), str):
-                        state.upstream_id = message["id"]
+                        state.upstream_id = upstream_text("upstream_id", message["id"])
                     message["id"], message["model"] = ctx.generation_id, ctx.model_id
-                    _merge_usage(usage, message.get("usage"), state)
+                    _merge_usage(usage, message.get("usage"), state, final=False)
                     out.append(b"event: message_start\ndata: " + orjson.dumps(obj))
                     continue
                 if event.name == "message_delta":
                     obj = _json(event)
-                    _merge_usage(usage, obj.get("usage"), state)
+                    _merge_usage(usage, obj.get("usage"), state, final=True)
                     delta = _obj(obj.get("delta"))
                     stop = delta.get("stop_reason")
                     if isinstance(stop, str):
-                        state.native_finish_reason = stop
+                        state.native_finish_reason = upstream_text("native_finish_reason", stop)
                         state.finish_reason = STOP_TO_FINISH.get(stop, "stop")
                 elif event.name == "content_block_delta":
-                    state.text_bytes += max(len(event.data) - 70, 1)
+                    state.text_bytes += _delta_bytes(_json(event))  # billed by it if the stream is cut
                 elif event.name == "message_stop":
                     stopped = True
                 elif event.name == "error":
@@ -230,6 +230,16 @@ def _json(event: SSEEvent) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else {}
 
 
+def _delta_bytes(obj: dict[str, Any]) -> int:
+    """UTF-8 bytes of generated text in a content_block_delta (text, tool JSON, thinking)."""
+    delta = _obj(obj.get("delta"))
+    for name in ("text", "partial_json", "thinking"):
+        value = delta.get(name)
+        if isinstance(value, str):
+            return len(value.encode("utf-8", "replace"))
+    return 0
+
+
 def _error_status(obj: dict[str, Any]) -> int:
     err = obj.get("error")
     kind = err.get("type") if isinstance(err, dict) else None
@@ -254,14 +264,19 @@ def _truncated(provider: str, started: bool) -> None:
                         provider=provider, retryable=True)
 
 
-def _merge_usage(usage: dict[str, Any], update: Any, state: StreamState) -> None:
-    """Anthropic's usage is cumulative: message_delta's counts replace message_start's."""
+def _merge_usage(usage: dict[str, Any], update: Any, state: StreamState, *, final: bool) -> None:
+    """Anthropic's usage is cumulative: message_delta's counts replace message_start's.
+
+    message_start's ``output_tokens`` is a placeholder (1): until a message_delta brings
+    the real count, the usage is partial, so a cut stream is billed for its text instead.
+    """
     if not isinstance(update, dict):
         return
     for name, value in update.items():
         if value is not None:
             usage[name] = value
     state.usage = usage_from_anthropic(usage)
+    state.usage_partial = not final
 
 
 class _StreamTranslator:
@@ -287,8 +302,8 @@ class _StreamTranslator:
         if kind == "message_start":
             message = _obj(obj.get("message"))
             if isinstance(message.get("id"), str):
-                self.state.upstream_id = message["id"]
-            _merge_usage(self.usage, message.get("usage"), self.state)
+                self.state.upstream_id = upstream_text("upstream_id", message["id"])
+            _merge_usage(self.usage, message.get("usage"), self.state, final=False)
             return chunk_event(self.ctx, self.label, {"role": "assistant", "content": ""})
         if kind == "content_block_start":
             block = _obj(obj.get("content_block"))
@@ -305,13 +320,14 @@ class _StreamTranslator:
                     {"type": "reasoning.encrypted", "data": block.get("data"), "format": THINKING_FORMAT}]})
             return b""
         if kind == "message_delta":
-            _merge_usage(self.usage, obj.get("usage"), self.state)
+            _merge_usage(self.usage, obj.get("usage"), self.state, final=True)
             delta = _obj(obj.get("delta"))
             stop = delta.get("stop_reason")
             if not isinstance(stop, str):
                 return b""
             finish = STOP_TO_FINISH.get(stop, "stop")
-            self.state.finish_reason, self.state.native_finish_reason = finish, stop
+            self.state.finish_reason = finish
+            self.state.native_finish_reason = upstream_text("native_finish_reason", stop)
             return chunk_event(self.ctx, self.label, {}, finish_reason=finish, native_finish_reason=stop)
         if kind == "message_stop":
             self.stopped = True
@@ -325,17 +341,17 @@ class _StreamTranslator:
         kind = delta.get("type")
         if kind == "text_delta":
             text = str(delta.get("text", ""))
-            self.state.text_bytes += len(text)
+            self.state.text_bytes += len(text.encode("utf-8", "replace"))
             return chunk_event(self.ctx, self.label, {"content": text})
         if kind == "input_json_delta":
             index = self.tool_index.get(int(obj.get("index", 0)), 0)
             partial = str(delta.get("partial_json", ""))
-            self.state.text_bytes += len(partial)
+            self.state.text_bytes += len(partial.encode("utf-8", "replace"))
             return chunk_event(self.ctx, self.label,
                                {"tool_calls": [{"index": index, "function": {"arguments": partial}}]})
         if kind == "thinking_delta":
             thinking = str(delta.get("thinking", ""))
-            self.state.text_bytes += len(thinking)
+            self.state.text_bytes += len(thinking.encode("utf-8", "replace"))
             return chunk_event(self.ctx, self.label, {"reasoning": thinking, "reasoning_details": [
                 {"type": "reasoning.text", "text": thinking, "format": THINKING_FORMAT}]})
         if kind == "signature_delta":

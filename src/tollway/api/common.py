@@ -11,6 +11,8 @@ from starlette.types import Receive, Scope, Send
 
 from tollway.errors import BadRequest, PayloadTooLarge
 from tollway.gateway import Gateway, RequestMeta
+from tollway.ledger.apps import parse_categories
+from tollway.ledger.bounds import bound_text
 
 
 def gateway_of(request: Request) -> Gateway:
@@ -50,6 +52,7 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
 
 
 def request_meta(request: Request, api: str) -> RequestMeta:
+    """Attribution headers, bounded to their ledger columns where they enter."""
     headers = request.headers
     app = headers.get("http-referer") or headers.get("referer")
     title = headers.get("x-openrouter-title") or headers.get("x-title")
@@ -60,7 +63,9 @@ def request_meta(request: Request, api: str) -> RequestMeta:
     if agent is not None:
         title = title if (app or title) else agent.name
         session = session or agent.session_id(headers)
-    return RequestMeta(app=app, app_title=title, session_id=session, api=api)
+    return RequestMeta(app=bound_text("app", app), app_title=bound_text("app_title", title),
+                       session_id=bound_text("session_id", session), api=api,
+                       categories=tuple(parse_categories(headers.get("x-openrouter-categories"))))
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
