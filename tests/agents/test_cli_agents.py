@@ -76,6 +76,12 @@ def assert_metered(stack: AgentStack, app: str, session_id: str, api: str) -> li
     return rows
 
 
+def _extra(row: dict[str, Any]) -> dict[str, Any]:
+    extra = row["extra"]
+    parsed: dict[str, Any] = json.loads(extra) if isinstance(extra, str) else extra or {}
+    return parsed
+
+
 def secret_file(scratch: Path) -> str:
     secret = "tollway-" + secrets.token_hex(4)
     (scratch / "note.txt").write_text(f"The secret word is {secret}.\n")
@@ -98,15 +104,15 @@ def test_claude_code_one_turn(stack: AgentStack, scratch: Path, tmp_path: Path, 
         assert "context-management-2025-06-27" in first_headers["anthropic-beta"]
         assert first_body["context_management"] and first_body["output_config"]["effort"]
         assert [m["role"] for m in first_body["messages"]].count("system") >= 1
-        assert rows[0]["extra"] is None
+        assert "dropped" not in _extra(rows[0])
     else:  # translated: the mid-conversation system message kept in place, effort mapped
         assert first_path == "/oa/v1/chat/completions"
         roles = [m["role"] for m in first_body["messages"]]
         assert roles[0] == "system" and "system" in roles[2:], roles
         assert first_body["reasoning"]["effort"] in {"low", "medium", "high", "xhigh"}
         assert "context_management" not in first_body
-        extra = json.loads(rows[0]["extra"]) if isinstance(rows[0]["extra"], str) else rows[0]["extra"]
-        assert "context_management" in extra["dropped"]
+        assert "context_management" in _extra(rows[0])["dropped"]
+    assert _extra(rows[0])["categories"] == ["cli-agent"]
 
 
 @pytest.mark.parametrize("model", ["test/claude", "test/oa"])
