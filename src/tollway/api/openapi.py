@@ -104,6 +104,12 @@ def _paths() -> dict[str, Any]:
             "ChatCompletionRequest", "ChatCompletion", "generate")
         paths[f"{prefix}/messages"] = _generate("Anthropic's Messages API, to any model", "MessagesRequest",
                                                 "Message", "generate", anthropic=True)
+        paths[f"{prefix}/messages/count_tokens"] = {"post": {  # issue 12
+            "summary": "input tokens of a Messages request: the upstream's count (Anthropic format) or a local "
+                       "estimate, as the X-Tollway-Token-Count header (upstream|estimate) says; not metered",
+            "tags": ["generate"], "security": _KEY_AUTH, "requestBody": _body("MessagesCountTokensRequest"),
+            "responses": {"200": _json("the count", "MessageTokensCount"),
+                          **_errors(400, 401, 403, 404, 413, 502, 503, anthropic=True)}}}
         paths[f"{prefix}/embeddings"] = _generate("embeddings, metered", "EmbeddingsRequest", "Embeddings",
                                                   "generate", streams=False)
     paths["/api/v1/generation"] = {"get": _get(

@@ -122,10 +122,10 @@ _ANTHROPIC_BLOCK = obj({"type": STR, "text": STR, "source": ANY_OBJ, "id": STR, 
                         "is_error": BOOL, "cache_control": ANY_OBJ}, ("type",))
 _ANTHROPIC_CONTENT: Schema = {"anyOf": [STR, {"type": "array", "items": _ANTHROPIC_BLOCK}]}
 
-_MESSAGES_REQUEST = obj({
+_MESSAGES_FIELDS: dict[str, Schema] = {
     "model": STR, "max_tokens": {"type": "integer", "minimum": 1},
     "messages": {"type": "array", "minItems": 1,
-                 "items": obj({"role": {"enum": ["user", "assistant"]}, "content": _ANTHROPIC_CONTENT},
+                 "items": obj({"role": {"enum": ["user", "assistant", "system"]}, "content": _ANTHROPIC_CONTENT},
                               ("role", "content"))},
     "system": _ANTHROPIC_CONTENT, "stream": BOOL, "temperature": NUM, "top_p": NUM, "top_k": INT,
     "stop_sequences": {"type": "array", "items": STR},
@@ -135,7 +135,11 @@ _MESSAGES_REQUEST = obj({
     "thinking": obj({"type": {"enum": ["enabled", "disabled", "adaptive"]}, "budget_tokens": INT}, ("type",)),
     "metadata": obj({"user_id": STR}), "output_config": ANY_OBJ,
     "models": {"type": "array", "items": STR}, "provider": _PROVIDER_PREFS, "session_id": STR,
-}, ("model", "max_tokens", "messages"), description="Anthropic's Messages request, to any model")
+}
+_MESSAGES_REQUEST = obj(_MESSAGES_FIELDS, ("model", "max_tokens", "messages"),
+                        description="Anthropic's Messages request, to any model")
+_COUNT_TOKENS_REQUEST = obj(_MESSAGES_FIELDS, ("model", "messages"),
+                            description="a Messages request to count (max_tokens optional)")
 
 _MESSAGE = obj({
     "id": STR, "type": {"const": "message"}, "role": {"const": "assistant"}, "model": STR,
@@ -222,6 +226,8 @@ SCHEMAS: dict[str, Schema] = {
     "Error": _ERROR, "AnthropicError": _ANTHROPIC_ERROR,
     "ChatCompletionRequest": _CHAT_REQUEST, "ChatCompletion": _CHAT_COMPLETION,
     "MessagesRequest": _MESSAGES_REQUEST, "Message": _MESSAGE,
+    "MessagesCountTokensRequest": _COUNT_TOKENS_REQUEST,
+    "MessageTokensCount": obj({"input_tokens": INT}, ("input_tokens",)),
     "EmbeddingsRequest": _EMBEDDINGS_REQUEST, "Embeddings": _EMBEDDINGS,
     "Generation": _GENERATION,
     "ModelListOpenAI": _MODEL_LIST_OPENAI, "ModelListOpenRouter": _MODEL_LIST_OPENROUTER, "ModelEndpoints": _ENDPOINTS,
