@@ -72,9 +72,10 @@ async def test_claude_code_request_passes_through_unchanged(stack: Stack) -> Non
     row = stack.generation(headers["x-generation-id"])
     session = CLAUDE_CODE["headers"]["X-Claude-Code-Session-Id"]
     assert (row["app_title"], row["session_id"]) == ("Claude Code", session)
-    extra = json.loads(row["extra"])
-    assert "dropped" not in extra  # nothing left out on a pass-through
-    assert extra["categories"] == ["cli-agent"]  # the agent's default app category (agents.json)
+    # Nothing dropped on a pass-through; the caller's user id is kept for analytics (external_user);
+    # the agent's default app category (agents.json) is recorded.
+    user = CLAUDE_CODE["body"]["metadata"]["user_id"]
+    assert json.loads(row["extra"]) == {"user": user, "categories": ["cli-agent"]}
 
 
 @pytest.mark.parametrize("fmt, model", [("openai", "test/oa"), ("gemini", "test/gem")])
@@ -95,7 +96,9 @@ async def test_claude_code_request_is_translated(stack: Stack, fmt: str, model: 
         assert "Environment" in json.dumps(got["systemInstruction"])
     row = stack.generation(headers["x-generation-id"])
     deferred = next(i for i, t in enumerate(CLAUDE_CODE["body"]["tools"]) if t.get("defer_loading"))
-    assert json.loads(row["extra"])["dropped"] == ["context_management", f"tools[{deferred}]"]
+    assert json.loads(row["extra"]) == {"dropped": ["context_management", f"tools[{deferred}]"],
+                                        "user": CLAUDE_CODE["body"]["metadata"]["user_id"],
+                                        "categories": ["cli-agent"]}
     assert row["app_title"] == "Claude Code"
 
 
