@@ -12,10 +12,13 @@ responses are saved before the client sees the end of the response, so a follow-
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
 from tollway.auth import Principal
@@ -29,6 +32,7 @@ from tollway.responses.output import from_completion, usage_doc
 from tollway.responses.request import ResponsesRequest
 
 Sink = ResponseEventWriter | NativeRelay
+log = logging.getLogger("tollway.responses")
 
 
 @dataclass(slots=True)
@@ -149,8 +153,13 @@ async def _complete(gateway: Gateway, principal: Principal, request: ResponsesRe
 
 async def _save(gateway: Gateway, principal: Principal, request: ResponsesRequest,
                 response: dict[str, Any]) -> None:
-    await asyncio.to_thread(store.save, gateway.engine, principal.key_id, response, request.items,
-                            now=gateway.clock(), ttl_s=gateway.settings.responses.store_ttl_s)
+    """Store the response; a failure is logged, not raised: the answer is generated and billed,
+    and only a later ``previous_response_id`` to it will miss (a 404 that says so)."""
+    try:
+        await asyncio.to_thread(store.save, gateway.engine, principal.key_id, response, request.items,
+                                now=gateway.clock(), ttl_s=gateway.settings.responses.store_ttl_s)
+    except SQLAlchemyError:
+        log.exception("could not store response %s", response.get("id"))
 
 
 async def _saving(stream: AsyncIterator[bytes], sinks: list[Sink],
