@@ -20,6 +20,7 @@ import orjson
 
 from tollway.adapters.base import Target
 from tollway.errors import BadRequest
+from tollway.ledger.bounds import token_count
 from tollway.metering import Usage
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -45,7 +46,8 @@ _EFFORT_RATIO = {"minimal": 0.1, "low": 0.2, "medium": 0.5, "high": 0.8, "xhigh"
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    """A usage count, bounded where it enters (see :func:`tollway.ledger.bounds.token_count`)."""
+    return token_count(value) if isinstance(value, int) else 0
 
 
 def usage_from_anthropic(usage: dict[str, Any] | None) -> Usage | None:

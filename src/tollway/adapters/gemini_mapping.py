@@ -14,6 +14,7 @@ import orjson
 from tollway.adapters.anthropic_mapping import split_data_url
 from tollway.adapters.base import Target
 from tollway.errors import BadRequest
+from tollway.ledger.bounds import token_count
 from tollway.metering import Usage
 
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
@@ -30,7 +31,8 @@ SIGNATURE_FORMAT = "google-gemini-v1"
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    """A usage count, bounded where it enters (see :func:`tollway.ledger.bounds.token_count`)."""
+    return token_count(value) if isinstance(value, int) else 0
 
 
 def usage_from_gemini(meta: dict[str, Any] | None) -> Usage | None:
