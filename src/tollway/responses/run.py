@@ -24,6 +24,7 @@ from tollway.adapters.base import CallContext, Completion, MidStreamError, Strea
 from tollway.auth import Principal
 from tollway.errors import BadRequest, NotFound
 from tollway.gateway import Closer, Gateway, RequestMeta, _Run, validate_chat_body
+from tollway.limits.capping import RESPONSES_OUTPUT_FIELDS, cap_output
 from tollway.metering import Usage
 from tollway.responses import store
 from tollway.responses.events import ResponseEventWriter, translate_stream
@@ -68,7 +69,10 @@ async def create_response(gateway: Gateway, principal: Principal, request: Respo
     prompt_cache_key = request.body.get("prompt_cache_key")
     if meta.session_id is None and isinstance(prompt_cache_key, str) and prompt_cache_key:
         meta.session_id = prompt_cache_key
-    run, targets = await gateway._open_run(principal, request.chat, meta)
+    run, targets = await gateway._open_run(principal, request.chat, meta)  # caps the chat body's output
+    if run.hold is not None and run.hold.output_cap is not None:
+        # ... and the Responses body, which a native upstream gets.
+        cap_output(request.body, run.hold.output_cap, RESPONSES_OUTPUT_FIELDS)
     if request.forced_builtin is not None:
         targets = [t for t in targets if is_native(t)]
         if not targets:
