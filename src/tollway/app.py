@@ -22,7 +22,6 @@ from starlette.types import Receive, Scope, Send
 from tollway.api import chat, embeddings, generation, health, messages, openapi, responses
 from tollway.api.common import json_response
 from tollway.api.outages import as_outage
-from tollway.auth import require_admin
 from tollway.config import Settings, load_settings
 from tollway.errors import TollwayError
 from tollway.gateway import Gateway
@@ -87,6 +86,16 @@ def _routes() -> list[BaseRoute]:
     return routes
 
 
+def _console_routes(settings: Settings, gateway: Gateway) -> list[BaseRoute]:
+    """The web console at /console and its JSON routes (``tollway.console``)."""
+    if not settings.console.enabled:
+        return []
+    from tollway.console import data
+    from tollway.console.web import console_routes
+
+    return [*data.routes, *console_routes(gateway)]
+
+
 def _key_routes() -> list[BaseRoute]:
     """The key's own view and the admin API over keys (``tollway.api.keys``)."""
     from tollway.api import keys
@@ -115,22 +124,13 @@ def _catalog_routes() -> list[BaseRoute]:
     ]
 
 
-def _admin_only(endpoint: Endpoint) -> Endpoint:
-    """Analytics cover every key's traffic, so they need the admin key."""
-
-    async def guarded(request: Request) -> Response:
-        gateway = request.app.state.gateway
-        require_admin(await gateway.keys.authenticate(request))
-        return await endpoint(request)
-
-    return guarded
-
-
 def _analytics_routes() -> list[BaseRoute]:
     """Rankings, what-if cost, task and request sizes (``tollway.api.analytics``)."""
     from tollway.api import analytics
+    from tollway.console.access import admin_only, scoped_rankings
 
-    return [Route(r.path, _admin_only(r.endpoint), methods=list(r.methods or ["GET"]))
+    return [Route(r.path, (scoped_rankings if r.path.endswith("/rankings") else admin_only)(r.endpoint),
+                  methods=list(r.methods or ["GET"]))
             for r in analytics.routes]
 
 
@@ -192,7 +192,8 @@ def build_app(settings: Settings, gateway: Gateway | None = None) -> GatewayApp:
 
     handlers: dict[Any, Any] = {TollwayError: _tollway_error, HTTPException: _http_error,
                                 Exception: _unexpected}
-    app = Starlette(routes=_routes(), exception_handlers=handlers, lifespan=lifespan)
+    app = Starlette(routes=_routes() + _console_routes(settings, gw), exception_handlers=handlers,
+                    lifespan=lifespan)
     app.state.gateway = gw
     return GatewayApp(app)
 

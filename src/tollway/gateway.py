@@ -39,6 +39,7 @@ from tollway.auth import KeyCache, Principal
 from tollway.catalog import Catalog, build_catalog
 from tollway.catalog.agents import AgentDirectory, load_agents  # issue 12: agent attribution
 from tollway.config import Settings
+from tollway.console.sessions import SessionStore
 from tollway.embeddings import estimate_input_tokens, validate_embeddings_body  # issue 5
 from tollway.errors import AllAttemptsFailed, BadRequest, ServiceUnavailable, TollwayError, UpstreamError
 from tollway.ledger.apps import record_app_categories
@@ -139,7 +140,8 @@ class Gateway:
                                    journal=Journal(journal_dir(settings)),
                                    write_ahead=settings.ledger.write_ahead)
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
-        self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin,
+        sessions = SessionStore(settings.console.session_ttl_s, settings.console.max_sessions)
+        self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin, sessions,
                              stale_s=settings.server.key_cache_stale_s)
         self.metrics = Metrics()
         self.metrics.watch_ledger(self.writer.health)
@@ -566,10 +568,13 @@ class Gateway:
         return error
 
     def _record_failure(self, run: _Run, exc: TollwayError, *, model: str, target: Target | None = None) -> None:
-        self.metrics.error(exc.status)
+        # Only catalog ids become label values: a client's made-up model name must not
+        # grow the metrics without bound.
+        self.metrics.error(exc.status, model=model if model in self.catalog.models else "(unknown)",
+                           provider=target.provider.name if target else "")
         self.writer.submit(bounded_record(GenerationRecord(
             id=run.generation_id, key_id=run.principal.key_id, created_at=run.created_at,
-            model=model, provider=target.provider.name if target else None,
+            model=model or "(none)", provider=target.provider.name if target else None,
             upstream_model=target.endpoint.model if target else None, app=run.meta.app,
             app_title=run.meta.app_title, session_id=run.meta.session_id, status="error",
             http_status=exc.status, streamed=run.body.get("stream") is True, api=run.meta.api,
