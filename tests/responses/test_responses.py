@@ -455,4 +455,4 @@ async def test_a_credit_limit_caps_the_output_a_native_upstream_is_asked_for(sta
                       json={"model": "test/native", "input": "Hi"})  # no max: the default, capped
     assert resp.status_code == 200, resp.text
     sent = stack.stub.received[-1].body["max_output_tokens"]
-    assert 0 < sent and sent * 15_000 <= 1_000_000
+    assert sent > 0 and sent * 15_000 <= 1_000_000
