@@ -14,6 +14,7 @@ import pytest
 from tests.adapters.harness import FORMATS, MODEL_OF, Reply, fixture
 from tests.responses.conftest import ResponsesStack
 from tests.responses.spec import event_errors, response_errors
+from tests.support.servers import new_key
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Current weather in a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"},
@@ -445,3 +446,13 @@ async def test_reasoning_content_goes_back_to_a_deepseek_style_upstream(stack: R
     assistant = stack.stub.received[1].body["messages"][1]
     assert assistant["reasoning_content"] == "Need the weather."
     assert assistant["tool_calls"][0]["id"] == "call_r1"
+
+
+async def test_a_credit_limit_caps_the_output_a_native_upstream_is_asked_for(stack: ResponsesStack) -> None:
+    _key_id, capped = new_key(stack.database, name="capped", limit_nanousd=1_000_000)  # ~60 tokens at $15/M
+    stack.stub.script(Reply(200, json.dumps(NATIVE).encode()))
+    resp = httpx.post(stack.url + "/v1/responses", headers={"Authorization": f"Bearer {capped}"},
+                      json={"model": "test/native", "input": "Hi"})  # no max: the default, capped
+    assert resp.status_code == 200, resp.text
+    sent = stack.stub.received[-1].body["max_output_tokens"]
+    assert sent > 0 and sent * 15_000 <= 1_000_000

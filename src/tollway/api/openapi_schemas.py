@@ -219,6 +219,26 @@ _KEY_FIELDS: dict[str, Schema] = {
     "policy": nullable(obj({}, description="routing policies the key's requests can only narrow")),
 }
 _KEY_CREATE = obj(_KEY_FIELDS | {"is_admin": BOOL}, ("name",))
+# The Responses API (tollway.responses): the fields tollway reads; anything else is echoed or,
+# for a Responses-native provider, passed through.
+_RESPONSES_REQUEST = obj({
+    "model": STR, "input": {"anyOf": [STR, {"type": "array", "items": ANY_OBJ}]},
+    "instructions": nullable(STR), "previous_response_id": nullable(STR), "stream": BOOL, "store": BOOL,
+    "max_output_tokens": {"type": "integer", "minimum": 1}, "temperature": {"type": "number", "minimum": 0,
+                                                                          "maximum": 2},
+    "top_p": {"type": "number", "minimum": 0, "maximum": 1}, "parallel_tool_calls": BOOL,
+    "tools": {"type": "array", "items": obj({"type": STR}, ("type",))}, "tool_choice": {"anyOf": [STR, ANY_OBJ]},
+    "reasoning": ANY_OBJ, "text": ANY_OBJ, "include": {"type": "array", "items": STR}, "metadata": ANY_OBJ,
+    "prompt_cache_key": STR, "models": {"type": "array", "items": STR}, "provider": _PROVIDER_PREFS,
+}, ("model", "input"), description="OpenAI's Responses request, to any model")
+
+_RESPONSE = obj({
+    "id": STR, "object": {"const": "response"}, "created_at": NUM, "model": STR,
+    "status": {"enum": ["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"]},
+    "output": {"type": "array", "items": obj({"type": STR}, ("type",))},
+    "usage": obj({"input_tokens": INT, "output_tokens": INT, "total_tokens": INT}),
+}, ("id", "object", "created_at", "model", "output"), description="OpenAI's response object")
+
 _KEY_UPDATE = obj(_KEY_FIELDS | {"disabled": {"type": "boolean", "description": "true revokes the key"}})
 _TOP_UP = obj({"amount": USD, "note": nullable({"type": "string", "maxLength": 1000})}, ("amount",))
 
@@ -229,6 +249,11 @@ SCHEMAS: dict[str, Schema] = {
     "MessagesCountTokensRequest": _COUNT_TOKENS_REQUEST,
     "MessageTokensCount": obj({"input_tokens": INT}, ("input_tokens",)),
     "EmbeddingsRequest": _EMBEDDINGS_REQUEST, "Embeddings": _EMBEDDINGS,
+    "ResponsesRequest": _RESPONSES_REQUEST, "Response": _RESPONSE,
+    "ResponseDeleted": obj({"id": STR, "object": {"const": "response"}, "deleted": BOOL}, ("id", "deleted")),
+    "ResponseItemList": obj({"object": {"const": "list"}, "data": {"type": "array", "items": ANY_OBJ},
+                             "first_id": nullable(STR), "last_id": nullable(STR), "has_more": BOOL},
+                            ("object", "data", "has_more")),
     "Generation": _GENERATION,
     "ModelListOpenAI": _MODEL_LIST_OPENAI, "ModelListOpenRouter": _MODEL_LIST_OPENROUTER, "ModelEndpoints": _ENDPOINTS,
     "CurrentKey": _CURRENT_KEY, "Credits": _CREDITS, "Key": _KEY,

@@ -12,15 +12,19 @@ responses are saved before the client sees the end of the response, so a follow-
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
 from tollway.auth import Principal
 from tollway.errors import BadRequest, NotFound
 from tollway.gateway import Closer, Gateway, RequestMeta, _Run, validate_chat_body
+from tollway.limits.capping import RESPONSES_OUTPUT_FIELDS, cap_output
 from tollway.metering import Usage
 from tollway.responses import store
 from tollway.responses.events import ResponseEventWriter, translate_stream
@@ -29,6 +33,7 @@ from tollway.responses.output import from_completion, usage_doc
 from tollway.responses.request import ResponsesRequest
 
 Sink = ResponseEventWriter | NativeRelay
+log = logging.getLogger("tollway.responses")
 
 
 @dataclass(slots=True)
@@ -64,7 +69,10 @@ async def create_response(gateway: Gateway, principal: Principal, request: Respo
     prompt_cache_key = request.body.get("prompt_cache_key")
     if meta.session_id is None and isinstance(prompt_cache_key, str) and prompt_cache_key:
         meta.session_id = prompt_cache_key
-    run, targets = await gateway._open_run(principal, request.chat, meta)
+    run, targets = await gateway._open_run(principal, request.chat, meta)  # caps the chat body's output
+    if run.hold is not None and run.hold.output_cap is not None:
+        # ... and the Responses body, which a native upstream gets.
+        cap_output(request.body, run.hold.output_cap, RESPONSES_OUTPUT_FIELDS)
     if request.forced_builtin is not None:
         targets = [t for t in targets if is_native(t)]
         if not targets:
@@ -149,8 +157,13 @@ async def _complete(gateway: Gateway, principal: Principal, request: ResponsesRe
 
 async def _save(gateway: Gateway, principal: Principal, request: ResponsesRequest,
                 response: dict[str, Any]) -> None:
-    await asyncio.to_thread(store.save, gateway.engine, principal.key_id, response, request.items,
-                            now=gateway.clock(), ttl_s=gateway.settings.responses.store_ttl_s)
+    """Store the response; a failure is logged, not raised: the answer is generated and billed,
+    and only a later ``previous_response_id`` to it will miss (a 404 that says so)."""
+    try:
+        await asyncio.to_thread(store.save, gateway.engine, principal.key_id, response, request.items,
+                                now=gateway.clock(), ttl_s=gateway.settings.responses.store_ttl_s)
+    except SQLAlchemyError:
+        log.exception("could not store response %s", response.get("id"))
 
 
 async def _saving(stream: AsyncIterator[bytes], sinks: list[Sink],
