@@ -133,7 +133,7 @@ class Gateway:
         self.metrics = Metrics()
         self.timeouts = ClientTimeouts.from_settings(settings.timeouts)
         self.limits = Limiter(settings, self.engine)
-        # Upstream errors are redacted where they enter (_upstream_failed); logs by a filter.
+        # Upstream errors are redacted where they enter (the attempt loops, the relay); logs by a filter.
         self.redactor = Redactor.from_settings(settings, self.catalog.providers.values())
         self._log_redaction: RedactingFilter | None = None
         self._session: aiohttp.ClientSession | None = None

@@ -77,6 +77,8 @@ def test_a_hostile_body_cannot_spend_past_the_limit(case: str, tmp_path: Path) -
     assert statuses[-1] == 402, f"the key never ran out: {statuses}"
     assert refusal["code"] == 402 and refusal["type"] == "insufficient_credits"
     assert "insufficient credit" in refusal["message"]
+    if case == "both_output_fields":  # an explicit cap the credit cannot cover: say what fits
+        assert "lower max_tokens to at most" in refusal["message"]
     assert succeeded >= 1 and succeeded == statuses.count(200)
     assert spent == usage == _spend_at_greedy_prices(stub), "billed what the upstream produced"
     assert spent <= LIMIT_NANO, f"{case}: spent {spent} nano-USD of a {LIMIT_NANO} limit"
