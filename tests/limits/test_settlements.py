@@ -4,6 +4,7 @@ the next process if this one stops first."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -172,6 +173,18 @@ async def test_settling_the_same_hold_twice_counts_once(backend: str, tmp_path: 
         # 10,000 - 300 settled once = 9,700 left: a 9,700 reservation fits, 9,701 does not.
         assert (await store.admit(_replace(req, "h2", 9_701))).outcome == "credits"
         assert (await store.admit(_replace(req, "h3", 9_700))).outcome == "ok"
+        await store.settle(_hold(req, "h3"), 0, 0)
+        # A reservation that expires before its settlement lands: the late settlement still
+        # counts, once.
+        late = replace(_replace(req, "h4", 1_000), reservation_ttl_ms=1)
+        assert (await store.admit(late)).outcome == "ok"
+        await asyncio.sleep(0.05)
+        assert (await store.admit(_replace(req, "h5", 9_700))).outcome == "ok"  # h4 expired: freed
+        await store.settle(_hold(req, "h5"), 0, 0)
+        for _ in range(2):
+            await store.settle(_hold(req, "h4"), 1_000, 0)
+        assert (await store.admit(_replace(req, "h6", 8_701))).outcome == "credits"
+        assert (await store.admit(_replace(req, "h7", 8_700))).outcome == "ok"
     finally:
         await store.close()
         engine.dispose()
@@ -179,6 +192,11 @@ async def test_settling_the_same_hold_twice_counts_once(backend: str, tmp_path: 
 
 def _replace(req: Any, hold_id: str, amount: int) -> Any:
     return replace(req, hold_id=hold_id + req.key_id, reserve_nano=amount)
+
+
+def _hold(req: Any, hold_id: str) -> Hold:
+    return Hold(key_id=req.key_id, hold_id=hold_id + req.key_id, period_id=req.period.id, reserved_nano=1,
+                tokens=None, counter_ttl_s=3600)
 
 
 def test_the_journal_keeps_what_is_owed_and_skips_a_torn_line(tmp_path: Path) -> None:
