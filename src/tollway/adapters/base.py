@@ -27,7 +27,14 @@ import aiohttp
 
 from tollway.adapters.http import ClientTimeouts
 from tollway.config import EndpointConfig, ModelConfig, ProviderConfig
+from tollway.ledger.bounds import bound_text
 from tollway.metering import Usage
+
+
+def upstream_text(column: str, value: Any) -> str | None:
+    """A string the upstream sent (an id, a finish reason), bounded to its ledger column;
+    None when it sent something else."""
+    return bound_text(column, value) if isinstance(value, str) else None
 
 
 @dataclass(frozen=True, slots=True)
