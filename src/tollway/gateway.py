@@ -147,7 +147,7 @@ class Gateway:
         self.metrics.watch_ledger(self.writer.health)
         self.timeouts = ClientTimeouts.from_settings(settings.timeouts)
         self.limits = Limiter(settings, self.engine)
-        # Upstream errors are redacted where they enter (_upstream_failed); logs by a filter.
+        # Upstream errors are redacted where they enter (the attempt loops, the relay); logs by a filter.
         self.redactor = Redactor.from_settings(settings, self.catalog.providers.values())
         self._log_redaction: RedactingFilter | None = None
         self._session: aiohttp.ClientSession | None = None

@@ -34,8 +34,9 @@ store removes the reservation and adds the cost to the period's *settled* counte
 same atomic step, so the spend is visible to the next check immediately, although the
 ledger row itself is written later by the batched writer.  Settling runs as a background
 task so it never delays a response; until it runs, the (larger) reservation still counts,
-so spend is never under-counted in between.  Settling is idempotent (the stores remember
-the holds settled in the last day), so a retry whose first answer was lost counts once.
+so spend is never under-counted in between.  Settling is idempotent: only the settlement
+that removes the reservation adds the cost (an expired reservation leaves a mark for a day
+that a late settlement removes instead), so a retry whose first answer was lost counts once.
 
 **Settlements are never lost.**  One the store cannot take after two quick retries is
 written to a local journal (:mod:`tollway.limits.journal`, one fsynced JSON line) and

@@ -12,9 +12,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from tollway.adapters.base import Target
 from tollway.catalog import Catalog
@@ -36,6 +38,7 @@ log = logging.getLogger("tollway.limits")
 _FEMTO_PER_NANO = 1_000_000
 _T = TypeVar("_T")
 _STORE_ERRORS = (RedisError, OSError, SQLAlchemyError)
+_OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, OperationalError)
 
 
 def has_limits(key: KeyInfo | None) -> bool:
@@ -285,20 +288,26 @@ class Limiter:
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
-        """Apply journaled settlements in order, retrying without end while the store is down."""
+        """Apply journaled settlements, retrying without end while the store is down; one
+        that keeps failing never holds back the others."""
         delay = 0.1
         while True:
             await self._owed.wait()
             self._owed.clear()
-            for settlement in self.journal.pending:
-                while True:
+            while self.journal.pending:
+                for settlement in self.journal.pending:
                     try:
                         await self.store.settle(settlement.hold, settlement.cost_nano, settlement.tokens)
-                        break
-                    except _STORE_ERRORS:
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 1.0)
-                delay = 0.1
-                await asyncio.to_thread(self.journal.done, settlement)
-            if not self.journal.pending:
-                log.warning("journaled settlements applied; the spend store is up to date")
+                    except _OUTAGE_ERRORS:
+                        break  # the store is unreachable: wait, then start over
+                    except _STORE_ERRORS as exc:
+                        log.error("journaled settlement of hold %s refused by the spend store (%s); "
+                                  "retried later", settlement.hold.hold_id, type(exc).__name__)
+                        continue
+                    await asyncio.to_thread(self.journal.done, settlement)
+                if not self.journal.pending:
+                    log.warning("journaled settlements applied; the spend store is up to date")
+                    delay = 0.1
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
