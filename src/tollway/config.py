@@ -128,6 +128,8 @@ class ProviderConfig(_Frozen):
     disabled: bool = False
     first_party_for: tuple[str, ...] = ()  # model authors whose own API this is (catalog)
     notes: str | None = None  # e.g. where the data policy / hosting country comes from
+    # /v1/responses: "translate" to this wire format, or "native" (it speaks Responses itself)
+    responses: Literal["translate", "native"] = "translate"
 
     @field_validator("base_url")
     @classmethod
@@ -145,20 +147,33 @@ class ProviderConfig(_Frozen):
 class TimeoutSettings(_Frozen):
     """Seconds.  Per attempt: connect, first byte, idle gap between stream chunks."""
 
-    connect: float = 10.0
-    first_byte: float = 120.0
-    idle: float = 120.0
-    total: float = 600.0
+    connect: float = Field(default=10.0, gt=0)
+    first_byte: float = Field(default=120.0, gt=0)
+    idle: float = Field(default=120.0, gt=0)
+    total: float = Field(default=600.0, gt=0)
 
 
 class LedgerSettings(_Frozen):
     batch_size: int = Field(default=500, ge=1)
     flush_interval_ms: int = Field(default=50, ge=1)
+    # Where records wait while the database is unreachable; default: next to a SQLite
+    # ledger, else under ~/.local/state/tollway/journal (see tollway.ledger.journal).
+    journal_dir: str | None = None
+    # When nothing can be metered (writer dead, or database down and journal unwritable):
+    # refuse new requests with 503, or serve them unmetered.
+    on_failure: Literal["refuse", "serve"] = "refuse"
+    # Append every record to the journal (fsync'd, on a thread of its own) before the
+    # writer commits it, so a SIGKILL loses almost nothing (see tollway.ledger.ahead).
+    write_ahead: bool = True
 
 
 class ServerSettings(_Frozen):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     key_cache_ttl_s: float = Field(default=2.0, ge=0)
+    # During a database outage, keys looked up within this many seconds (past their TTL) are
+    # still served from the cache; 0 turns it off.  A revocation made just before an outage can
+    # take up to this long to apply.
+    key_cache_stale_s: float = Field(default=60.0, ge=0, le=3600)
 
 
 class RoutingSettings(_Frozen):
@@ -188,14 +203,33 @@ class LimitsSettings(_Frozen):
 
     # Output tokens reserved when neither the request (max_tokens) nor the endpoint says.
     default_max_output_tokens: int = Field(default=4096, ge=1)
-    # Headroom on the local prompt-token estimate (~4 bytes/token) when reserving credit.
-    prompt_estimate_margin_pct: int = Field(default=25, ge=0, le=1000)
+    # Extra headroom on the prompt bound reserved (tollway.limits.capping: it already holds).
+    prompt_estimate_margin_pct: int = Field(default=0, ge=0, le=1000)
     # How long a crashed replica's reservations hold credit; default: timeouts.total + 60 s.
     reservation_ttl_s: float | None = Field(default=None, gt=0)
     # Idle time after which Redis forgets a key's period counter (re-seeded from the ledger).
     counter_ttl_s: int = Field(default=8 * 86400, ge=3600)
     redis_timeout_s: float = Field(default=2.0, gt=0)
     redis_max_connections: int = Field(default=64, ge=1)  # per process; requests queue for one
+    # Where settlements wait (fsynced) while the spend store is unreachable (tollway.limits.journal).
+    settlement_journal_dir: str = ".tollway-journal"
+
+
+class ResponsesSettings(_Frozen):
+    """``/v1/responses`` state (see ``tollway.responses.store``)."""
+
+    store_ttl_s: float = Field(default=30 * 86400, gt=0)  # how long stored responses are kept
+    store_default: bool = True  # when a request omits ``store`` (OpenAI's default is true)
+
+
+class ConsoleSettings(_Frozen):
+    """The web console at ``/console`` (see ``tollway.console``)."""
+
+    enabled: bool = True
+    public_rankings: bool = False  # the rankings page (model-level data only) without logging in
+    session_ttl_s: float = Field(default=12 * 3600, gt=0)  # a session's lifetime since log-in
+    max_sessions: int = Field(default=10_000, ge=1)  # per process; the oldest go first
+    rankings_cache_s: float = Field(default=30.0, ge=0)  # rankings answers reused per viewer and query; 0: off
 
 
 class Settings(_Frozen):
@@ -215,7 +249,17 @@ class Settings(_Frozen):
     server: ServerSettings = Field(default_factory=ServerSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     source_path: str | None = Field(default=None, exclude=True)
+
+    @field_validator("redis")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(redis|rediss|unix)://", value):
+            raise ValueError(f"redis {value!r} must be a URL such as redis://127.0.0.1:6379/0 "
+                             "(or rediss://, unix://), or remove the key to run without Redis")
+        return value
 
     @field_validator("database")
     @classmethod
@@ -330,6 +374,11 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         text = resolved.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {resolved} not found; pass --config PATH to an existing file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{resolved}: not UTF-8 text (invalid byte at offset {exc.start}); "
+                          "save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {resolved} cannot be read: {exc.strerror}") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

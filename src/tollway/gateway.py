@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -36,15 +37,21 @@ from tollway.adapters.base import (
 from tollway.adapters.http import ClientTimeouts
 from tollway.auth import KeyCache, Principal
 from tollway.catalog import Catalog, build_catalog
+from tollway.catalog.agents import AgentDirectory, load_agents  # issue 12: agent attribution
 from tollway.config import Settings
+from tollway.console.sessions import SessionStore
 from tollway.embeddings import estimate_input_tokens, validate_embeddings_body  # issue 5
-from tollway.errors import AllAttemptsFailed, BadRequest, TollwayError, UpstreamError
+from tollway.errors import AllAttemptsFailed, BadRequest, ServiceUnavailable, TollwayError, UpstreamError
+from tollway.ledger.apps import record_app_categories
+from tollway.ledger.bounds import bound_text, bounded_record
 from tollway.ledger.db import create_db_engine, migrate
+from tollway.ledger.journal import Journal, default_journal_dir
 from tollway.ledger.records import GenerationRecord
 from tollway.ledger.rollups import apply_rollups
 from tollway.ledger.schema import utcnow
 from tollway.ledger.writer import BatchHook, LedgerWriter
 from tollway.limits import Hold, Limiter, has_limits
+from tollway.limits.capping import CHAT_OUTPUT_FIELDS, MESSAGES_OUTPUT_FIELDS, NO_OUTPUT, cap_output
 from tollway.messages import (  # issue 5: /v1/messages
     EventWriter,
     MessagesRequest,
@@ -58,8 +65,9 @@ from tollway.metering import (
     nano_to_usd,
 )
 from tollway.metrics import Metrics
+from tollway.redaction import RedactingFilter, Redactor, install_log_redaction, remove_log_redaction
 from tollway.routing import Router, build_health
-from tollway.streaming import estimate_stream_usage, final_chunks, midstream_error_chunk, render_usage
+from tollway.streaming import final_chunks, midstream_error_chunk, render_usage, stream_usage
 
 
 @dataclass(slots=True)
@@ -70,6 +78,8 @@ class RequestMeta:
     app_title: str | None = None
     session_id: str | None = None
     api: str = "chat"
+    extra: dict[str, Any] | None = None  # notes for the ledger record's extra (e.g. dropped tools)
+    categories: tuple[str, ...] = ()  # X-OpenRouter-Categories (tollway.ledger.apps)
 
 
 @dataclass(slots=True)
@@ -115,6 +125,7 @@ class Gateway:
         # compress simulated weeks into seconds; a server always uses the real clock.
         self.clock = clock
         self.catalog: Catalog = build_catalog(settings)
+        self.agents: AgentDirectory = load_agents()
         self.health = build_health(settings.routing, settings.redis)
         self.router = Router(self.catalog, settings.routing, self.health)
         # The models API (api/models.py) reads endpoint uptime/latency/throughput through this.
@@ -125,19 +136,29 @@ class Gateway:
                                    flush_interval_s=settings.ledger.flush_interval_ms / 1000,
                                    # Rollups are kept up to date in the same transaction as
                                    # the generations, so reports never read the raw ledger.
-                                   hooks=(apply_rollups, *hooks))
+                                   hooks=(apply_rollups, record_app_categories, *hooks),
+                                   journal=Journal(journal_dir(settings)),
+                                   write_ahead=settings.ledger.write_ahead)
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
-        self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin)
+        sessions = SessionStore(settings.console.session_ttl_s, settings.console.max_sessions)
+        self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin, sessions,
+                             stale_s=settings.server.key_cache_stale_s)
         self.metrics = Metrics()
+        self.metrics.watch_ledger(self.writer.health)
         self.timeouts = ClientTimeouts.from_settings(settings.timeouts)
         self.limits = Limiter(settings, self.engine)
+        # Upstream errors are redacted where they enter (_upstream_failed); logs by a filter.
+        self.redactor = Redactor.from_settings(settings, self.catalog.providers.values())
+        self._log_redaction: RedactingFilter | None = None
         self._session: aiohttp.ClientSession | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._log_redaction = install_log_redaction(self.redactor)
         migrate(self.engine)
         self.writer.start()
+        await self.limits.start()  # settlements an earlier process journaled are applied
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300,
                                          keepalive_timeout=60)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
@@ -162,6 +183,9 @@ class Gateway:
         # Drain the ledger: every answered generation is written before we exit.
         await asyncio.to_thread(self.writer.close)
         self.engine.dispose()
+        if self._log_redaction is not None:
+            remove_log_redaction(self._log_redaction)
+            self._log_redaction = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -198,19 +222,33 @@ class Gateway:
         return ChatOutcome(generation_id=run.generation_id, payload=completion.payload)
 
     async def messages(self, principal: Principal, request: MessagesRequest, meta: RequestMeta,
-                       forward_headers: dict[str, str] | None = None) -> ChatOutcome:
-        """An Anthropic Messages call: passed straight through to providers that speak Anthropic,
-        translated to OpenAI chat for the others; the payload or events are Anthropic's."""
+                       forward_headers: dict[str, str] | None = None, query: str = "") -> ChatOutcome:
+        """An Anthropic Messages call: passed straight through to providers that speak Anthropic
+        (with the client's beta headers and query string), translated to OpenAI chat for the
+        others (what has no translation noted in the ledger record); the payload or events are
+        Anthropic's."""
         validate_chat_body(request.openai)
         run, targets = await self._open_run(principal, request.openai, meta)
+        if run.hold is not None and run.hold.output_cap is not None:
+            cap_output(request.anthropic, run.hold.output_cap, MESSAGES_OUTPUT_FIELDS)  # the pass-through body
         headers = forward_headers or {}
+        as_sent, notes = meta.extra, request.translation_notes
+        translated_extra = {**(as_sent or {}), **notes} if notes else as_sent
+
+        def passthrough_for(target: Target, ctx: CallContext) -> AnthropicAdapter | None:
+            passthrough = self._passthrough(target)
+            # The record describes the attempt that answers, so each attempt sets its note.
+            run.meta.extra = as_sent if passthrough is not None else translated_extra
+            if passthrough is not None:
+                ctx.extra_headers = headers
+            return passthrough
+
         if request.stream:
 
             def open_messages(target: Target, ctx: CallContext, state: StreamState) -> _Opened:
-                passthrough = self._passthrough(target)
+                passthrough = passthrough_for(target, ctx)
                 if passthrough is not None:
-                    ctx.extra_headers = headers
-                    return passthrough.passthrough_stream(target, request.anthropic, ctx, state), None
+                    return passthrough.passthrough_stream(target, request.anthropic, ctx, state, query), None
                 writer = EventWriter(run.generation_id, target.model.id)
                 adapter = self.adapters[target.provider.kind]
 
@@ -224,10 +262,9 @@ class Gateway:
                                               lambda target, exc: error_event(exc.message))
 
         async def call(target: Target, ctx: CallContext) -> Completion:
-            passthrough = self._passthrough(target)
+            passthrough = passthrough_for(target, ctx)
             if passthrough is not None:
-                ctx.extra_headers = headers
-                return await passthrough.passthrough_complete(target, request.anthropic, ctx)
+                return await passthrough.passthrough_complete(target, request.anthropic, ctx, query)
             return await self.adapters[target.provider.kind].complete(target, run.body, ctx)
 
         target, completion, usage, _cost = await self._attempt_complete(run, targets, call)
@@ -235,10 +272,32 @@ class Gateway:
             to_anthropic_message(completion.payload, usage)
         return ChatOutcome(generation_id=run.generation_id, payload=payload)
 
+    async def count_message_tokens(self, principal: Principal, request: MessagesRequest,
+                                   forward_headers: dict[str, str], query: str = "") -> tuple[int, str]:
+        """``/v1/messages/count_tokens``: (input tokens, ``"upstream"`` or ``"estimate"``).
+
+        The first planned endpoint counts when its wire format has a count endpoint
+        (Anthropic); otherwise, or when that endpoint is unavailable, a local estimate.
+        Nothing is generated, so nothing is metered.
+        """
+        targets = self.router.plan(request.openai, principal)
+        target = targets[0]
+        passthrough = self._passthrough(target)
+        if passthrough is not None:
+            ctx = CallContext(generation_id=new_generation_id(), model_id=target.model.id,
+                              created=int(time.time()), session=self.session, timeouts=self.timeouts,
+                              extra_headers=forward_headers)
+            try:
+                return await passthrough.count_tokens(target, request.anthropic, ctx, query), "upstream"
+            except UpstreamError as exc:
+                if not exc.retryable:
+                    raise  # the caller's own 4xx: the request is wrong, an estimate would hide it
+        return estimate_prompt_tokens(request.openai), "estimate"
+
     async def embeddings(self, principal: Principal, body: dict[str, Any], meta: RequestMeta) -> dict[str, Any]:
         """``POST /v1/embeddings``: routed like chat, metered at the endpoint's prompt price."""
         validate_embeddings_body(body)
-        run, targets = await self._open_run(principal, body, meta)
+        run, targets = await self._open_run(principal, body, meta, output_fields=NO_OUTPUT)
 
         async def call(target: Target, ctx: CallContext) -> Completion:
             adapter = self.adapters[target.provider.kind]
@@ -267,13 +326,19 @@ class Gateway:
         adapter = self.adapters[target.provider.kind]
         return adapter if isinstance(adapter, AnthropicAdapter) else None
 
-    async def _open_run(self, principal: Principal, body: dict[str, Any],
-                        meta: RequestMeta) -> tuple[_Run, list[Target]]:
-        """A run for ``body`` (OpenAI-shaped), its planned targets, and the key's limits admitted."""
+    async def _open_run(self, principal: Principal, body: dict[str, Any], meta: RequestMeta,
+                        output_fields: tuple[str, ...] = CHAT_OUTPUT_FIELDS) -> tuple[_Run, list[Target]]:
+        """A run for ``body`` (OpenAI-shaped), its planned targets, and the key's limits admitted
+        (for a limited key, ``body``'s output cap is lowered to what was reserved)."""
+        if self.settings.ledger.on_failure == "refuse" and not self.writer.metering_possible():
+            raise ServiceUnavailable("the ledger cannot record generations right now (database unreachable "
+                                     "and journal not writable, or the ledger writer stopped), so tollway "
+                                     "refuses to serve unmetered; see GET /health (config ledger.on_failure)",
+                                     code=503)
         run = _Run(generation_id=new_generation_id(), principal=principal, body=body, meta=meta,
                    started=time.monotonic(), created_at=self.clock())
         if meta.session_id is None and isinstance(body.get("session_id"), str):
-            meta.session_id = body["session_id"]
+            meta.session_id = bound_text("session_id", body["session_id"])
         try:
             targets = self.router.plan(body, principal)
         except TollwayError as exc:
@@ -283,10 +348,12 @@ class Gateway:
             assert principal.key is not None
             try:
                 run.hold = await self.limits.admit(principal.key, body, targets, self.catalog,
-                                                   now=run.created_at)
+                                                   now=run.created_at, output_fields=output_fields)
             except TollwayError as exc:
                 self._record_failure(run, exc, model=targets[0].model.id)
                 raise
+            if run.hold.output_cap is not None:
+                cap_output(body, run.hold.output_cap, output_fields)  # the upstream makes no more
         return run, targets
 
     def _context(self, run: _Run, target: Target) -> CallContext:
@@ -320,6 +387,7 @@ class Gateway:
                 self._note_attempt(run, target, last, attempt_started)
                 break
             except UpstreamError as exc:
+                self.redactor.scrub_error(exc)
                 last = exc
                 self._note_attempt(run, target, exc, attempt_started)
                 if not exc.retryable:
@@ -372,6 +440,7 @@ class Gateway:
                                         f"{self.timeouts.first_byte_s:g} s", provider=target.provider.name,
                                         retryable=True)
             except UpstreamError as err:
+                self.redactor.scrub_error(err)
                 exc = err
             else:
                 self._note_attempt(run, target, None, attempt_started)
@@ -431,6 +500,7 @@ class Gateway:
                 async for chunk in iterator:
                     yield chunk
             except MidStreamError as exc:
+                exc.message = self.redactor.redact(exc.message)
                 status, error, http_status = "error", exc.message, 502
                 state.finish_reason = "error"
                 yield error_chunk(target, exc)
@@ -446,7 +516,8 @@ class Gateway:
             # The client hung up.  If the upstream had already finished (finish reason and
             # usage received) the generation itself succeeded and is billed in full; only a
             # generation cut short counts as cancelled.
-            if not (state.usage is not None and state.finish_reason and status == "success"):
+            if not (state.usage is not None and not state.usage_partial and state.finish_reason
+                    and status == "success"):
                 status = "cancelled"
             raise
         finally:
@@ -455,9 +526,7 @@ class Gateway:
                 record()
 
     def _stream_usage(self, run: _Run, state: StreamState) -> Usage:
-        if state.usage is not None:
-            return state.usage
-        return estimate_stream_usage(state, estimate_prompt_tokens(run.body))
+        return stream_usage(state, lambda: estimate_prompt_tokens(run.body))
 
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -495,7 +564,7 @@ class Gateway:
         tried = run.attempts[-1]
         target = next((t for t in targets if t.provider.name == tried["provider"]
                        and t.model.id == tried["model"]), targets[-1])
-        self._record_failure(run, error, model=targets[0].model.id, target=target)
+        self._record_failure(run, error, model=target.model.id, target=target)  # the last tried
         return error
 
     def _record_failure(self, run: _Run, exc: TollwayError, *, model: str, target: Target | None = None) -> None:
@@ -503,15 +572,15 @@ class Gateway:
         # grow the metrics without bound.
         self.metrics.error(exc.status, model=model if model in self.catalog.models else "(unknown)",
                            provider=target.provider.name if target else "")
-        self.writer.submit(GenerationRecord(
+        self.writer.submit(bounded_record(GenerationRecord(
             id=run.generation_id, key_id=run.principal.key_id, created_at=run.created_at,
-            model=model[:200] or "(none)", provider=target.provider.name if target else None,
+            model=model or "(none)", provider=target.provider.name if target else None,
             upstream_model=target.endpoint.model if target else None, app=run.meta.app,
             app_title=run.meta.app_title, session_id=run.meta.session_id, status="error",
             http_status=exc.status, streamed=run.body.get("stream") is True, api=run.meta.api,
             latency_ms=int((time.monotonic() - run.started) * 1000), error=exc.message[:2000],
-            attempts=run.attempts or None,
-        ))
+            attempts=run.attempts or None, extra=_analytics_extra(run),
+        )))
         if run.hold is not None:
             self.limits.release(run.hold)
             run.hold = None
@@ -520,7 +589,7 @@ class Gateway:
                 http_status: int, finish_reason: str | None, native_finish_reason: str | None,
                 upstream_id: str | None, latency_s: float, ttft_s: float | None, streamed: bool,
                 cancelled: bool = False, error: str | None = None) -> None:
-        self.writer.submit(GenerationRecord(
+        self.writer.submit(bounded_record(GenerationRecord(
             id=run.generation_id, key_id=run.principal.key_id, created_at=run.created_at,
             model=target.model.id, provider=target.provider.name, upstream_model=target.endpoint.model,
             upstream_id=upstream_id, app=run.meta.app, app_title=run.meta.app_title,
@@ -533,14 +602,20 @@ class Gateway:
             ttft_ms=int(ttft_s * 1000) if ttft_s is not None else None, api=run.meta.api, error=error,
             # One attempt is the row itself (provider, upstream model, status, latency), so
             # only fallbacks keep the list: it was a third of a typical row's bytes.
-            attempts=run.attempts if len(run.attempts) > 1 else None,
-        ))
+            attempts=run.attempts if len(run.attempts) > 1 else None, extra=_analytics_extra(run),
+        )))
         if run.hold is not None:
             self.limits.settle(run.hold, cost, usage.total_tokens)
             run.hold = None
         self.metrics.record(model=target.model.id, provider=target.provider.name, status=status,
                             latency_s=latency_s, ttft_s=ttft_s, prompt_tokens=usage.prompt_tokens,
                             completion_tokens=usage.completion_tokens, cost_nano=cost)
+
+
+def journal_dir(settings: Settings) -> Path:
+    """``ledger.journal_dir``, or the default for the configured database."""
+    configured = settings.ledger.journal_dir
+    return Path(configured).expanduser() if configured else default_journal_dir(settings.database)
 
 
 async def _aclose(iterator: AsyncIterator[bytes]) -> None:
@@ -581,3 +656,14 @@ def validate_chat_body(body: dict[str, Any]) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or not low <= value <= high):
             raise BadRequest(f"'{name}' must be a number between {low} and {high}", code=400)
+
+
+def _analytics_extra(run: _Run) -> dict[str, Any] | None:
+    """What analytics reads from ``extra``: the app's declared categories, the caller's ``user``."""
+    user = run.body.get("user")
+    extra: dict[str, Any] = dict(run.meta.extra or {})  # notes such as dropped tools
+    if run.meta.categories:
+        extra["categories"] = list(run.meta.categories)
+    if isinstance(user, str) and user:
+        extra["user"] = user[:200]
+    return extra or None

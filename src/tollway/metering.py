@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from tollway.config import Pricing
+from tollway.ledger.bounds import token_count
 
 NANO_PER_USD = 1_000_000_000
 _FEMTO_PER_NANO = 1_000_000
@@ -56,13 +57,7 @@ class Usage:
 
 
 def _int(value: Any) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return max(value, 0)
-    if isinstance(value, float):
-        return max(int(value), 0)
-    return 0
+    return token_count(value)  # bounded where it enters: see tollway.ledger.bounds
 
 
 def _femto_per_token(usd_per_mtok: Decimal) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -64,6 +64,26 @@ def midstream_error_chunk(generation_id: str, target: Target, exc: MidStreamErro
                      "native_finish_reason": "error"}],
     }
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def stream_usage(state: StreamState, prompt_estimate: Callable[[], int]) -> Usage:
+    """What a finished or cut stream is billed for.
+
+    The upstream's usage when it covers the output; when it covers only the prompt
+    (Anthropic's ``message_start`` placeholder, Gemini's counts before the finishing
+    chunk: the stream was cut), its prompt counts plus the estimate of the text sent;
+    with no usage at all, the local estimate.  Anything not the upstream's own final
+    count is marked estimated.
+    """
+    usage = state.usage
+    if usage is not None and not state.usage_partial:
+        return usage
+    if usage is None:
+        return estimate_stream_usage(state, prompt_estimate())
+    sent = estimate_stream_usage(state, 0).completion_tokens
+    return Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=sent, cached_tokens=usage.cached_tokens,
+                 cache_write_tokens=usage.cache_write_tokens, reasoning_tokens=min(usage.reasoning_tokens, sent),
+                 estimated=True)
 
 
 def estimate_stream_usage(state: StreamState, prompt_estimate: int) -> Usage:

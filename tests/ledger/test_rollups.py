@@ -16,6 +16,7 @@ from tollway.ledger.records import GenerationRecord
 from tollway.ledger.rollups import (
     MEASURES,
     bucket_bounds,
+    enters_rollups,
     token_bucket,
     usage_daily_app,
     usage_daily_key,
@@ -53,7 +54,7 @@ def _records(n: int = 300, seed: int = 7) -> list[GenerationRecord]:
 
 def _expected(records: list[GenerationRecord], dims: tuple[str, ...]) -> dict[tuple[object, ...], list[int]]:
     acc: dict[tuple[object, ...], list[int]] = defaultdict(lambda: [0] * len(MEASURES))
-    for r in records:
+    for r in filter(enters_rollups, records):  # requests rejected before any attempt are not usage
         day = r.created_at.date()
         values = {"hour": r.created_at.replace(minute=0, second=0, microsecond=0), "day": day,
                   "week": day - timedelta(days=day.weekday()), "month": date(day.year, day.month, 1),
@@ -104,7 +105,7 @@ def test_hook_rollups_equal_the_ledger(db_url: str) -> None:
                 assert _table(conn, table, dims) == _expected(records, dims), table.name
             # Tokens-per-request histogram: every non-error request, in its own bucket.
             hist: dict[tuple[object, ...], int] = defaultdict(int)
-            for r in records:
+            for r in filter(enters_rollups, records):
                 if r.status != "error":
                     hist[(r.created_at.date(), r.model, token_bucket(r.prompt_tokens + r.completion_tokens))] += 1
             got_hist = {}
@@ -114,7 +115,7 @@ def test_hook_rollups_equal_the_ledger(db_url: str) -> None:
             assert got_hist == dict(hist)
             # Sessions: exact sums and first/last seen per session_id.
             sessions: dict[str, list[GenerationRecord]] = defaultdict(list)
-            for r in records:
+            for r in filter(enters_rollups, records):
                 if r.session_id:
                     sessions[r.session_id].append(r)
             rows = {row.session_id: row for row in conn.execute(select(usage_sessions))}
@@ -136,3 +137,21 @@ def test_a_retried_record_is_rolled_up_once(db_url: str) -> None:
         with engine.connect() as conn:
             dims = ("day", "model", "provider", "batch_id")
             assert _table(conn, usage_daily_model, dims) == _expected(records, dims)
+
+
+def test_requests_rejected_before_any_attempt_stay_out_of_the_rollups(db_url: str) -> None:
+    """On both write paths (SQLite: rows through Python; PostgreSQL: set-based SQL)."""
+    served = record(1, T0, "a/x", provider="p1", status="success", prompt_tokens=5, completion_tokens=3,
+                    cost_nanousd=80, session_id="s1")
+    failed = record(2, T0, "a/x", provider="p1", status="error", session_id="s1")  # an attempt was made
+    rejected = record(3, T0, "ghost/unknown", status="error", http_status=404, session_id="s1")
+    with ledger(db_url) as engine:
+        write(engine, [served, failed, rejected])
+        with engine.connect() as conn:
+            assert len(conn.execute(select(schema.generations.c.id)).all()) == 3  # all kept in the ledger
+            models = {(row.model, row.requests, row.errors) for row in conn.execute(select(usage_daily_model))}
+            hours = {row.model for row in conn.execute(select(usage_hourly))}
+            session = conn.execute(select(usage_sessions)).one()
+    assert models == {("a/x", 1, 1)}
+    assert hours == {"a/x"}
+    assert (session.requests, session.errors) == (1, 1)

@@ -31,7 +31,7 @@ from tollway.config import parse_settings
 from tollway.gateway import Gateway
 from tollway.ledger import schema
 from tollway.ledger.db import create_db_engine, migrate
-from tollway.metering import estimate_prompt_tokens
+from tollway.limits.capping import prompt_bound
 
 SYSTEM_REDIS = os.environ.get("TOLLWAY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 PRICING = {"prompt": "1", "completion": "2"}  # USD/Mtok: 1000 / 2000 nano-USD per token
@@ -39,16 +39,16 @@ MODEL = "test/metered"
 
 
 class MeteredStub(StubOpenAI):
-    """Reports exactly tollway's prompt estimate and ``max_tokens`` completion tokens, so
+    """Reports exactly tollway's prompt bound and ``max_tokens`` completion tokens, so
     with a 0 % margin a generation costs exactly its reservation."""
 
     def prompt_tokens(self, raw: bytes) -> int:
-        return estimate_prompt_tokens(json.loads(raw))
+        return prompt_bound(json.loads(raw))
 
 
 def request_cost_nano(body: dict[str, Any]) -> int:
     """What one request costs at :data:`PRICING` with the metered stub."""
-    return estimate_prompt_tokens(body) * 1000 + int(body["max_tokens"]) * 2000
+    return prompt_bound(body) * 1000 + int(body["max_tokens"]) * 2000
 
 
 def require_redis(url: str = SYSTEM_REDIS) -> str:

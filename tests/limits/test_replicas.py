@@ -24,7 +24,7 @@ from tests.limits.support import (
     require_redis,
 )
 from tests.support.servers import aiohttp_server, new_key, postgres_database
-from tollway.metering import estimate_prompt_tokens
+from tollway.limits.capping import prompt_bound
 
 BODY: dict[str, Any] = {"model": MODEL, "max_tokens": 5,
                         "messages": [{"role": "user", "content": "how much is the fish?"}]}
@@ -99,7 +99,7 @@ async def _sequence(reps: list[Replica], key: str, n: int) -> list[tuple[int, st
 
 @pytest.mark.parametrize("backend", ["redis", "database"])
 async def test_rpm_and_tpm_hold_across_replicas(backend: str, tmp_path: Path) -> None:
-    tokens = estimate_prompt_tokens(BODY) + BODY["max_tokens"]
+    tokens = prompt_bound(BODY) + BODY["max_tokens"]
     with postgres_database() as db, aiohttp_server(MeteredStub().app()) as upstream:
         rpm_id, rpm_key = new_key(db, name="rpm", rpm=7)
         tpm_id, tpm_key = new_key(db, name="tpm", tpm=5 * tokens + tokens // 2)

@@ -134,13 +134,25 @@ def test_overall_deadline_spans_attempts(tmp_path: Path) -> None:
     assert stubs[2].count() == 0, "no attempt starts after the deadline"
 
 
+class _ManualClock:
+    """The health tracker's clock, moved only by the test (wall time never opens a cooldown)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_circuit_opens_then_recovers_through_a_probe(tmp_path: Path) -> None:
     state = {"down": True}
     shaky = Stub("shaky", plan=lambda _n: "500" if state["down"] else "ok")
     backup = Stub("backup")
-    routing = {"breaker_failures": 3, "breaker_cooldown_s": 0.3}
+    routing = {"breaker_failures": 3, "breaker_cooldown_s": 30}
     with fleet(tmp_path, [shaky, backup], routing=routing) as f:
         health = f.gateway.health
+        clock = _ManualClock()
+        health.clock = clock
         prefs = {"order": ["shaky", "backup"]}
         for _ in range(3):
             assert served_by(f.ask(prefs)) == "backup"
@@ -149,15 +161,15 @@ def test_circuit_opens_then_recovers_through_a_probe(tmp_path: Path) -> None:
         for _ in range(5):
             assert served_by(f.ask(prefs)) == "backup"
         assert shaky.count() == 3, "an open circuit must not be called"
+        clock.now += 29.9
+        assert health.breaker_state((MODEL, "shaky")) == "open", "the cooldown has not elapsed yet"
+        assert served_by(f.ask(prefs)) == "backup"
         # Recovery: the provider comes back; after the cooldown one request probes it.
         state["down"] = False
-        deadline = time.monotonic() + 10
-        while shaky.count() == 3:
-            assert time.monotonic() < deadline, "no half-open probe was ever sent"
-            if health.breaker_state((MODEL, "shaky")) == "half_open":
-                f.ask(prefs)
-            else:
-                time.sleep(0.02)
+        clock.now += 0.2
+        assert health.breaker_state((MODEL, "shaky")) == "half_open"
+        assert served_by(f.ask(prefs)) == "shaky"  # the probe
+        assert shaky.count() == 4
         assert health.breaker_state((MODEL, "shaky")) == "closed"
         assert served_by(f.ask(prefs)) == "shaky"
         snap = health.snapshot(MODEL, "shaky")

@@ -24,14 +24,15 @@ import orjson
 from tollway.adapters.anthropic_mapping import (
     ANTHROPIC_VERSION,
     STOP_TO_FINISH,
+    THINKING_FORMAT,
     to_anthropic_request,
     to_openai_completion,
     usage_from_anthropic,
 )
-from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
+from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target, upstream_text
 from tollway.adapters.chunks import chunk_event, stamp
 from tollway.adapters.http import ensure_event_stream, error_from_exception, error_from_response, post_json
-from tollway.adapters.sse import SSEEvent, iter_events
+from tollway.adapters.sse import SSEEvent, iter_blocks, parse_block
 from tollway.errors import UpstreamError
 
 # The Messages API's own error types -> the HTTP status Anthropic would have answered with.
@@ -66,7 +67,7 @@ class AnthropicAdapter:
         usage = usage_from_anthropic(obj.get("usage"))
         return Completion(payload=payload, usage=usage, finish_reason=choice["finish_reason"],
                           native_finish_reason=choice["native_finish_reason"],
-                          upstream_id=obj.get("id") if isinstance(obj.get("id"), str) else None)
+                          upstream_id=upstream_text("upstream_id", obj.get("id")))
 
     async def stream(self, target: Target, body: dict[str, Any], ctx: CallContext,
                      state: StreamState) -> AsyncIterator[bytes]:
@@ -83,64 +84,101 @@ class AnthropicAdapter:
     # -- the /v1/messages pass-through ----------------------------------------------------------
 
     async def passthrough_complete(self, target: Target, body: dict[str, Any],
-                                   ctx: CallContext) -> Completion:
-        """An Anthropic request forwarded as is (model swapped); the Anthropic message back."""
+                                   ctx: CallContext, query: str = "") -> Completion:
+        """An Anthropic request forwarded as is (model swapped, the client's query string
+        such as ``?beta=true`` kept); the Anthropic message back."""
         request = {**body, "model": target.endpoint.model}
         request.pop("stream", None)
-        obj = await self._post(target, request, ctx)
-        upstream_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+        obj = await self._post(target, request, ctx, query)
+        upstream_id = upstream_text("upstream_id", obj.get("id"))
         obj["id"] = ctx.generation_id
         obj["model"] = ctx.model_id
         stop = obj.get("stop_reason") if isinstance(obj.get("stop_reason"), str) else None
         return Completion(payload=obj, usage=usage_from_anthropic(obj.get("usage")),
                           finish_reason=STOP_TO_FINISH.get(stop, "stop") if stop else None,
-                          native_finish_reason=stop, upstream_id=upstream_id)
+                          native_finish_reason=upstream_text("native_finish_reason", stop), upstream_id=upstream_id)
 
     async def passthrough_stream(self, target: Target, body: dict[str, Any], ctx: CallContext,
-                                 state: StreamState) -> AsyncGenerator[bytes, None]:
-        """The upstream's Anthropic events, relayed; usage and stop reason captured on ``state``."""
+                                 state: StreamState, query: str = "") -> AsyncGenerator[bytes, None]:
+        """The upstream's Anthropic events, relayed; usage and stop reason captured on ``state``.
+
+        Content events, the bulk of a stream, are relayed as bytes without parsing; only
+        ``message_start`` (ids rewritten), ``message_delta`` (usage, stop reason),
+        ``message_stop`` and ``error`` are read.
+        """
         request = {**body, "model": target.endpoint.model, "stream": True}
         usage: dict[str, Any] = {}
         stopped = False
-        async for batch in self._events(target, request, ctx, state):
+        async for blocks in self._blocks(target, request, ctx, state, query):
             out: list[bytes] = []
-            for event in batch:
+            for block in blocks:
+                if block.startswith(_UNPARSED):
+                    if block.startswith(b"event: content_block_delta"):
+                        # The exact UTF-8 bytes of the text, tool JSON or thinking sent: what a
+                        # cut stream is billed by when no usage arrives (framing is no text).
+                        delta_event = parse_block(block)
+                        if delta_event is not None:
+                            state.text_bytes += _delta_bytes(_json(delta_event))
+                    out.append(block)
+                    continue
+                event = parse_block(block)
+                if event is None:
+                    continue
                 if event.name == "message_start":
                     obj = _json(event)
                     message = _obj(obj.get("message"))
                     if isinstance(message.get("id"), str):
-                        state.upstream_id = message["id"]
+                        state.upstream_id = upstream_text("upstream_id", message["id"])
                     message["id"], message["model"] = ctx.generation_id, ctx.model_id
-                    _merge_usage(usage, message.get("usage"), state)
-                    out.append(b"event: message_start\ndata: " + orjson.dumps(obj) + b"\n\n")
+                    _merge_usage(usage, message.get("usage"), state, final=False)
+                    out.append(b"event: message_start\ndata: " + orjson.dumps(obj))
                     continue
                 if event.name == "message_delta":
                     obj = _json(event)
-                    _merge_usage(usage, obj.get("usage"), state)
+                    _merge_usage(usage, obj.get("usage"), state, final=True)
                     delta = _obj(obj.get("delta"))
                     stop = delta.get("stop_reason")
                     if isinstance(stop, str):
-                        state.native_finish_reason = stop
+                        state.native_finish_reason = upstream_text("native_finish_reason", stop)
                         state.finish_reason = STOP_TO_FINISH.get(stop, "stop")
                 elif event.name == "content_block_delta":
-                    state.text_bytes += max(len(event.data) - 70, 1)  # for the estimate, if no usage
+                    state.text_bytes += _delta_bytes(_json(event))  # billed by it if the stream is cut
                 elif event.name == "message_stop":
                     stopped = True
                 elif event.name == "error":
                     raise _stream_error(event, target.provider.name, bool(state.relayed) or bool(out))
-                out.append(event.raw)
+                out.append(block)
             if out:
-                data = b"".join(out)
+                out.append(b"")  # the last block's terminator
                 state.relayed.append(b"")  # marks "bytes reached the client"; text counted above
-                yield data
+                yield b"\n\n".join(out)
         if not stopped:
             _truncated(target.provider.name, bool(state.relayed))
 
+    async def count_tokens(self, target: Target, body: dict[str, Any], ctx: CallContext,
+                           query: str = "") -> int:
+        """The upstream's ``/v1/messages/count_tokens`` for an Anthropic body (model swapped)."""
+        provider = target.provider.name
+        request = {k: v for k, v in body.items() if k not in _NOT_COUNTED}
+        request["model"] = target.endpoint.model
+        url = self.url(target) + "/count_tokens" + (f"?{query}" if query else "")
+        obj, raw, status = await post_json(ctx.session, url, orjson.dumps(request),
+                                           self.headers(target, ctx), ctx.timeouts.complete, provider)
+        count = obj.get("input_tokens") if isinstance(obj, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool):
+            if isinstance(obj, dict) and obj.get("type") == "error":
+                raise error_from_response(_error_status(obj), raw, provider)
+            raise UpstreamError(f"provider {provider} returned no token count", provider=provider,
+                                upstream_status=status, raw=raw[:2048].decode("utf-8", "replace"))
+        return count
+
     # -- HTTP ------------------------------------------------------------------------------------
 
-    async def _post(self, target: Target, request: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+    async def _post(self, target: Target, request: dict[str, Any], ctx: CallContext,
+                    query: str = "") -> dict[str, Any]:
         provider = target.provider.name
-        obj, raw, status = await post_json(ctx.session, self.url(target), orjson.dumps(request),
+        url = self.url(target) + (f"?{query}" if query else "")
+        obj, raw, status = await post_json(ctx.session, url, orjson.dumps(request),
                                    self.headers(target, ctx), ctx.timeouts.complete, provider)
         if not isinstance(obj, dict) or obj.get("type") != "message":
             if isinstance(obj, dict) and obj.get("type") == "error":
@@ -151,21 +189,36 @@ class AnthropicAdapter:
         return obj
 
     async def _events(self, target: Target, request: dict[str, Any], ctx: CallContext,
-                      state: StreamState) -> AsyncIterator[list[SSEEvent]]:
+                      state: StreamState, query: str = "") -> AsyncIterator[list[SSEEvent]]:
+        async for blocks in self._blocks(target, request, ctx, state, query):
+            batch = [e for e in map(parse_block, blocks) if e is not None]
+            if batch:
+                yield batch
+
+    async def _blocks(self, target: Target, request: dict[str, Any], ctx: CallContext,
+                      state: StreamState, query: str = "") -> AsyncIterator[list[bytes]]:
         provider = target.provider.name
+        url = self.url(target) + (f"?{query}" if query else "")
         try:
-            async with ctx.session.post(self.url(target), data=orjson.dumps(request),
+            async with ctx.session.post(url, data=orjson.dumps(request),
                                         headers=self.headers(target, ctx),
                                         timeout=ctx.timeouts.stream) as resp:
                 await ensure_event_stream(resp, provider)
-                async for batch in iter_events(resp):
+                async for blocks in iter_blocks(resp):
                     state.mark_first_byte()
-                    yield batch
+                    yield blocks
         except (TimeoutError, aiohttp.ClientError) as exc:
             if state.relayed:
                 raise MidStreamError(f"provider {provider} stream broke: {type(exc).__name__}",
                                      provider=provider) from exc
             raise error_from_exception(exc, provider) from exc
+
+
+# Pass-through events relayed without parsing (the named ``event:`` line comes first).
+_UNPARSED = (b"event: content_block_", b"event: ping")
+# Fields count_tokens does not take (the Messages API rejects them there).
+_NOT_COUNTED = frozenset({"max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k",
+                          "metadata", "service_tier", "container", "models", "provider", "session_id"})
 
 
 def _obj(value: Any) -> dict[str, Any]:
@@ -178,6 +231,16 @@ def _json(event: SSEEvent) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     return obj if isinstance(obj, dict) else {}
+
+
+def _delta_bytes(obj: dict[str, Any]) -> int:
+    """UTF-8 bytes of generated text in a content_block_delta (text, tool JSON, thinking)."""
+    delta = _obj(obj.get("delta"))
+    for name in ("text", "partial_json", "thinking"):
+        value = delta.get(name)
+        if isinstance(value, str):
+            return len(value.encode("utf-8", "replace"))
+    return 0
 
 
 def _error_status(obj: dict[str, Any]) -> int:
@@ -204,14 +267,19 @@ def _truncated(provider: str, started: bool) -> None:
                         provider=provider, retryable=True)
 
 
-def _merge_usage(usage: dict[str, Any], update: Any, state: StreamState) -> None:
-    """Anthropic's usage is cumulative: message_delta's counts replace message_start's."""
+def _merge_usage(usage: dict[str, Any], update: Any, state: StreamState, *, final: bool) -> None:
+    """Anthropic's usage is cumulative: message_delta's counts replace message_start's.
+
+    message_start's ``output_tokens`` is a placeholder (1): until a message_delta brings
+    the real count, the usage is partial, so a cut stream is billed for its text instead.
+    """
     if not isinstance(update, dict):
         return
     for name, value in update.items():
         if value is not None:
             usage[name] = value
     state.usage = usage_from_anthropic(usage)
+    state.usage_partial = not final
 
 
 class _StreamTranslator:
@@ -237,8 +305,8 @@ class _StreamTranslator:
         if kind == "message_start":
             message = _obj(obj.get("message"))
             if isinstance(message.get("id"), str):
-                self.state.upstream_id = message["id"]
-            _merge_usage(self.usage, message.get("usage"), self.state)
+                self.state.upstream_id = upstream_text("upstream_id", message["id"])
+            _merge_usage(self.usage, message.get("usage"), self.state, final=False)
             return chunk_event(self.ctx, self.label, {"role": "assistant", "content": ""})
         if kind == "content_block_start":
             block = _obj(obj.get("content_block"))
@@ -250,15 +318,19 @@ class _StreamTranslator:
                     "function": {"name": block.get("name", ""), "arguments": ""}}]})
             if block.get("type") == "text" and block.get("text"):
                 return chunk_event(self.ctx, self.label, {"content": block["text"]})
+            if block.get("type") == "redacted_thinking":
+                return chunk_event(self.ctx, self.label, {"reasoning_details": [
+                    {"type": "reasoning.encrypted", "data": block.get("data"), "format": THINKING_FORMAT}]})
             return b""
         if kind == "message_delta":
-            _merge_usage(self.usage, obj.get("usage"), self.state)
+            _merge_usage(self.usage, obj.get("usage"), self.state, final=True)
             delta = _obj(obj.get("delta"))
             stop = delta.get("stop_reason")
             if not isinstance(stop, str):
                 return b""
             finish = STOP_TO_FINISH.get(stop, "stop")
-            self.state.finish_reason, self.state.native_finish_reason = finish, stop
+            self.state.finish_reason = finish
+            self.state.native_finish_reason = upstream_text("native_finish_reason", stop)
             return chunk_event(self.ctx, self.label, {}, finish_reason=finish, native_finish_reason=stop)
         if kind == "message_stop":
             self.stopped = True
@@ -272,16 +344,22 @@ class _StreamTranslator:
         kind = delta.get("type")
         if kind == "text_delta":
             text = str(delta.get("text", ""))
-            self.state.text_bytes += len(text)
+            self.state.text_bytes += len(text.encode("utf-8", "replace"))
             return chunk_event(self.ctx, self.label, {"content": text})
         if kind == "input_json_delta":
             index = self.tool_index.get(int(obj.get("index", 0)), 0)
             partial = str(delta.get("partial_json", ""))
-            self.state.text_bytes += len(partial)
+            self.state.text_bytes += len(partial.encode("utf-8", "replace"))
             return chunk_event(self.ctx, self.label,
                                {"tool_calls": [{"index": index, "function": {"arguments": partial}}]})
         if kind == "thinking_delta":
             thinking = str(delta.get("thinking", ""))
-            self.state.text_bytes += len(thinking)
-            return chunk_event(self.ctx, self.label, {"reasoning": thinking})
-        return b""  # signature_delta, citations: nothing OpenAI-shaped to say
+            self.state.text_bytes += len(thinking.encode("utf-8", "replace"))
+            return chunk_event(self.ctx, self.label, {"reasoning": thinking, "reasoning_details": [
+                {"type": "reasoning.text", "text": thinking, "format": THINKING_FORMAT}]})
+        if kind == "signature_delta":
+            # OpenRouter's reasoning_details: the signature a later turn must send back.
+            return chunk_event(self.ctx, self.label, {"reasoning_details": [
+                {"type": "reasoning.text", "signature": str(delta.get("signature", "")),
+                 "format": THINKING_FORMAT}]})
+        return b""  # citations: nothing OpenAI-shaped to say

@@ -27,7 +27,14 @@ import aiohttp
 
 from tollway.adapters.http import ClientTimeouts
 from tollway.config import EndpointConfig, ModelConfig, ProviderConfig
+from tollway.ledger.bounds import bound_text
 from tollway.metering import Usage
+
+
+def upstream_text(column: str, value: Any) -> str | None:
+    """A string the upstream sent (an id, a finish reason), bounded to its ledger column;
+    None when it sent something else."""
+    return bound_text(column, value) if isinstance(value, str) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +76,10 @@ class StreamState:
     """Filled in by ``stream()`` as the stream goes; read by the caller in its ``finally``."""
 
     usage: Usage | None = None
+    # The usage so far counts the prompt but not yet the output (Anthropic's message_start
+    # placeholder, Gemini's counts before the last chunk): a stream cut now is billed for
+    # the text it sent (tollway.streaming.stream_usage).
+    usage_partial: bool = False
     finish_reason: str | None = None
     native_finish_reason: str | None = None
     upstream_id: str | None = None

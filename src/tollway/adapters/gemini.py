@@ -14,12 +14,21 @@ from typing import Any
 import aiohttp
 import orjson
 
-from tollway.adapters.base import CallContext, Completion, EmbeddingResult, MidStreamError, StreamState, Target
+from tollway.adapters.base import (
+    CallContext,
+    Completion,
+    EmbeddingResult,
+    MidStreamError,
+    StreamState,
+    Target,
+    upstream_text,
+)
 from tollway.adapters.chunks import chunk_event, stamp
 from tollway.adapters.gemini_mapping import (
     candidate_of,
     finish_of,
     parts_of,
+    signature_detail,
     to_gemini_request,
     to_openai_completion,
     tool_call,
@@ -61,8 +70,9 @@ class GeminiAdapter:
         completion, native = to_openai_completion(obj, ctx.generation_id)
         payload = stamp(completion, ctx, _label(target))
         return Completion(payload=payload, usage=usage_from_gemini(obj.get("usageMetadata")),
-                          finish_reason=payload["choices"][0]["finish_reason"], native_finish_reason=native,
-                          upstream_id=obj.get("responseId") if isinstance(obj.get("responseId"), str) else None)
+                          finish_reason=payload["choices"][0]["finish_reason"],
+                          native_finish_reason=upstream_text("native_finish_reason", native),
+                          upstream_id=upstream_text("upstream_id", obj.get("responseId")))
 
     async def stream(self, target: Target, body: dict[str, Any], ctx: CallContext,
                      state: StreamState) -> AsyncIterator[bytes]:
@@ -95,7 +105,7 @@ class GeminiAdapter:
                         if not state.relayed and not out:
                             out.append(chunk_event(ctx, label, {"role": "assistant", "content": ""}))
                             if isinstance(obj.get("responseId"), str):
-                                state.upstream_id = obj["responseId"]
+                                state.upstream_id = upstream_text("upstream_id", obj["responseId"])
                         usage = usage_from_gemini(obj.get("usageMetadata"))
                         if usage is not None:
                             state.usage = usage  # cumulative: the last report wins
@@ -105,9 +115,17 @@ class GeminiAdapter:
                                 call = {"index": calls, **tool_call(part, calls, ctx.generation_id)}
                                 calls += 1
                                 state.text_bytes += len(call["function"]["arguments"])
-                                out.append(chunk_event(ctx, label, {"tool_calls": [call]}))
-                            elif isinstance(part.get("text"), str) and part["text"]:
-                                state.text_bytes += len(part["text"])
+                                signed = signature_detail(part, call["id"])
+                                delta: dict[str, Any] = {"tool_calls": [call]}
+                                if signed is not None:
+                                    delta["reasoning_details"] = [signed]
+                                out.append(chunk_event(ctx, label, delta))
+                                continue
+                            signed = signature_detail(part, None)
+                            if signed is not None:
+                                out.append(chunk_event(ctx, label, {"reasoning_details": [signed]}))
+                            if isinstance(part.get("text"), str) and part["text"]:
+                                state.text_bytes += len(part["text"].encode("utf-8", "replace"))
                                 field = "reasoning" if part.get("thought") is True else "content"
                                 out.append(chunk_event(ctx, label, {field: part["text"]}))
                         native = candidate.get("finishReason")
@@ -117,9 +135,12 @@ class GeminiAdapter:
                         finish = finish_of(native if isinstance(native, str) else None, calls > 0)
                         if finish is not None:
                             finished = True
-                            state.finish_reason, state.native_finish_reason = finish, native
+                            state.finish_reason = finish
+                            state.native_finish_reason = upstream_text("native_finish_reason", native)
                             out.append(chunk_event(ctx, label, {}, finish_reason=finish,
                                                    native_finish_reason=native))
+                        # Counts before the finishing chunk are not the output's final count.
+                        state.usage_partial = state.usage is not None and not finished
                     if out:
                         data = b"".join(out)
                         state.relayed.append(data)

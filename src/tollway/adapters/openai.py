@@ -26,6 +26,7 @@ from tollway.adapters.base import (
     MidStreamError,
     StreamState,
     Target,
+    upstream_text,
 )
 from tollway.adapters.http import ensure_event_stream, error_from_exception, error_from_response, post_json
 from tollway.errors import UpstreamError
@@ -74,7 +75,7 @@ def provider_label(target: Target) -> str:
 
 def stamp_completion(obj: dict[str, Any], target: Target, ctx: CallContext) -> Completion:
     """Put tollway's id/model/provider on an OpenAI ``chat.completion`` and read its usage."""
-    upstream_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+    upstream_id = upstream_text("upstream_id", obj.get("id"))
     obj["id"] = ctx.generation_id
     obj["model"] = ctx.model_id
     obj["provider"] = provider_label(target)
@@ -88,11 +89,15 @@ def stamp_completion(obj: dict[str, Any], target: Target, ctx: CallContext) -> C
             continue
         choice.setdefault("index", index)
         choice.setdefault("logprobs", None)
+        message = choice.get("message")
+        if isinstance(message, dict):
+            message.setdefault("refusal", None)  # required by OpenAI's schema; many vendors omit it
         native = choice.get("native_finish_reason", choice.get("finish_reason"))
         finish = choice.get("finish_reason")
         choice["native_finish_reason"] = native
-    return Completion(payload=obj, usage=Usage.from_openai(obj.get("usage")), finish_reason=finish,
-                      native_finish_reason=native, upstream_id=upstream_id)
+    return Completion(payload=obj, usage=Usage.from_openai(obj.get("usage")),
+                      finish_reason=upstream_text("finish_reason", finish),
+                      native_finish_reason=upstream_text("native_finish_reason", native), upstream_id=upstream_id)
 
 
 class OpenAIAdapter:
@@ -293,9 +298,9 @@ class _ChunkRelay:
         for choice in choices or ():
             if isinstance(choice, dict) and choice.get("finish_reason"):
                 self.finished = True
-                self.state.finish_reason = choice["finish_reason"]
-                self.state.native_finish_reason = choice.get("native_finish_reason",
-                                                             choice["finish_reason"])
+                self.state.finish_reason = upstream_text("finish_reason", choice["finish_reason"]) or "stop"
+                self.state.native_finish_reason = upstream_text(
+                    "native_finish_reason", choice.get("native_finish_reason", choice["finish_reason"]))
                 choice.setdefault("native_finish_reason", choice["finish_reason"])
         if not choices:
             return None  # the usage-only chunk: tollway emits its own, with cost, at the end
@@ -310,7 +315,7 @@ class _ChunkRelay:
         self.learned = True
         upstream_id, model = obj.get("id"), obj.get("model")
         if isinstance(upstream_id, str):
-            self.state.upstream_id = upstream_id
+            self.state.upstream_id = upstream_text("upstream_id", upstream_id)
         if not isinstance(upstream_id, str) or not isinstance(model, str):
             return
         new_id = b'"id":' + orjson.dumps(self.ctx.generation_id)

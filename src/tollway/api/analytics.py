@@ -22,26 +22,16 @@ from tollway.analytics.attribution import Attribution
 from tollway.analytics.distributions import request_distribution, task_distribution
 from tollway.analytics.rankings import RankingQuery, ReportError, rankings
 from tollway.analytics.whatif import what_if
+from tollway.api import inputs
 from tollway.errors import BadRequest
 
 
 def _date(request: Request, name: str) -> date | None:
-    value = request.query_params.get(name)
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise BadRequest(f"query parameter {name}={value!r} is not a date; use YYYY-MM-DD") from None
+    return inputs.query_date(request.query_params, name)
 
 
 def _int(request: Request, name: str, default: int | None) -> int | None:
-    value = request.query_params.get(name)
-    if value is None or value == "":
-        return default
-    if not value.isdigit():
-        raise BadRequest(f"query parameter {name}={value!r} must be a positive integer")
-    return int(value)
+    return inputs.query_int(request.query_params, name, default)
 
 
 async def _run(request: Request, work: Callable[[Any], dict[str, Any]]) -> Response:
@@ -62,10 +52,11 @@ async def _run(request: Request, work: Callable[[Any], dict[str, Any]]) -> Respo
 async def rankings_endpoint(request: Request) -> Response:
     """``?by=origin&period=week&from=2026-02-09&to=2026-02-22&top=5``."""
     params = request.query_params
-    query = RankingQuery(by=params.get("by", "model").replace("_", "-"), period=params.get("period", "week"),
+    by = inputs.query_text(params, "by", "model") or "model"
+    query = RankingQuery(by=by.replace("_", "-"), period=inputs.query_text(params, "period", "week") or "week",
                          start=_date(request, "from"), end=_date(request, "to"),
-                         top=_int(request, "top", None), app=params.get("app") or None,
-                         key_id=params.get("key") or None)
+                         top=_int(request, "top", None), app=inputs.query_text(params, "app"),
+                         key_id=inputs.query_text(params, "key"))
     try:
         query.validate()
     except ReportError as exc:
@@ -81,11 +72,11 @@ async def rankings_endpoint(request: Request) -> Response:
 
 async def cost_endpoint(request: Request) -> Response:
     """``?what_if=minimax/minimax-m2.5&model=anthropic/claude-opus-4.6&from=...&to=...``."""
-    targets = request.query_params.getlist("what_if")
+    targets = inputs.query_texts(request.query_params, "what_if")
     if not targets:
         raise BadRequest("give at least one what_if=MODEL to re-price the traffic at")
-    models = request.query_params.getlist("model")
-    provider = request.query_params.get("provider") or None
+    models = inputs.query_texts(request.query_params, "model")
+    provider = inputs.query_text(request.query_params, "provider")
     start, end = _date(request, "from"), _date(request, "to")
     catalog = request.app.state.gateway.catalog
     return await _run(request, lambda conn: what_if(conn, catalog, targets, start=start, end=end,
@@ -101,7 +92,7 @@ async def tasks_endpoint(request: Request) -> Response:
 async def requests_endpoint(request: Request) -> Response:
     """``?from=...&to=...&model=...``: bucketed tokens-per-request percentiles and histogram."""
     start, end = _date(request, "from"), _date(request, "to")
-    model = request.query_params.get("model") or None
+    model = inputs.query_text(request.query_params, "model")
     return await _run(request, lambda conn: request_distribution(conn, start=start, end=end, model=model))
 
 

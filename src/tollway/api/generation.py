@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tollway.api import inputs
 from tollway.api.common import gateway_of, json_response
 from tollway.errors import BadRequest, NotFound
 from tollway.ledger.queries import get_generation
@@ -61,6 +62,8 @@ async def generation(request: Request) -> Response:
     generation_id = request.query_params.get("id")
     if not generation_id:
         raise BadRequest("query parameter 'id' is required: /api/v1/generation?id=gen-...", code=400)
+    if inputs.lookup_id(generation_id) is None:
+        raise NotFound(f"generation {generation_id[:60]!r} not found for this key", code=404)
     pending = gateway.writer.pending(generation_id)
     if pending is not None:
         row: dict[str, Any] | None = pending.to_row()

@@ -10,9 +10,15 @@ from tollway.api.common import gateway_of, json_response
 
 
 async def health(request: Request) -> Response:
+    """200 while generations can be metered (``status`` "degraded" while the ledger
+    journals them), 503 "unhealthy" when they can't."""
     gateway = gateway_of(request)
     models = sum(1 for m in gateway.catalog.models.values() if gateway.catalog.is_active(m))
-    return json_response({"status": "ok", "version": __version__, "active_models": models})
+    ledger = gateway.writer.health()
+    status = "ok" if ledger.alive and ledger.database_reachable else \
+        "degraded" if ledger.metering_possible else "unhealthy"
+    return json_response({"status": status, "version": __version__, "active_models": models,
+                          "ledger": ledger.to_json()}, status=503 if status == "unhealthy" else 200)
 
 
 async def metrics(request: Request) -> Response:

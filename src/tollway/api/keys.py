@@ -9,7 +9,6 @@ the configured ``admin_key`` or a key created with ``--admin``.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -17,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tollway.api import inputs
 from tollway.api.common import gateway_of, json_response, read_json_object
 from tollway.auth import Principal, require_admin
 from tollway.errors import BadRequest, NotFound
@@ -25,9 +25,11 @@ from tollway.ledger.keys import KeyInfo
 from tollway.ledger.queries import usage_summary
 from tollway.limits.credits import key_view, period_usage, render_key, top_up
 from tollway.limits.periods import RESETS
-from tollway.metering import nano_to_usd, usd_to_nano
+from tollway.metering import nano_to_usd
 
 _BODY_LIMIT = 64 * 1024
+_NAME_CHARS = 200  # keys.name and keys.label columns
+_MAX_MODELS = 1000
 
 
 def _admin_view() -> dict[str, Any]:
@@ -85,6 +87,15 @@ def _key_not_found(key_id: str) -> NotFound:
     return NotFound(f"key {key_id} not found; GET /api/v1/keys lists them", code=404)
 
 
+def _path_key_id(request: Request) -> str:
+    """The ``{id}`` of an admin path; one no stored key could have is the usual 404."""
+    raw: str = request.path_params["id"]
+    key_id = inputs.lookup_id(raw)
+    if key_id is None:
+        raise _key_not_found(repr(raw[:40]))
+    return key_id
+
+
 def _existing_key(conn: Connection, key_id: str) -> key_store.KeyInfo:
     """The key, or the admin API's 404."""
     key = key_store.get_key(conn, key_id)
@@ -130,28 +141,19 @@ def _usd_field(body: dict[str, Any], name: str, *, allow_none: bool = True) -> i
         if allow_none:
             return None
         raise BadRequest(f"'{name}' is required: an amount in USD, e.g. 10 or 2.5", code=400)
-    if isinstance(value, bool):
-        raise BadRequest(f"'{name}' must be a number of USD", code=400)
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise BadRequest(f"'{name}' must be a number of USD, e.g. 10 or 2.5", code=400) from None
-    if amount < 0 or not amount.is_finite():
-        raise BadRequest(f"'{name}' must be >= 0 USD", code=400)
-    return usd_to_nano(amount)
+    return inputs.usd(value, name)
 
 
 def _key_values(body: dict[str, Any]) -> dict[str, Any]:
     """Validated column values from a create/update body (only the fields present)."""
     values: dict[str, Any] = {}
     if "name" in body:
-        if not isinstance(body["name"], str) or not body["name"].strip():
+        name = inputs.text(body["name"], "name", max_chars=_NAME_CHARS, required=True)
+        if name is None or not name.strip():
             raise BadRequest("'name' must be a non-empty string", code=400)
-        values["name"] = body["name"].strip()
+        values["name"] = name.strip()
     if "label" in body:
-        if body["label"] is not None and not isinstance(body["label"], str):
-            raise BadRequest("'label' must be a string", code=400)
-        values["label"] = body["label"]
+        values["label"] = inputs.text(body["label"], "label", max_chars=_NAME_CHARS)
     if "limit" in body:
         values["limit_nanousd"] = _usd_field(body, "limit")
     if "limit_reset" in body:
@@ -161,20 +163,21 @@ def _key_values(body: dict[str, Any]) -> dict[str, Any]:
         values["limit_reset"] = reset
     for name in ("rpm", "tpm"):
         if name in body:
-            value = body[name]
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise BadRequest(f"'{name}' must be a positive integer or null", code=400)
-            values[name] = value
+            values[name] = inputs.rate(body[name], name)
     if "allowed_models" in body:
         models = body["allowed_models"]
-        if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
-            raise BadRequest("'allowed_models' must be a list of model ids or null", code=400)
+        if models is not None and (not isinstance(models, list) or len(models) > _MAX_MODELS):
+            raise BadRequest(f"'allowed_models' must be a list of at most {_MAX_MODELS} model ids, or null",
+                             code=400)
+        for i, model in enumerate(models or ()):
+            inputs.text(model, f"allowed_models[{i}]", max_chars=_NAME_CHARS, required=True)
         values["allowed_models"] = models
     if "expires_at" in body:
-        values["expires_at"] = _datetime(body["expires_at"])
+        values["expires_at"] = inputs.timestamp(body["expires_at"], "expires_at")
     if "country" in body:
         country = body["country"]
-        if country is not None and (not isinstance(country, str) or len(country) != 2 or not country.isalpha()):
+        if country is not None and (not isinstance(country, str) or len(country) != 2
+                                    or not (country.isascii() and country.isalpha())):
             raise BadRequest("'country' must be an ISO 3166 alpha-2 code such as US or DE", code=400)
         values["country"] = country
     if "policy" in body:
@@ -182,22 +185,6 @@ def _key_values(body: dict[str, Any]) -> dict[str, Any]:
             raise BadRequest("'policy' must be an object", code=400)
         values["policy"] = body["policy"]
     return values
-
-
-def _datetime(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise BadRequest("'expires_at' must be an ISO 8601 timestamp (UTC) or null", code=400)
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"'expires_at' {value!r} is not an ISO 8601 timestamp", code=400) from None
-    if parsed.tzinfo is not None:
-        from datetime import UTC
-
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed
 
 
 async def create_key(request: Request) -> Response:
@@ -244,7 +231,7 @@ async def get_key(request: Request) -> Response:
     """GET /api/v1/keys/{id}."""
     await _admin(request)
     gateway = gateway_of(request)
-    found = await run_in_threadpool(_view, gateway.engine, request.path_params["id"], gateway.clock())
+    found = await run_in_threadpool(_view, gateway.engine, _path_key_id(request), gateway.clock())
     return json_response({"data": render_key(*found)})
 
 
@@ -252,7 +239,7 @@ async def update_key(request: Request) -> Response:
     """PATCH /api/v1/keys/{id}: change limits, label, models...; ``disabled: true`` revokes."""
     await _admin(request)
     gateway = gateway_of(request)
-    key_id = request.path_params["id"]
+    key_id = _path_key_id(request)
     body = await read_json_object(request, _BODY_LIMIT)
     values = _key_values(body)
     disabled = body.get("disabled")
@@ -276,7 +263,7 @@ async def delete_key(request: Request) -> Response:
     """DELETE /api/v1/keys/{id}: revoke (the key's ledger history stays)."""
     await _admin(request)
     gateway = gateway_of(request)
-    key_id = request.path_params["id"]
+    key_id = _path_key_id(request)
 
     def revoke() -> None:
         with gateway.engine.begin() as conn:
@@ -292,16 +279,19 @@ async def add_credits(request: Request) -> Response:
     """POST /api/v1/keys/{id}/credits ``{"amount": USD, "note": ...}``: raise the key's limit."""
     await _admin(request)
     gateway = gateway_of(request)
-    key_id = request.path_params["id"]
+    key_id = _path_key_id(request)
     body = await read_json_object(request, _BODY_LIMIT)
     amount = _usd_field(body, "amount", allow_none=False)
     assert amount is not None
-    note = body.get("note") if isinstance(body.get("note"), str) else None
+    note = inputs.text(body.get("note"), "note", max_chars=1000)
     now = gateway.clock()
 
     def apply() -> dict[str, Any]:
         with gateway.engine.begin() as conn:
             key = _existing_key(conn, key_id)
+            if (key.limit_nanousd or 0) + amount > inputs.MAX_NANOUSD:
+                raise BadRequest(f"a key's limit cannot exceed {inputs.MAX_USD} USD; this top-up would pass it",
+                                 code=400)
             top_up(conn, key, amount, now=now, note=note)
             found = key_view(conn, key_id, now)
         assert found is not None
@@ -316,7 +306,7 @@ async def key_usage(request: Request) -> Response:
     """GET /api/v1/keys/{id}/usage: spend per window and token totals from the ledger."""
     await _admin(request)
     gateway = gateway_of(request)
-    key_id = request.path_params["id"]
+    key_id = _path_key_id(request)
 
     def load() -> dict[str, Any]:
         key, windows = _view(gateway.engine, key_id, gateway.clock())

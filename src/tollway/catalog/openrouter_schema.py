@@ -279,5 +279,6 @@ def render_endpoints(
 def not_found(model_id: str) -> dict[str, Any]:
     """OpenRouter's error body for an unknown model."""
     return {
-        "error": {"code": 404, "message": f"model {model_id!r} not found; see GET /api/v1/models?all=true"}
+        "error": {"code": 404, "type": "not_found_error",
+                  "message": f"model {model_id!r} not found; see GET /api/v1/models?all=true"}
     }

@@ -58,7 +58,8 @@ def _register_optional(group: Any) -> None:
     import importlib
 
     for module_name, attr in (("tollway.cli.models", "models"), ("tollway.cli.catalog", "catalog"),
-                              ("tollway.cli.report", "report"), ("tollway.cli.demo", "demo")):
+                              ("tollway.cli.report", "report"), ("tollway.cli.demo", "demo"),
+                              ("tollway.cli.apps", "apps")):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

@@ -156,5 +156,5 @@ def _print_serving(console: Any, run: Any) -> None:
 
 
 def _console_lines(run: Any) -> list[str]:
-    """Closing lines about the web console (issue 15 fills this in: its URL with a ready key)."""
-    return []
+    """Closing lines about the web console: its URL, to log in with the key printed above."""
+    return [f"[bold green]console: {run.gateway_url}/console[/]  (log in with the key above)"]

@@ -22,7 +22,7 @@ def usage() -> None:
 @click.option("--key", "key_ref", default=None, help="Only this key (id or name).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on the last line.")
 def summary(config: str | None, key_ref: str | None, as_json: bool) -> None:
-    """Totals over successful generations."""
+    """Totals over the generations charged to keys (successful, or cut short and billed)."""
     engine = open_ledger(settings_or_exit(config))
     with engine.connect() as conn:
         key_id = None

@@ -32,6 +32,8 @@ def create_db_engine(database: str) -> Engine:
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
+        # A database that stops answering is an outage to report (503), not a request to hang on.
+        kwargs["connect_args"] = {"connect_timeout": 5}
         kwargs["pool_size"] = 5
     engine = create_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":

@@ -15,7 +15,9 @@ def get_generation(conn: Connection, generation_id: str) -> dict[str, Any] | Non
 
 
 def usage_summary(conn: Connection, *, key_id: str | None = None) -> dict[str, int]:
-    """Totals over successful generations (integers; cost in nano-dollars)."""
+    """Totals over the generations a key was charged for (integers; cost in nano-dollars):
+    the successful ones, and those cut short (cancelled, mid-stream error) that cost
+    something, so the total matches the keys' spend."""
     g = schema.generations
     query = select(
         func.count(),
@@ -24,7 +26,7 @@ def usage_summary(conn: Connection, *, key_id: str | None = None) -> dict[str, i
         func.coalesce(func.sum(g.c.cached_tokens), 0),
         func.coalesce(func.sum(g.c.reasoning_tokens), 0),
         func.coalesce(func.sum(g.c.cost_nanousd), 0),
-    ).where(g.c.status == "success")
+    ).where((g.c.status == "success") | (g.c.cost_nanousd > 0))
     if key_id is not None:
         query = query.where(g.c.key_id == key_id)
     row = conn.execute(query).one()

@@ -6,8 +6,14 @@ cost to each key's usage and runs the registered batch hooks (rollups), so the l
 and the per-key spend can never disagree.  :meth:`close` drains everything still queued,
 which is what SIGTERM triggers through the server's lifespan.
 
-A batch that fails is retried (with backoff) rather than dropped; inserts are keyed by
-generation id, so a retry after an ambiguous commit never counts a generation twice.
+No error stops the writer.  While the database is unreachable, batches go to a local
+:class:`~tollway.ledger.journal.Journal` (or, without one, are retried in memory with
+backoff) and the journal is replayed once it answers and at the next start; any other
+error is about the records, so the batch is bisected down to the ones the database
+refuses, which go to the dead-letter table while the rest commits.  Inserts are keyed by
+generation id, so a retry or replay after an ambiguous commit never counts a generation
+twice.  A SIGKILL loses only what was queued or in flight (neither committed nor
+journaled): see ``benchmarks/ledger_sigkill.py``.
 
 Two ways to write a batch, leaving identical tables: row by row (an ``executemany`` of the
 generations, the hooks, ``apply_rollups`` aggregating in Python) and set-based
@@ -31,10 +37,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, bindparam, select
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy import Connection, Engine, bindparam
+from sqlalchemy.exc import IntegrityError
 
 from tollway.ledger import bulk, schema
+from tollway.ledger.ahead import AheadLog
+from tollway.ledger.dead_letters import insert_dead_letter, record_json
+from tollway.ledger.faults import RETRY_FIRST_DELAY_S, RETRY_MAX_DELAY_S, WriterHealth, WriterState, is_transient
+from tollway.ledger.faults import first_line as _first_line
+from tollway.ledger.journal import Journal
 from tollway.ledger.records import COLUMNS, GenerationRecord
 from tollway.ledger.rollups import apply_rollups
 
@@ -66,6 +77,14 @@ def _next_batch(records: Iterator[GenerationRecord], size: int,
 
 def _nothing() -> None:
     pass
+
+
+def _add(batch: list[GenerationRecord], item: object) -> None:
+    """A queue item into a batch: one record, or a group the write-ahead log forwarded."""
+    if isinstance(item, GenerationRecord):
+        batch.append(item)
+    elif isinstance(item, list):
+        batch.extend(item)
 
 
 class _Checkpointer:
@@ -112,9 +131,13 @@ class _Checkpointer:
 
 class LedgerWriter:
     def __init__(self, engine: Engine, *, batch_size: int = 500, flush_interval_s: float = 0.05,
-                 hooks: Sequence[BatchHook] = (), set_based: bool | None = None) -> None:
+                 hooks: Sequence[BatchHook] = (), set_based: bool | None = None,
+                 journal: Journal | None = None, write_ahead: bool = False) -> None:
         """``set_based`` forces one way of writing live batches (tests compare the two);
-        by default the database and batch size choose."""
+        by default the database and batch size choose.  ``journal`` is where batches go
+        while the database is unreachable (without one they wait in memory); with
+        ``write_ahead`` every record is also appended there (fsync'd) before the writer
+        sees it (:mod:`tollway.ledger.ahead`), so a SIGKILL loses almost nothing."""
         self._engine = engine
         self._batch_size = batch_size
         self._interval = flush_interval_s
@@ -128,44 +151,104 @@ class LedgerWriter:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._pending: dict[str, GenerationRecord] = {}
         self._thread: threading.Thread | None = None
+        self._journal = journal
+        self._ahead: AheadLog | None = None
+        if journal is not None and write_ahead:
+            self._ahead = AheadLog(journal.directory, self._queue.put)
+            journal.skip = self._ahead.is_own
+        self._put: Callable[[GenerationRecord], None] = self._queue.put
+        self._state = WriterState()
+        self._stopping = False
+        self._replay_delay = RETRY_FIRST_DELAY_S
+        self._next_replay: float | None = None  # monotonic time of the next journal replay
         self.written = 0
         self._written_lock = threading.Lock()
 
     def start(self) -> None:
         if self._thread is None:
+            self._stopping = False
+            if self._journal is not None:
+                self._journal.scan()  # before start() returns, so flush() waits for it
+            if self._ahead is not None:
+                self._ahead.start()
+                self._put = self._ahead.put
             self._thread = threading.Thread(target=self._run, name="tollway-ledger", daemon=True)
             self._thread.start()
 
     def submit(self, record: GenerationRecord) -> None:
         """Queue a record; never blocks the event loop."""
         self._pending[record.id] = record
-        self._queue.put(record)
+        self._put(record)
 
     def pending(self, generation_id: str) -> GenerationRecord | None:
         """A record accepted but not yet written (so /generation can answer at once)."""
         return self._pending.get(generation_id)
 
+    def health(self) -> WriterHealth:
+        """The writer's state for /health and /metrics (read from any thread)."""
+        state, now = self._state, time.monotonic()
+        journal = self._journal
+        return WriterHealth(
+            alive=self._alive(),
+            queue_depth=len(self._pending),
+            journal_depth=journal.depth if journal is not None else 0,
+            journal_writable=journal is not None and journal.writable,
+            database_reachable=state.database_reachable,
+            last_error=state.last_error,
+            last_error_age_s=None if state.last_error_at is None else now - state.last_error_at,
+            dead_letters=state.dead_letters,
+            lost=state.lost,
+            written=self.written,
+            last_write_age_s=None if state.last_write_at is None else now - state.last_write_at,
+        )
+
+    def _alive(self) -> bool:
+        if self._thread is None:
+            return True  # not started: records are written inline by flush() and close()
+        return self._thread.is_alive() and (self._ahead is None or self._ahead.alive)
+
+    def metering_possible(self) -> bool:
+        """False when an answered generation could not be kept: the writer thread is gone,
+        or the database is unreachable and the journal can't take records either."""
+        if not self._alive():
+            return False
+        if self._state.database_reachable:
+            return True
+        return self._journal is not None and self._journal.writable
+
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until everything submitted so far is written."""
+        """Wait until everything submitted so far is written (journaled records included)."""
         if self._thread is None:
             self._drain_inline()
             return True
         deadline = time.monotonic() + timeout
-        while self._pending and time.monotonic() < deadline:
+        while (self._pending or self._journal_depth()) and time.monotonic() < deadline:
             time.sleep(0.005)
-        return not self._pending
+        return not self._pending and not self._journal_depth()
 
     def close(self, timeout: float = 60.0) -> None:
-        """Write everything queued, then stop the thread."""
+        """Write everything queued (or journal it if the database is unreachable), then stop."""
         if self._thread is None:
             self._drain_inline()
             return
+        if self._ahead is not None:
+            self._ahead.stop(timeout)  # forwards what it holds to the writer's queue first
+            self._put = self._queue.put
         self._queue.put(_STOP)
         self._thread.join(timeout)
         if self._thread.is_alive():
+            self._stopping = True  # an in-memory retry gives up and says what it drops
+            self._thread.join(5)
             log.error("ledger writer did not drain within %.0f s; %d records unwritten",
                       timeout, len(self._pending))
         self._thread = None
+        if self._journal is not None:
+            self._journal.close()
+        if self._ahead is not None:
+            self._ahead.close()
+
+    def _journal_depth(self) -> int:
+        return self._journal.depth if self._journal is not None else 0
 
     def _drain_inline(self) -> None:
         batch: list[GenerationRecord] = []
@@ -176,33 +259,104 @@ class LedgerWriter:
                 break
             if isinstance(item, GenerationRecord):
                 batch.append(item)
+            elif isinstance(item, list):  # a group from the write-ahead log
+                batch.extend(item)
         if batch:
-            self._write(batch)
+            self._deliver(batch)
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            item = self._queue.get()
-            if item is _STOP:
-                break
-            batch = [item] if isinstance(item, GenerationRecord) else []
-            deadline = time.monotonic() + self._interval
-            while len(batch) < self._batch_size:
-                remaining = deadline - time.monotonic()
+        try:
+            if self._journal is not None and self._journal.depth:
+                log.warning("ledger journal holds %d records from an earlier run; replaying them",
+                            self._journal.depth)
+                self._replay()
+            stopping = False
+            while not stopping:
+                batch, stopping = self._collect()
                 try:
-                    nxt = self._queue.get(timeout=max(remaining, 0)) if remaining > 0 else \
-                        self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stopping = True
-                    break
-                if isinstance(nxt, GenerationRecord):
-                    batch.append(nxt)
-            if batch:
-                self._write(batch)
-        # Drain whatever arrived after the stop marker.
-        self._drain_inline()
+                    if batch:
+                        self._deliver(batch)
+                    if self._next_replay is not None and time.monotonic() >= self._next_replay:
+                        self._replay()
+                except Exception:  # a bug here must not stop metering: keep the thread alive
+                    log.exception("ledger writer: unexpected error; %d records pending", len(self._pending))
+            self._drain_inline()  # (an in-memory retry here lasts until close() gives up)
+            if self._journal_depth():
+                self._replay()
+            if self._journal is not None and self._journal.depth:
+                log.warning("ledger database unreachable at shutdown: %d records kept in the journal %s; "
+                            "they are written at the next start", self._journal.depth, self._journal.directory)
+        except BaseException as exc:
+            self._state.note_error(exc)
+            log.critical("ledger writer thread died (%s); %d records pending", type(exc).__name__,
+                         len(self._pending), exc_info=exc)
+            raise
+
+    def _collect(self) -> tuple[list[GenerationRecord], bool]:
+        """The next batch (waiting for its first record at most until the next replay is due)."""
+        wait = None if self._next_replay is None else max(self._next_replay - time.monotonic(), 0.0)
+        try:
+            item = self._queue.get(timeout=wait)
+        except queue.Empty:
+            return [], False
+        if item is _STOP:
+            return [], True
+        batch: list[GenerationRecord] = []
+        _add(batch, item)
+        deadline = time.monotonic() + self._interval
+        while len(batch) < self._batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                nxt = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is _STOP:
+                return batch, True
+            _add(batch, nxt)
+        return batch, False
+
+    def _deliver(self, batch: list[GenerationRecord]) -> None:
+        """Commit a live batch, or journal it while the database is unreachable."""
+        if self._journal is None:
+            self._write(batch)
+            return
+        if self._next_replay is not None:
+            # Already spilling: keep to the journal (and its order) until the replay catches up.
+            self._spill(batch)
+            return
+        left = self._write(batch, retry_transient=False)
+        if left:
+            self._spill(left)
+
+    def _spill(self, records: list[GenerationRecord]) -> None:
+        assert self._journal is not None
+        try:
+            self._journal.append(records)
+        except OSError as exc:
+            log.critical("ledger journal %s not writable (%s) while the database is unreachable; "
+                         "holding %d records in memory", self._journal.directory, exc, len(records))
+            self._write(records)  # retries in place until the database answers (or we stop)
+            return
+        for record in records:
+            self._pending.pop(record.id, None)
+        if self._ahead is not None:
+            self._ahead.ack(records)
+        if self._next_replay is None:
+            log.error("ledger database unreachable; journaling records to %s until it answers",
+                      self._journal.directory)
+            self._replay_delay = RETRY_FIRST_DELAY_S
+            self._next_replay = time.monotonic() + self._replay_delay
+
+    def _replay(self) -> None:
+        """Write the journal to the database; on failure try again later (backing off)."""
+        assert self._journal is not None
+        if self._journal.replay(lambda records: self._write(records, retry_transient=False),
+                                self._batch_size):
+            self._next_replay = None
+            self._replay_delay = RETRY_FIRST_DELAY_S
+            return
+        self._replay_delay = min(self._replay_delay * 2, RETRY_MAX_DELAY_S)
+        self._next_replay = time.monotonic() + self._replay_delay
 
     def write_bulk(self, records: Iterable[GenerationRecord], *, batch_size: int = 50_000,
                    workers: int | None = None) -> int:
@@ -312,54 +466,126 @@ class LedgerWriter:
 
     def _write(self, batch: list[GenerationRecord], *, set_based: bool | None = None,
                prepared: bulk.Prepared | None = None, conn: Connection | None = None,
-               on_staged: Callable[[], None] | None = None) -> None:
-        """Write a batch, retrying while the database is unreachable.
+               on_staged: Callable[[], None] | None = None,
+               retry_transient: bool = True) -> list[GenerationRecord]:
+        """Write a batch whatever the database or its driver raises; returns the records
+        left unwritten because the database is unreachable (only with ``retry_transient``
+        false: otherwise those are retried here, with backoff, for as long as it lasts).
 
-        Connection trouble (OperationalError, InterfaceError) is retried with backoff for
-        as long as it lasts; any other database error is a bug or a schema mismatch that
-        retrying can't fix, so after a few tries the batch is logged (ids and totals, so
-        an operator can reconcile) and dropped rather than hanging the writer forever.
-        ``prepared`` (bulk only) is the batch's :func:`bulk.prepare`; ``conn`` a connection to
-        use instead of one from the pool; ``on_staged`` is called once the batch is staged
-        (set-based only).
+        Any other error is about the records (a value the database refuses) or a bug: the
+        batch is split in halves, each written on its own, down to the single records
+        that fail, which go to the dead-letter table with their error while the rest
+        commits.  ``prepared`` (bulk only) is the batch's :func:`bulk.prepare`; ``conn`` a
+        connection to use instead of one from the pool; ``on_staged`` is called once the
+        batch is staged (set-based only).
         """
-        if set_based is None:
-            set_based = len(batch) >= self._min_set_based
-        delay, failures, dedupe = 0.1, 0, False
+        delay, failures = RETRY_FIRST_DELAY_S, 0
         while True:
             try:
-                with self._transaction(conn) as tx:
-                    if set_based:
-                        self._insert_set_based(tx, batch, dedupe, prepared, on_staged)
-                    else:
-                        self._insert(tx, batch)
-                break
-            except IntegrityError as exc:
-                if not set_based:
-                    # Some ids were already written (a retried batch): write the rest one by one.
-                    self._write_individually(batch)
-                    break
-                if not dedupe:
-                    # The set-based path skips already-written ids itself; try again at once.
-                    dedupe = True
+                self._commit(batch, set_based, prepared, conn, on_staged)
+            except Exception as exc:
+                self._state.note_error(exc)
+                if is_transient(exc):
+                    self._state.database_reachable = False
+                    if not retry_transient:
+                        log.error("ledger database unreachable writing %d records (%s: %s)", len(batch),
+                                  type(exc).__name__, _first_line(exc))
+                        return batch
+                    if self._stopping:
+                        self._give_up(batch, exc)
+                        return []
+                    log.error("ledger database unreachable writing %d records (%s); retrying in %.1f s",
+                              len(batch), type(exc).__name__, delay)
+                    time.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_DELAY_S)
                     continue
-                # Not a repeated id after all (a constraint the rows break): a bug, as below.
-                failures = self._failed(exc, batch, failures, delay)
-                if failures < 0:
-                    break
-            except (OperationalError, InterfaceError) as exc:
-                log.error("ledger database unreachable writing %d records (%s); retrying in %.1f s",
-                          len(batch), type(exc).__name__, delay)
-            except SQLAlchemyError as exc:
-                failures = self._failed(exc, batch, failures, delay)
-                if failures < 0:
-                    break
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+                failures += 1
+                if len(batch) == 1 and failures < 2:
+                    continue  # once more before calling it a poison record
+                log.error("ledger write of %d records refused (%s: %s)", len(batch), type(exc).__name__,
+                          _first_line(exc))
+                return self._isolate(batch, set_based, conn, exc, retry_transient)
+            self._done(batch)
+            return []
+
+    def _commit(self, batch: list[GenerationRecord], set_based: bool | None, prepared: bulk.Prepared | None,
+                conn: Connection | None, on_staged: Callable[[], None] | None) -> None:
+        """One attempt, in one transaction (two if some ids were already written)."""
+        if set_based is None:
+            set_based = len(batch) >= self._min_set_based
+        try:
+            with self._transaction(conn) as tx:
+                if set_based:
+                    self._insert_set_based(tx, batch, False, prepared, on_staged)
+                else:
+                    self._insert(tx, batch)
+        except IntegrityError:
+            # Some ids were already written (a retry after an ambiguous commit, a journal
+            # replay): the set-based path skips those before adding anything up.  If the
+            # error was another constraint, it raises again and the batch is split.
+            with self._transaction(conn) as tx:
+                self._insert_set_based(tx, batch, True, prepared, on_staged)
+
+    def _isolate(self, batch: list[GenerationRecord], set_based: bool | None, conn: Connection | None,
+                 exc: Exception, retry_transient: bool) -> list[GenerationRecord]:
+        """Bisect a refused batch down to the records the database refuses; dead-letter those."""
+        if len(batch) == 1:
+            return self._dead_letter(batch[0], exc, retry_transient)
+        mid = len(batch) // 2
+        left = self._write(batch[:mid], set_based=set_based, conn=conn, retry_transient=retry_transient)
+        return left + self._write(batch[mid:], set_based=set_based, conn=conn, retry_transient=retry_transient)
+
+    def _dead_letter(self, record: GenerationRecord, exc: Exception,
+                     retry_transient: bool) -> list[GenerationRecord]:
+        delay = RETRY_FIRST_DELAY_S
+        while True:
+            try:
+                with self._engine.begin() as conn:
+                    insert_dead_letter(conn, record, exc)
+            except Exception as failure:
+                if is_transient(failure) and not self._stopping:
+                    if not retry_transient:
+                        return [record]  # journaled with the rest; tried again on replay
+                    time.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_DELAY_S)
+                    continue
+                self._state.lost += 1
+                log.critical("ledger record %s refused (%s: %s) and not dead-lettered (%s: %s); record: %s",
+                             record.id, type(exc).__name__, _first_line(exc), type(failure).__name__,
+                             _first_line(failure), record_json(record))
+                self._done([record], written=False)
+                return []
+            self._state.dead_letters += 1
+            log.error("ledger record %s refused by the database (%s: %s); kept in ledger_dead_letters",
+                      record.id, type(exc).__name__, _first_line(exc))
+            self._done([record], written=False)
+            return []
+
+    def _give_up(self, batch: list[GenerationRecord], exc: Exception) -> None:
+        """Stopping, the database unreachable and the journal unwritable: say what is lost."""
+        if self._ahead is not None and self._ahead.writable:
+            log.error("ledger database unreachable at shutdown (%s); %d records kept in the write-ahead log %s, "
+                      "written at the next start", type(exc).__name__, len(batch), self._ahead.directory)
+            self._done(batch, written=False, kept=False)
+            return
+        self._state.lost += len(batch)
+        log.critical("ledger database unreachable at shutdown (%s) and no journal; %d records NOT written: "
+                     "ids %s, cost_nanousd %d", type(exc).__name__, len(batch),
+                     ",".join(r.id for r in batch[:50]), sum(r.cost_nanousd for r in batch))
+        self._done(batch, written=False, kept=False)
+
+    def _done(self, batch: list[GenerationRecord], *, written: bool = True, kept: bool = True) -> None:
+        """Forget records written (or dead-lettered: ``written`` false).  ``kept`` false: given
+        up, so the write-ahead log keeps them for the next start."""
         for record in batch:
             self._pending.pop(record.id, None)
-        with self._written_lock:  # write_bulk's parallel batches finish on several threads
-            self.written += len(batch)
+        if self._ahead is not None and kept:
+            self._ahead.ack(batch)
+        if written:
+            self._state.database_reachable = True
+            self._state.last_write_at = time.monotonic()
+            with self._written_lock:  # write_bulk's parallel batches finish on several threads
+                self.written += len(batch)
 
     @contextmanager
     def _transaction(self, conn: Connection | None) -> Iterator[Connection]:
@@ -369,27 +595,6 @@ class LedgerWriter:
         else:
             with conn.begin():
                 yield conn
-
-    @staticmethod
-    def _failed(exc: SQLAlchemyError, batch: list[GenerationRecord], failures: int, delay: float) -> int:
-        """Log a failed attempt; the new failure count, or -1 once the batch is given up."""
-        failures += 1
-        if failures >= 3:
-            log.critical("ledger write failed permanently (%s: %s); %d records NOT written: ids %s, "
-                         "cost_nanousd %d", type(exc).__name__, str(exc).splitlines()[0][:300],
-                         len(batch), ",".join(r.id for r in batch[:50]), sum(r.cost_nanousd for r in batch))
-            return -1
-        log.error("ledger write of %d records failed (%s); retrying in %.1f s",
-                  len(batch), type(exc).__name__, delay)
-        return failures
-
-    def _write_individually(self, batch: list[GenerationRecord]) -> None:
-        for record in batch:
-            with self._engine.begin() as conn:
-                exists = conn.execute(select(schema.generations.c.id).where(
-                    schema.generations.c.id == record.id)).first()
-                if exists is None:
-                    self._insert(conn, [record])
 
     def _insert_set_based(self, conn: Connection, batch: Sequence[GenerationRecord], dedupe: bool,
                           prepared: bulk.Prepared | None = None,

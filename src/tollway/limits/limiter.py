@@ -4,10 +4,12 @@ in the package docstring (``tollway.limits``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
@@ -17,21 +19,23 @@ from sqlalchemy.exc import SQLAlchemyError
 from tollway.adapters.base import Target
 from tollway.catalog import Catalog
 from tollway.config import Settings
-from tollway.embeddings import estimate_input_tokens
 from tollway.errors import InsufficientCredits, RateLimited, ServiceUnavailable
 from tollway.ledger.keys import KeyInfo
 from tollway.ledger.schema import utcnow
+from tollway.limits.capping import CHAT_OUTPUT_FIELDS, choices, input_bound, prompt_bound, requested_output
 from tollway.limits.db_store import DbLimitStore
-from tollway.limits.periods import period_of
+from tollway.limits.journal import Settlement, SettlementJournal
+from tollway.limits.periods import Period, period_of
 from tollway.limits.redis_store import RedisLimitStore
 from tollway.limits.store import AdmitRequest, AdmitResult, Hold, LimitStore
 from tollway.limits.usage import ledger_spend
-from tollway.metering import NANO_PER_USD, estimate_prompt_tokens
+from tollway.metering import NANO_PER_USD
 
 log = logging.getLogger("tollway.limits")
 
 _FEMTO_PER_NANO = 1_000_000
 _T = TypeVar("_T")
+_STORE_ERRORS = (RedisError, OSError, SQLAlchemyError)
 
 
 def has_limits(key: KeyInfo | None) -> bool:
@@ -39,32 +43,47 @@ def has_limits(key: KeyInfo | None) -> bool:
     return key is not None and (key.limit_nanousd is not None or bool(key.rpm) or bool(key.tpm))
 
 
-def requested_max_output(body: dict[str, Any]) -> int | None:
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
-def worst_case(catalog: Catalog, targets: Sequence[Target], body: dict[str, Any],
-               prompt_tokens: int, default_max_output: int) -> tuple[int, int]:
+def worst_case(catalog: Catalog, targets: Sequence[Target], prompt_tokens: int, output_cap: int,
+               n: int = 1) -> tuple[int, int]:
     """The most a request can cost (nano-USD, rounded up) and use (tokens) on any target.
 
     Every prompt token is priced at the dearest of the prompt, cache-read and cache-write
-    prices, every output token at the dearer of the completion and reasoning prices.
+    prices, every output token at the dearer of the completion and reasoning prices; the
+    prompt is at most the endpoint's context length, the output ``n`` times the cap (at
+    most the endpoint's own maximum).
     """
-    asked = requested_max_output(body)
     cost, tokens = 0, 0
     for target in targets:
-        cap = target.endpoint.max_output_tokens if default_max_output else 0  # 0: no output (embeddings)
-        out = min(asked, cap) if asked and cap else (asked or cap or default_max_output)
+        prompt = min(prompt_tokens, _context_length(target) or prompt_tokens)
+        cap = target.endpoint.max_output_tokens
+        out = n * (min(output_cap, cap) if cap else output_cap)
         prices = catalog.price_table(target.model.id, target.endpoint)
-        femto = (prompt_tokens * max(prices.prompt, prices.cache_read, prices.cache_write)
+        femto = (prompt * max(prices.prompt, prices.cache_read, prices.cache_write)
                  + out * max(prices.completion, prices.reasoning))
         cost = max(cost, -(-femto // _FEMTO_PER_NANO) + prices.request_nano)
-        tokens = max(tokens, prompt_tokens + out)
+        tokens = max(tokens, prompt + out)
     return cost, tokens
+
+
+def affordable_output(catalog: Catalog, targets: Sequence[Target], prompt_tokens: int, n: int,
+                      remaining_nano: int) -> int:
+    """The largest output cap whose worst case fits in ``remaining_nano`` (0: none fits)."""
+    best: int | None = None
+    for target in targets:
+        prompt = min(prompt_tokens, _context_length(target) or prompt_tokens)
+        prices = catalog.price_table(target.model.id, target.endpoint)
+        spare = (remaining_nano - prices.request_nano) * _FEMTO_PER_NANO \
+            - prompt * max(prices.prompt, prices.cache_read, prices.cache_write)
+        per_token = n * max(prices.completion, prices.reasoning)
+        if spare < 0:
+            return 0
+        if per_token:
+            best = min(best, spare // per_token) if best is not None else spare // per_token
+    return best if best is not None else 2**31
+
+
+def _context_length(target: Target) -> int | None:
+    return target.endpoint.context_length or target.model.context_length
 
 
 def _usd(nano: int) -> str:
@@ -96,29 +115,83 @@ class Limiter:
                                          max_connections=limits.redis_max_connections)
         else:
             self.store = DbLimitStore(engine)
+        self.journal = SettlementJournal(Path(limits.settlement_journal_dir))
         self._tasks: set[asyncio.Task[None]] = set()
+        self._drainer: asyncio.Task[None] | None = None
+        self._owed = asyncio.Event()
         self._down = False
 
+    async def start(self) -> None:
+        """Open the settlement journal; apply what earlier processes left owing."""
+        owed = await asyncio.to_thread(self.journal.open)
+        if owed:
+            self._wake_drainer()
+
     async def close(self) -> None:
-        """Finish pending settlements, then close the store's connections."""
+        """Finish pending settlements (a journaled one gets a few seconds), then close the store."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._drainer is not None:
+            if self.journal.pending:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):
+                        while self.journal.pending:
+                            await asyncio.sleep(0.05)
+            self._drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drainer
+        await asyncio.to_thread(self.journal.close)
         await self.store.close()
 
     async def admit(self, key: KeyInfo, body: dict[str, Any], targets: Sequence[Target],
-                    catalog: Catalog, now: datetime | None = None) -> Hold:
+                    catalog: Catalog, now: datetime | None = None, *,
+                    output_fields: tuple[str, ...] = CHAT_OUTPUT_FIELDS) -> Hold:
         """Check the key's RPM, TPM and credit atomically and reserve the worst case.
+
+        The worst case is a bound (:mod:`tollway.limits.capping`): the prompt's, plus ``n``
+        times the output cap, which the caller must send upstream
+        (:func:`tollway.limits.capping.cap_output` with ``Hold.output_cap``).  A request
+        that names no output cap gets the most the remaining credit covers.  ``output_fields``
+        names the body's output fields (chat, Messages, Responses; ``NO_OUTPUT`` for embeddings).
 
         Raises 429 (:class:`RateLimited`), 402 (:class:`InsufficientCredits`) or 503
         (:class:`ServiceUnavailable`, the spend store is unreachable: fail closed).
         """
-        embedding = "messages" not in body and "input" in body
-        prompt = estimate_input_tokens(body) if embedding else estimate_prompt_tokens(body)
+        embedding = not output_fields  # NO_OUTPUT: embeddings
+        prompt = input_bound(body) if embedding else prompt_bound(body)
         prompt += prompt * self._margin // 100
-        cost, tokens = worst_case(catalog, targets, body, prompt, 0 if embedding else self._default_out)
+        n = 1 if embedding else choices(body)
+        asked = None if embedding else requested_output(body, output_fields)
+        if embedding:
+            out = 0
+        elif asked is not None:
+            out = asked
+        else:
+            caps = [t.endpoint.max_output_tokens for t in targets if t.endpoint.max_output_tokens]
+            out = min([self._default_out, *caps])
+        period = period_of(key.limit_reset, now or self._clock())
+        req, result = await self._reserve(key, period, catalog, targets, prompt, out, n)
+        if result.outcome == "credits" and asked is None and not embedding:
+            # No cap asked: cap the output at what the remaining credit covers.
+            fits = affordable_output(catalog, targets, prompt, n, result.remaining_nano)
+            if 1 <= fits < out:
+                out = fits
+                req, result = await self._reserve(key, period, catalog, targets, prompt, out, n)
+        if result.outcome == "ok":
+            limited_output = not embedding and (key.limit_nanousd is not None or bool(key.tpm))
+            return Hold(key_id=key.id, hold_id=req.hold_id, period_id=period.id,
+                        reserved_nano=req.reserve_nano if key.limit_nanousd is not None else None,
+                        tokens=req.tokens if key.tpm else None, counter_ttl_s=self._counter_ttl_s,
+                        output_cap=out if limited_output else None)
+        fits = affordable_output(catalog, targets, prompt, n, result.remaining_nano) \
+            if result.outcome == "credits" and not embedding else 0
+        raise self._refusal(key, req, result, prompt, fits)
+
+    async def _reserve(self, key: KeyInfo, period: Period, catalog: Catalog, targets: Sequence[Target],
+                       prompt: int, out: int, n: int) -> tuple[AdmitRequest, AdmitResult]:
+        cost, tokens = worst_case(catalog, targets, prompt, out, n)
         if key.tpm:
             tokens = min(tokens, key.tpm)  # larger requests run only when the window is empty
-        period = period_of(key.limit_reset, now or self._clock())
         req = AdmitRequest(key_id=key.id, hold_id="h" + secrets.token_hex(8), limit_nano=key.limit_nanousd,
                            period=period, reserve_nano=cost, rpm=key.rpm, tpm=key.tpm, tokens=tokens,
                            reservation_ttl_ms=self._reservation_ttl_ms, counter_ttl_s=self._counter_ttl_s)
@@ -127,11 +200,7 @@ class Limiter:
             spent = await asyncio.to_thread(self._ledger_spend, req)
             await self._guard(self.store.seed(key.id, period, spent, self._counter_ttl_s))
             result = await self._call_admit(req)
-        if result.outcome == "ok":
-            return Hold(key_id=key.id, hold_id=req.hold_id, period_id=period.id,
-                        reserved_nano=cost if key.limit_nanousd is not None else None,
-                        tokens=tokens if key.tpm else None, counter_ttl_s=self._counter_ttl_s)
-        raise self._refusal(key, req, result, prompt)
+        return req, result
 
     def _ledger_spend(self, req: AdmitRequest) -> int:
         with self._engine.connect() as conn:
@@ -143,7 +212,7 @@ class Limiter:
     async def _guard(self, call: Awaitable[_T]) -> _T:
         try:
             result = await call
-        except (RedisError, OSError, SQLAlchemyError) as exc:
+        except _STORE_ERRORS as exc:
             if not self._down:
                 self._down = True
                 # Say what is down, never the URL (it may carry a password).
@@ -159,7 +228,7 @@ class Limiter:
         return result
 
     def _refusal(self, key: KeyInfo, req: AdmitRequest, result: AdmitResult,
-                 prompt: int) -> InsufficientCredits | RateLimited:
+                 prompt: int, affordable: int) -> InsufficientCredits | RateLimited:
         if result.outcome == "rpm":
             return RateLimited(f"rate limit: this key may make {key.rpm} requests per minute; "
                                f"retry in {_seconds(result.retry_after_ms)} s",
@@ -171,19 +240,23 @@ class Limiter:
         period = ""
         if key.limit_reset is not None and req.period.end is not None:
             period = f" for this {key.limit_reset} period (resets {req.period.end:%Y-%m-%d %H:%M} UTC)"
+        fewer = f"lower max_tokens to at most {affordable}" if affordable >= 1 else "shorten the prompt"
         return InsufficientCredits(
             f"insufficient credit: this key has {_usd(result.remaining_nano)} USD left of its "
             f"{_usd(key.limit_nanousd or 0)} USD limit{period}, and this request may cost up to "
-            f"{_usd(req.reserve_nano)} USD (~{prompt} prompt tokens plus max output); lower max_tokens, "
+            f"{_usd(req.reserve_nano)} USD (at most {prompt} prompt tokens plus its max output); {fewer}, "
             "or top the key up (tollway keys topup)", code=402)
+
+    # -- settlement --------------------------------------------------------------------------
 
     def settle(self, hold: Hold, cost_nano: int, tokens: int) -> None:
         """Turn the reservation into the real cost, in the background (never blocks a response).
 
-        Until it runs the reservation (>= the cost) still counts, so the key's spend is
-        never under-counted in between.
+        Until it lands the reservation (>= the cost) still counts, so the key's spend is
+        never under-counted in between.  If the store cannot take it, it is journaled
+        durably and retried until it can (:mod:`tollway.limits.journal`).
         """
-        task = asyncio.get_running_loop().create_task(self._settle(hold, cost_nano, tokens))
+        task = asyncio.get_running_loop().create_task(self._settle(Settlement(hold, cost_nano, tokens)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -191,16 +264,41 @@ class Limiter:
         """Give the reservation back (the request failed and costs nothing)."""
         self.settle(hold, 0, 0)
 
-    async def _settle(self, hold: Hold, cost_nano: int, tokens: int) -> None:
-        for delay in (0.1, 0.5, 2.0, None):
+    async def _settle(self, settlement: Settlement) -> None:
+        for delay in (0.1, 0.3, None):
             try:
-                await self.store.settle(hold, cost_nano, tokens)
+                await self.store.settle(settlement.hold, settlement.cost_nano, settlement.tokens)
                 return
-            except (RedisError, OSError, SQLAlchemyError) as exc:
+            except _STORE_ERRORS as exc:
                 if delay is None:
-                    # The reservation expires by itself; the ledger still has the cost, and a
-                    # counter lost with Redis is re-seeded from it.
-                    log.error("could not settle hold %s of key %s (%s); its reservation expires after "
-                              "the TTL", hold.hold_id, hold.key_id, type(exc).__name__)
-                    return
-                await asyncio.sleep(delay)  # a brief outage should not lose the settlement
+                    log.warning("could not settle hold %s of key %s (%s); journaled, retried until the "
+                                "spend store takes it", settlement.hold.hold_id, settlement.hold.key_id,
+                                type(exc).__name__)
+                    break
+                await asyncio.sleep(delay)
+        await asyncio.to_thread(self.journal.add, settlement)
+        self._wake_drainer()
+
+    def _wake_drainer(self) -> None:
+        self._owed.set()
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        """Apply journaled settlements in order, retrying without end while the store is down."""
+        delay = 0.1
+        while True:
+            await self._owed.wait()
+            self._owed.clear()
+            for settlement in self.journal.pending:
+                while True:
+                    try:
+                        await self.store.settle(settlement.hold, settlement.cost_nano, settlement.tokens)
+                        break
+                    except _STORE_ERRORS:
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 1.0)
+                delay = 0.1
+                await asyncio.to_thread(self.journal.done, settlement)
+            if not self.journal.pending:
+                log.warning("journaled settlements applied; the spend store is up to date")

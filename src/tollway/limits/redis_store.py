@@ -8,6 +8,7 @@ agree on the window.  Per key:
 ``tw:{k}:resv``            reservations: zset id -> expiry (ms), hash id -> amount, total
 ``tw:{k}:rpm``             request log of the last minute (zset id -> ms)
 ``tw:{k}:tpm``             token log of the last minute: zset id -> ms, hash id -> tokens, total
+``tw:{k}:done``            holds settled in the last day (zset id -> ms): settling is idempotent
 
 Reservations expire after their TTL, so a crashed replica's holds free themselves.
 """
@@ -19,7 +20,7 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from tollway.limits.periods import Period
-from tollway.limits.store import WINDOW_MS, AdmitRequest, AdmitResult, Hold
+from tollway.limits.store import DONE_TTL_MS, WINDOW_MS, AdmitRequest, AdmitResult, Hold
 
 _PRUNE = """
 local function prune(zkey, hkey, tkey, upto)
@@ -88,10 +89,18 @@ end
 return {0, 0, remaining}
 """
 
-# KEYS: spend, resv zset, resv hash, resv total, tpm zset, tpm hash, tpm total
-# ARGV: hold id, cost, tokens (-1: no TPM), has reservation (1/0), counter ttl s
+# KEYS: spend, resv zset, resv hash, resv total, tpm zset, tpm hash, tpm total, done zset
+# ARGV: hold id, cost, tokens (-1: no TPM), has reservation (1/0), counter ttl s, done ttl ms
 _SETTLE = """
 local id = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local done_ttl = tonumber(ARGV[6])
+-- Settled holds are remembered, so a retried or replayed settlement counts once.
+if redis.call('ZSCORE', KEYS[8], id) then return 1 end
+redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - done_ttl)
+redis.call('ZADD', KEYS[8], now, id)
+redis.call('PEXPIRE', KEYS[8], done_ttl)
 if ARGV[4] == '1' then
   local amount = redis.call('HGET', KEYS[3], id)
   if amount then
@@ -122,7 +131,7 @@ def _keys(key_id: str, period_id: str) -> dict[str, str]:
     base = "tw:{" + key_id + "}"
     return {"spend": f"{base}:spend:{period_id}", "rz": f"{base}:resv", "rh": f"{base}:resv:amount",
             "rt": f"{base}:resv:total", "rpm": f"{base}:rpm", "tz": f"{base}:tpm",
-            "th": f"{base}:tpm:tokens", "tt": f"{base}:tpm:total"}
+            "th": f"{base}:tpm:tokens", "tt": f"{base}:tpm:total", "done": f"{base}:done"}
 
 
 _OUTCOMES = {0: "ok", 1: "rpm", 2: "tpm", 3: "credits", -1: "seed"}
@@ -155,9 +164,9 @@ class RedisLimitStore:
     async def settle(self, hold: Hold, cost_nano: int, tokens: int) -> None:
         k = _keys(hold.key_id, hold.period_id)
         await self._settle(
-            keys=[k["spend"], k["rz"], k["rh"], k["rt"], k["tz"], k["th"], k["tt"]],
+            keys=[k["spend"], k["rz"], k["rh"], k["rt"], k["tz"], k["th"], k["tt"], k["done"]],
             args=[hold.hold_id, cost_nano, tokens if hold.tokens is not None else -1,
-                  1 if hold.reserved_nano is not None else 0, hold.counter_ttl_s])
+                  1 if hold.reserved_nano is not None else 0, hold.counter_ttl_s, DONE_TTL_MS])
 
     async def close(self) -> None:
         await self.redis.aclose()

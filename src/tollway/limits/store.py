@@ -14,6 +14,7 @@ from typing import Protocol
 from tollway.limits.periods import Period
 
 WINDOW_MS = 60_000  # RPM and TPM are counted over a sliding minute
+DONE_TTL_MS = 86_400_000  # settled holds remembered this long: a replayed settlement counts once
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,9 @@ class Hold:
     reserved_nano: int | None  # None: the key has no credit limit
     tokens: int | None  # None: the key has no TPM limit
     counter_ttl_s: int
+    # Output tokens per choice the reservation covers, sent upstream as the request's cap
+    # (None: nothing to cap, e.g. embeddings or a key with only an RPM limit).
+    output_cap: int | None = None
 
 
 class LimitStore(Protocol):
@@ -63,7 +67,8 @@ class LimitStore(Protocol):
         ...
 
     async def settle(self, hold: Hold, cost_nano: int, tokens: int) -> None:
-        """Replace the hold's reservation by the real cost (0 on failure)."""
+        """Replace the hold's reservation by the real cost (0 on failure); idempotent: a
+        hold settled before (a retry whose first answer was lost) is not counted again."""
         ...
 
     async def close(self) -> None: ...

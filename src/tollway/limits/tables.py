@@ -17,8 +17,8 @@ limit_counters = Table(
     Column("settled_nanousd", BigInteger, nullable=False, server_default="0"),
 )
 
-# In-flight reservations (kind 'spend') and the last minute's requests and tokens
-# ('rpm', 'tpm').  Times are unix milliseconds.
+# In-flight reservations (kind 'spend'), the last minute's requests and tokens
+# ('rpm', 'tpm') and the holds settled in the last day ('done').  Times are unix milliseconds.
 limit_holds = Table(
     "limit_holds",
     metadata,

@@ -480,15 +480,18 @@ def _policy_reason(c: Candidate, policy: KeyPolicy, source: str) -> str | None:
 
 def _nothing_qualifies(unknown: list[str], inactive: list[str], denied: list[str], excluded: list[str],
                        circuit_open: list[str], cooldown_s: float) -> Exception:
+    # An endpoint whose circuit is open passed every constraint: it would have served, so
+    # the answer is "unavailable, retry" even when other endpoints were excluded.
+    if circuit_open:
+        return NoEndpointAvailable(
+            f"every provider that may serve this request is failing (circuit open: {', '.join(circuit_open)}); "
+            f"retry in about {cooldown_s:g} s", code=503, headers={"Retry-After": str(max(1, int(cooldown_s)))},
+            metadata={"excluded": excluded} if excluded else None)
     if excluded:
         return NoEndpointMatches(
             "no endpoint matches the request's constraints: " + "; ".join(excluded[:20])
             + (f" (and {len(excluded) - 20} more)" if len(excluded) > 20 else ""),
             code=404, metadata={"excluded": excluded})
-    if circuit_open:
-        return NoEndpointAvailable(
-            f"every provider of the requested model is failing (circuit open: {', '.join(circuit_open)}); "
-            f"retry in about {cooldown_s:g} s", code=503, headers={"Retry-After": str(max(1, int(cooldown_s)))})
     if denied and not unknown and not inactive:
         return PermissionDenied(f"this key may not use model(s) {', '.join(denied)}", code=403)
     if inactive:
