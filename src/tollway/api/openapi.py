@@ -104,8 +104,15 @@ def _paths() -> dict[str, Any]:
             "ChatCompletionRequest", "ChatCompletion", "generate")
         paths[f"{prefix}/messages"] = _generate("Anthropic's Messages API, to any model", "MessagesRequest",
                                                 "Message", "generate", anthropic=True)
+        paths[f"{prefix}/messages/count_tokens"] = {"post": {  # issue 12
+            "summary": "input tokens of a Messages request: the upstream's count (Anthropic format) or a local "
+                       "estimate, as the X-Tollway-Token-Count header (upstream|estimate) says; not metered",
+            "tags": ["generate"], "security": _KEY_AUTH, "requestBody": _body("MessagesCountTokensRequest"),
+            "responses": {"200": _json("the count", "MessageTokensCount"),
+                          **_errors(400, 401, 403, 404, 413, 502, 503, anthropic=True)}}}
         paths[f"{prefix}/embeddings"] = _generate("embeddings, metered", "EmbeddingsRequest", "Embeddings",
                                                   "generate", streams=False)
+        paths.update(_responses_paths(prefix))
     paths["/api/v1/generation"] = {"get": _get(
         "the ledger record of one of the calling key's generations", "ledger", "Generation", security=_KEY_AUTH,
         parameters=[{"name": "id", "in": "query", "required": True, "description": "gen-... (X-Generation-Id)",
@@ -139,6 +146,29 @@ def _paths() -> dict[str, Any]:
     paths["/api/v1/analytics/requests"] = _report("tokens per request: percentiles and histogram",
                                                   [_FROM, _TO, _query("model", "only this model")])
     return paths
+
+
+def _responses_paths(prefix: str) -> dict[str, Any]:
+    """OpenAI's Responses API (``tollway.api.responses``): create, and the key's stored responses."""
+    response_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
+                   "description": "a stored response's id (X-Generation-Id)"}
+    stored_errors = (400, 401, 404, 503)
+    return {
+        f"{prefix}/responses": _generate("OpenAI's Responses API, to any model", "ResponsesRequest", "Response",
+                                         "generate"),
+        f"{prefix}/responses/{{id}}": {
+            "parameters": [response_id],
+            "get": _get("one of the calling key's stored responses", "generate", "Response", security=_KEY_AUTH,
+                        errors=stored_errors),
+            "delete": _get("delete one of the calling key's stored responses", "generate", "ResponseDeleted",
+                           security=_KEY_AUTH, errors=stored_errors)},
+        f"{prefix}/responses/{{id}}/input_items": {"parameters": [response_id], "get": _get(
+            "a stored response's input items, newest first by default", "generate", "ResponseItemList",
+            security=_KEY_AUTH, errors=stored_errors, parameters=[
+                _query("limit", "items per page", {"type": "integer", "minimum": 1, "maximum": 100}),
+                _query("order", "asc or desc", {"enum": ["asc", "desc"]}),
+                _query("after", "the item id to list after")])},
+    }
 
 
 def _admin_paths() -> dict[str, Any]:
