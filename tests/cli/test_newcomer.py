@@ -156,3 +156,18 @@ def test_help_is_whole_and_every_option_explained() -> None:
         assert not undocumented, (path, undocumented)
     by = CliRunner().invoke(main, ["report", "rankings", "--help"]).output
     assert "user-country" in by and "user_country" not in by
+
+
+def test_printed_commands_run_as_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tollway.cli.common import tollway_command
+
+    script = tmp_path / ".venv" / "bin" / "tollway"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert tollway_command() == "./.venv/bin/tollway"  # not on PATH: the venv's own script
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")
+    assert tollway_command() == "tollway"  # an activated venv: the bare name is this program

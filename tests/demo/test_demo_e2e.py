@@ -131,8 +131,6 @@ def test_every_count_printed_is_the_ledgers(demo_run: Any) -> None:
     summary = re.search(r"requests ([\d,]+) = ([\d,]+) answered \+ ([\d,]+) failed.*tokens ([\d,]+) = ", stdout)
     assert summary is not None, stdout
     assert [int(g.replace(",", "")) for g in summary.groups()] == [answered + failed, answered, failed, tokens]
-    bar = re.findall(r"(\d+)/(\d+) requests +([\d,]+) tokens", stdout)
-    assert bar and bar[-1] == (str(answered + failed), str(answered + failed), f"{tokens:,}")
 
 
 def test_demo_models_carry_the_catalogs_metadata_and_prices(demo_run: Any) -> None:

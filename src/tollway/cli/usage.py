@@ -41,7 +41,7 @@ def summary(config: str | None, key_ref: str | None, as_json: bool) -> None:
         doc = json.dumps({k: v for k, v in totals.items()})
         click.echo(doc[:-1] + f', "cost_usd": {cost.normalize():f}}}')
         return
-    lines = [("requests (answered)", f"{totals['requests']:,}"),
+    lines = [("requests (billed)", f"{totals['requests']:,}"),
              ("prompt tokens", f"{totals['prompt_tokens']:,}"),
              ("  of which cached", f"{totals['cached_tokens']:,}"),
              ("completion tokens", f"{totals['completion_tokens']:,}"),

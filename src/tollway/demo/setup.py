@@ -27,6 +27,7 @@ TIME_SCALE = 100.0
 DEMO_API_KEY = "sim-not-a-real-key"  # sent to the simulated providers; they ignore it
 LOCAL_MODEL_ID = "huggingfacetb/smollm2-135m-instruct"
 LOCAL_PROVIDER = "local"
+LOCAL_CONTEXT_LENGTH = 2048  # the llama.cpp server's --n_ctx (tollway.demo.local)
 
 
 def _profile(ttft_s: float, tokens_per_s: float, error_rate: float) -> Profile:
@@ -160,7 +161,8 @@ def local_entries(url: str, upstream_model: str) -> tuple[dict[str, Any], dict[s
     provider = {"name": LOCAL_PROVIDER, "kind": "openai", "base_url": url, "local": True,
                 "display_name": "llama.cpp on this machine (real model)"}
     model = {"id": LOCAL_MODEL_ID, "name": "SmolLM2 135M Instruct (Q4_1, local)", "author": "huggingfacetb",
-             "author_country": "US", "open_weights": True,
+             "author_country": "US", "open_weights": True, "context_length": LOCAL_CONTEXT_LENGTH,
+             "hugging_face_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
              "endpoints": [{"provider": LOCAL_PROVIDER, "model": upstream_model,
                             "pricing": {"prompt": "0", "completion": "0"}}]}
     return provider, model
