@@ -1,8 +1,9 @@
 """GET /openapi.json: an OpenAPI 3.1 document of tollway's own HTTP API.
 
 One source: the paths below and the schemas in ``tollway.api.openapi_schemas``, kept beside
-the handlers.  ``tests/api/test_openapi_document.py`` checks that every route the app
-serves is documented (and nothing else), and schemathesis fuzzes the gateway from it.
+the handlers.  The document served lists the operations this app actually routes (so it
+never describes an endpoint that is absent); ``tests/api/test_schemathesis.py`` checks that
+every route is documented, and fuzzes the gateway from the document.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from tollway import __version__
 from tollway.api.inputs import FIRST_DATE, LAST_DATE, MAX_QUERY_INT
@@ -106,6 +108,22 @@ def _paths() -> dict[str, Any]:
                                                 "Message", "generate", anthropic=True)
         paths[f"{prefix}/embeddings"] = _generate("embeddings, metered", "EmbeddingsRequest", "Embeddings",
                                                   "generate", streams=False)
+        paths[f"{prefix}/messages/count_tokens"] = {"post": {
+            "summary": "count a Messages request's input tokens (the upstream's count or a local estimate; "
+                       "X-Tollway-Token-Count says which); not metered", "tags": ["generate"],
+            "security": _KEY_AUTH, "requestBody": _body("CountTokensRequest"),
+            "responses": {"200": _json("the count", "TokenCount"), **_errors(400, 401, 403, 404, 413, 502, 503,
+                                                                            anthropic=True)}}}
+        paths[f"{prefix}/responses"] = _generate("OpenAI's Responses API, to any model", "ResponsesRequest",
+                                                 "Response", "generate")
+        response_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
+                       "description": "a stored response's id (store: true)"}
+        paths[f"{prefix}/responses/{{id}}"] = {
+            "parameters": [response_id],
+            "get": _get("a stored response of the calling key", "generate", "Response", security=_KEY_AUTH,
+                        errors=(401, 404, 503)),
+            "delete": _get("delete a stored response", "generate", "ResponseDeleted", security=_KEY_AUTH,
+                           errors=(401, 404, 503))}
     paths["/api/v1/generation"] = {"get": _get(
         "the ledger record of one of the calling key's generations", "ledger", "Generation", security=_KEY_AUTH,
         parameters=[{"name": "id", "in": "query", "required": True, "description": "gen-... (X-Generation-Id)",
@@ -171,9 +189,30 @@ def _admin_paths() -> dict[str, Any]:
     }
 
 
+_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def _served_only(paths: dict[str, Any], served: frozenset[tuple[str, str]] | None) -> dict[str, Any]:
+    """The documented operations the app routes ((METHOD, path) pairs); all of them when None."""
+    if served is None:
+        return paths
+    kept: dict[str, Any] = {}
+    for path, item in paths.items():
+        operations = {m: op for m, op in item.items() if m in _METHODS and (m.upper(), path) in served}
+        if operations:
+            kept[path] = {k: v for k, v in item.items() if k not in _METHODS} | operations
+    return kept
+
+
+def served_operations(routes: list[Any]) -> frozenset[tuple[str, str]]:
+    """(METHOD, path) of every Starlette ``Route`` among ``routes``."""
+    return frozenset((method, route.path) for route in routes if isinstance(route, Route)
+                     for method in (route.methods or ()) if method != "HEAD")
+
+
 @functools.cache
-def document() -> dict[str, Any]:
-    """The OpenAPI document (built once per process; it depends on nothing configurable)."""
+def document(served: frozenset[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The OpenAPI document for an app routing ``served`` (built once per route set)."""
     return {
         "openapi": "3.1.0",
         "info": {"title": "tollway", "version": __version__,
@@ -184,7 +223,7 @@ def document() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "security": _KEY_AUTH,
         "tags": [{"name": n} for n in ("generate", "models", "keys", "ledger", "admin", "analytics", "operations")],
-        "paths": _paths(),
+        "paths": _served_only(_paths(), served),
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "a tollway key (sk-tw-...) "
@@ -198,10 +237,10 @@ def document() -> dict[str, Any]:
 
 
 @functools.cache
-def _rendered() -> bytes:
-    return orjson.dumps(document())
+def _rendered(served: frozenset[tuple[str, str]]) -> bytes:
+    return orjson.dumps(document(served))
 
 
 async def openapi_json(request: Request) -> Response:
     """GET /openapi.json (no key needed: it describes the API, not anyone's data)."""
-    return Response(_rendered(), media_type="application/json")
+    return Response(_rendered(served_operations(request.app.routes)), media_type="application/json")

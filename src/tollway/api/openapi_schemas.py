@@ -218,6 +218,23 @@ _KEY_CREATE = obj(_KEY_FIELDS | {"is_admin": BOOL}, ("name",))
 _KEY_UPDATE = obj(_KEY_FIELDS | {"disabled": {"type": "boolean", "description": "true revokes the key"}})
 _TOP_UP = obj({"amount": USD, "note": nullable({"type": "string", "maxLength": 1000})}, ("amount",))
 
+_RESPONSES_REQUEST = obj({
+    "model": STR,
+    "input": {"anyOf": [STR, {"type": "array", "items": ANY_OBJ}],
+              "description": "a string, or a list of input items (messages, function call outputs...)"},
+    "instructions": nullable(STR), "max_output_tokens": {"type": "integer", "minimum": 1},
+    "stream": BOOL, "store": BOOL, "previous_response_id": nullable(STR),
+    "tools": {"type": "array", "items": ANY_OBJ}, "tool_choice": {"anyOf": [STR, ANY_OBJ]},
+    "parallel_tool_calls": BOOL, "reasoning": ANY_OBJ, "text": ANY_OBJ, "temperature": NUM, "top_p": NUM,
+    "metadata": ANY_OBJ, "user": STR, "models": {"type": "array", "items": STR}, "provider": _PROVIDER_PREFS,
+}, ("model", "input"), description="OpenAI's Responses API request, to any model")
+
+_RESPONSE = obj({
+    "id": STR, "object": {"const": "response"}, "created_at": NUM, "status": STR, "model": STR,
+    "output": {"type": "array", "items": ANY_OBJ},
+    "usage": nullable(obj({"input_tokens": INT, "output_tokens": INT, "total_tokens": INT})),
+}, ("id", "object", "status", "output"))
+
 SCHEMAS: dict[str, Schema] = {
     "Error": _ERROR, "AnthropicError": _ANTHROPIC_ERROR,
     "ChatCompletionRequest": _CHAT_REQUEST, "ChatCompletion": _CHAT_COMPLETION,
@@ -235,5 +252,9 @@ SCHEMAS: dict[str, Schema] = {
     "KeyUsage": obj({"data": obj({"hash": STR, "usage": NUM, "limit": nullable(NUM), "totals": ANY_OBJ,
                                   "tollway": _KEY_TOLLWAY}, ("hash", "usage", "totals"))}, ("data",)),
     "Health": obj({"status": STR, "version": STR}, ("status",)),
+    "ResponsesRequest": _RESPONSES_REQUEST, "Response": _RESPONSE,
+    "ResponseDeleted": obj({"id": STR, "object": {"const": "response"}, "deleted": BOOL}, ("id", "deleted")),
+    "CountTokensRequest": _MESSAGES_REQUEST | {"required": ["model", "messages"]},
+    "TokenCount": obj({"input_tokens": INT}, ("input_tokens",)),
     "Report": obj({}, description="the same document `tollway report ... --json` prints"),
 }
