@@ -171,11 +171,14 @@ async def main() -> None:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--kill-after", type=float, default=3.0, help="seconds of load before the SIGKILL")
+    parser.add_argument("--workdir", type=Path, help="keep configs, journals and serve.log here")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="tollway-sigkill-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         for number in range(1, args.trials + 1):
-            result = await trial(args, number, Path(tmp))
+            result = await trial(args, number, workdir)
             print(json.dumps(result), flush=True)
             results.append(result)
     lost = [r["lost"] for r in results]

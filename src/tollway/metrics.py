@@ -110,6 +110,9 @@ class LedgerCollector(Collector):
         )
         for name, doc, value in gauges:
             yield GaugeMetricFamily(name, doc, value=value)
+        if h.write_ahead_writable is not None:
+            yield GaugeMetricFamily("tollway_ledger_write_ahead_writable",
+                                    "1 while the write-ahead log accepts records", value=int(h.write_ahead_writable))
         if h.last_write_age_s is not None:
             yield GaugeMetricFamily("tollway_ledger_last_write_age_seconds",
                                     "Seconds since the ledger last committed a batch", value=h.last_write_age_s)

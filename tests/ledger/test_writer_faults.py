@@ -294,8 +294,10 @@ def test_write_ahead_keeps_what_a_kill_would_lose(database: str, engine: Engine,
         killed.submit(record)
     _eventually(lambda: _journaled_lines(tmp_path / "j", "ahead-") == len(records), "all records fsync'd")
     # SIGKILL: nothing runs any more, and the process's file handles (and their locks) close.
-    assert killed._ahead is not None and killed._ahead._file is not None
-    killed._ahead._file.close()
+    ahead = killed._ahead
+    assert ahead is not None and ahead._file is not None
+    ahead.stop(10)  # (its thread idle, not inside an fsync that would hold the file a moment longer)
+    ahead._file.close()
 
     restarted = LedgerWriter(engine, hooks=[apply_rollups], journal=Journal(tmp_path / "j"), write_ahead=True)
     restarted.start()
@@ -307,3 +309,19 @@ def test_write_ahead_keeps_what_a_kill_would_lose(database: str, engine: Engine,
     assert spend == cost == sum(r.cost_nanousd for r in records)
     assert requests == len(records)
     assert _journaled_lines(tmp_path / "j") == 0
+
+
+def test_write_ahead_segments_are_deleted_once_written_even_with_a_repeated_id(
+        database: str, engine: Engine, tmp_path: Path) -> None:
+    key_id, _ = new_key(database)
+    records = [_record(f"gen-{i}", key_id) for i in range(5)] + [_record("gen-0", key_id)]
+    writer = LedgerWriter(engine, hooks=[apply_rollups], journal=Journal(tmp_path / "j"), write_ahead=True)
+    writer.start()
+    for record in records:
+        writer.submit(record)
+    assert writer.flush(30)
+    assert _journaled_lines(tmp_path / "j", "ahead-") == len(records)  # the open segment, fsync'd
+    writer.close()
+    assert not (tmp_path / "j").exists()  # every record acknowledged: segment and directory gone
+    ids, _, requests, _ = _ledger(engine, key_id)
+    assert ids == {f"gen-{i}" for i in range(5)} and requests == 5

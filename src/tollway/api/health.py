@@ -15,8 +15,8 @@ async def health(request: Request) -> Response:
     gateway = gateway_of(request)
     models = sum(1 for m in gateway.catalog.models.values() if gateway.catalog.is_active(m))
     ledger = gateway.writer.health()
-    status = "ok" if ledger.alive and ledger.database_reachable else \
-        "degraded" if ledger.metering_possible else "unhealthy"
+    healthy = ledger.alive and ledger.database_reachable and ledger.write_ahead_writable is not False
+    status = "ok" if healthy else "degraded" if ledger.metering_possible else "unhealthy"
     return json_response({"status": status, "version": __version__, "active_models": models,
                           "ledger": ledger.to_json()}, status=503 if status == "unhealthy" else 200)
 

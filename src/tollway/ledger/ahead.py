@@ -148,9 +148,13 @@ class AheadLog:
         assert self._file is not None
         number = self._number
         with self._lock:  # before the write: the writer may acknowledge as soon as it is forwarded
+            added = 0
             for record in group:
-                self._where[record.id] = number
-            self._outstanding[number] = self._outstanding.get(number, 0) + len(group)
+                # An id seen twice (a caller's bug) is tracked once, so its segment still empties.
+                if record.id not in self._where:
+                    self._where[record.id] = number
+                    added += 1
+            self._outstanding[number] = self._outstanding.get(number, 0) + added
         self._file.write(data)
         self._file.flush()
         os.fsync(self._file.fileno())

@@ -264,9 +264,9 @@ def stage(conn: Connection, records: Sequence[GenerationRecord], prepared: Prepa
 def drop_known(conn: Connection) -> None:
     """Remove staged rows whose id is already in the ledger, or repeats an earlier staged row.
 
-    Only needed when a batch is retried after an ambiguous commit (the plain insert then
-    fails on the primary key); it makes the retry count each generation once, like
-    ``LedgerWriter._write_individually`` does for the live path.
+    Only needed when a batch is retried after an ambiguous commit or replayed from the
+    journal (the plain insert then fails on the primary key); it makes the retry count
+    each generation once (the live writer retries every such batch this way).
     """
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"DELETE FROM {STAGE} s USING generations g WHERE s.id = g.id")

@@ -78,6 +78,7 @@ class WriterHealth:
     lost: int  # records neither written, dead-lettered nor journaled since start (should stay 0)
     written: int
     last_write_age_s: float | None
+    write_ahead_writable: bool | None = None  # None: no write-ahead log (ledger.write_ahead false)
 
     @property
     def metering_possible(self) -> bool:
@@ -93,4 +94,5 @@ class WriterHealth:
             "last_error_age_s": None if self.last_error_age_s is None else round(self.last_error_age_s, 3),
             "dead_letters": self.dead_letters, "lost": self.lost, "written": self.written,
             "last_write_age_s": None if self.last_write_age_s is None else round(self.last_write_age_s, 3),
+            "write_ahead_writable": self.write_ahead_writable,
         }

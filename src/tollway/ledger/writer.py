@@ -12,8 +12,9 @@ backoff) and the journal is replayed once it answers and at the next start; any 
 error is about the records, so the batch is bisected down to the ones the database
 refuses, which go to the dead-letter table while the rest commits.  Inserts are keyed by
 generation id, so a retry or replay after an ambiguous commit never counts a generation
-twice.  A SIGKILL loses only what was queued or in flight (neither committed nor
-journaled): see ``benchmarks/ledger_sigkill.py``.
+twice.  A SIGKILL loses only what was neither committed nor journaled: with the
+write-ahead log (:mod:`tollway.ledger.ahead`) records not yet through one ``fsync``,
+without it the queue and the batch in flight (``benchmarks/ledger_sigkill.py``).
 
 Two ways to write a batch, leaving identical tables: row by row (an ``executemany`` of the
 generations, the hooks, ``apply_rollups`` aggregating in Python) and set-based
@@ -200,6 +201,7 @@ class LedgerWriter:
             lost=state.lost,
             written=self.written,
             last_write_age_s=None if state.last_write_at is None else now - state.last_write_at,
+            write_ahead_writable=None if self._ahead is None else self._ahead.writable,
         )
 
     def _alive(self) -> bool:
@@ -232,8 +234,8 @@ class LedgerWriter:
             self._drain_inline()
             return
         if self._ahead is not None:
+            self._put = self._queue.put  # (first: a record submitted now must not miss both)
             self._ahead.stop(timeout)  # forwards what it holds to the writer's queue first
-            self._put = self._queue.put
         self._queue.put(_STOP)
         self._thread.join(timeout)
         if self._thread.is_alive():
