@@ -48,7 +48,7 @@ from tollway.ledger.rollups import apply_rollups
 from tollway.ledger.schema import utcnow
 from tollway.ledger.writer import BatchHook, LedgerWriter
 from tollway.limits import Hold, Limiter, has_limits
-from tollway.limits.capping import CHAT_OUTPUT_FIELDS, MESSAGES_OUTPUT_FIELDS, cap_output
+from tollway.limits.capping import CHAT_OUTPUT_FIELDS, MESSAGES_OUTPUT_FIELDS, NO_OUTPUT, cap_output
 from tollway.messages import (  # issue 5: /v1/messages
     EventWriter,
     MessagesRequest,
@@ -139,7 +139,7 @@ class Gateway:
         self.metrics.watch_ledger(self.writer.health)
         self.timeouts = ClientTimeouts.from_settings(settings.timeouts)
         self.limits = Limiter(settings, self.engine)
-        # Upstream errors are redacted where they enter (_upstream_failed); logs by a filter.
+        # Upstream errors are redacted where they enter (the attempt loops, the relay); logs by a filter.
         self.redactor = Redactor.from_settings(settings, self.catalog.providers.values())
         self._log_redaction: RedactingFilter | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -256,7 +256,7 @@ class Gateway:
     async def embeddings(self, principal: Principal, body: dict[str, Any], meta: RequestMeta) -> dict[str, Any]:
         """``POST /v1/embeddings``: routed like chat, metered at the endpoint's prompt price."""
         validate_embeddings_body(body)
-        run, targets = await self._open_run(principal, body, meta)
+        run, targets = await self._open_run(principal, body, meta, output_fields=NO_OUTPUT)
 
         async def call(target: Target, ctx: CallContext) -> Completion:
             adapter = self.adapters[target.provider.kind]

@@ -77,6 +77,8 @@ def test_a_hostile_body_cannot_spend_past_the_limit(case: str, tmp_path: Path) -
     assert statuses[-1] == 402, f"the key never ran out: {statuses}"
     assert refusal["code"] == 402 and refusal["type"] == "insufficient_credits"
     assert "insufficient credit" in refusal["message"]
+    if case == "both_output_fields":  # an explicit cap the credit cannot cover: say what fits
+        assert "lower max_tokens to at most" in refusal["message"]
     assert succeeded >= 1 and succeeded == statuses.count(200)
     assert spent == usage == _spend_at_greedy_prices(stub), "billed what the upstream produced"
     assert spent <= LIMIT_NANO, f"{case}: spent {spent} nano-USD of a {LIMIT_NANO} limit"
@@ -159,3 +161,24 @@ async def test_two_replicas_on_one_postgres_ledger_never_pass_the_limit(backend:
     assert int(r.get(f"tw:{{{key_id}}}:spend:all") or -1) == spent
     assert int(r.get(f"tw:{{{key_id}}}:resv:total") or 0) == 0
     r.close()
+
+
+def test_anthropic_messages_of_a_limited_key_stay_under_the_limit(tmp_path: Path) -> None:
+    stub = GreedyStub()
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with aiohttp_server(stub.app()) as upstream:
+        key_id, key = new_key(db, limit_nanousd=LIMIT_NANO)
+        with gateway(raw_config(db, upstream)) as (url, _):
+            statuses = []
+            for _ in range(20):
+                resp = httpx.post(url + "/v1/messages", headers={"x-api-key": key}, timeout=30, json={
+                    "model": MODEL, "max_tokens": 3000, "system": "ü" * 200,
+                    "messages": [{"role": "user", "content": "write a long story"}]})
+                statuses.append(resp.status_code)
+                if resp.status_code != 200:
+                    break
+        spent, _, succeeded = ledger_totals(db, key_id)
+    assert statuses[-1] == 402 and resp.json()["type"] == "error"  # Anthropic's error shape
+    assert succeeded == statuses.count(200) >= 1
+    assert spent == _spend_at_greedy_prices(stub) <= LIMIT_NANO
+    assert all(sent["max_tokens"] == 3000 for sent in stub.requests)

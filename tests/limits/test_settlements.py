@@ -4,14 +4,17 @@ the next process if this one stops first."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 from sqlalchemy.exc import OperationalError
 
@@ -22,10 +25,16 @@ from tests.limits.support import (
     ledger_totals,
     raw_config,
     request_cost_nano,
+    require_redis,
     start_redis,
 )
 from tests.support.servers import aiohttp_server, new_key
-from tollway.limits.store import Hold
+from tollway.ledger.db import create_db_engine, migrate
+from tollway.limits.db_store import DbLimitStore
+from tollway.limits.journal import Settlement, SettlementJournal
+from tollway.limits.periods import LIFETIME
+from tollway.limits.redis_store import RedisLimitStore
+from tollway.limits.store import AdmitRequest, Hold
 
 BODY: dict[str, Any] = {"model": MODEL, "max_tokens": 12,
                         "messages": [{"role": "user", "content": "count slowly"}]}
@@ -136,3 +145,77 @@ def test_a_database_store_settlement_waits_in_the_journal_and_replays_after_rest
             assert _post(url, key).status_code == 402
     spent, _, succeeded = ledger_totals(db, key_id)
     assert (spent, succeeded) == (2 * cost, 2)
+
+
+def _admit_request(key_id: str, limit: int) -> AdmitRequest:
+    return AdmitRequest(key_id=key_id, hold_id="h-" + key_id, limit_nano=limit, period=LIFETIME,
+                        reserve_nano=500, rpm=None, tpm=None, tokens=0, reservation_ttl_ms=60_000,
+                        counter_ttl_s=3600)
+
+
+@pytest.mark.parametrize("backend", ["redis", "database"])
+async def test_settling_the_same_hold_twice_counts_once(backend: str, tmp_path: Path) -> None:
+    """A retry whose first answer was lost, or a journal replayed after a crash, is harmless."""
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    key_id, _ = new_key(db, limit_nanousd=10_000)
+    engine = create_db_engine(db)
+    migrate(engine)
+    store: Any = RedisLimitStore(require_redis(), timeout_s=2, max_connections=4) if backend == "redis" \
+        else DbLimitStore(engine)
+    try:
+        req = _admit_request(key_id, 10_000)
+        await store.seed(key_id, req.period, 0, 3600)
+        assert (await store.admit(req)).outcome == "ok"
+        hold = Hold(key_id=key_id, hold_id=req.hold_id, period_id=req.period.id, reserved_nano=500, tokens=None,
+                    counter_ttl_s=3600)
+        for _ in range(3):
+            await store.settle(hold, 300, 10)
+        # 10,000 - 300 settled once = 9,700 left: a 9,700 reservation fits, 9,701 does not.
+        assert (await store.admit(_replace(req, "h2", 9_701))).outcome == "credits"
+        assert (await store.admit(_replace(req, "h3", 9_700))).outcome == "ok"
+        await store.settle(_hold(req, "h3"), 0, 0)
+        # A reservation that expires before its settlement lands: the late settlement still
+        # counts, once.
+        late = replace(_replace(req, "h4", 1_000), reservation_ttl_ms=1)
+        assert (await store.admit(late)).outcome == "ok"
+        await asyncio.sleep(0.05)
+        assert (await store.admit(_replace(req, "h5", 9_700))).outcome == "ok"  # h4 expired: freed
+        await store.settle(_hold(req, "h5"), 0, 0)
+        for _ in range(2):
+            await store.settle(_hold(req, "h4"), 1_000, 0)
+        assert (await store.admit(_replace(req, "h6", 8_701))).outcome == "credits"
+        assert (await store.admit(_replace(req, "h7", 8_700))).outcome == "ok"
+    finally:
+        await store.close()
+        engine.dispose()
+
+
+def _replace(req: Any, hold_id: str, amount: int) -> Any:
+    return replace(req, hold_id=hold_id + req.key_id, reserve_nano=amount)
+
+
+def _hold(req: Any, hold_id: str) -> Hold:
+    return Hold(key_id=req.key_id, hold_id=hold_id + req.key_id, period_id=req.period.id, reserved_nano=1,
+                tokens=None, counter_ttl_s=3600)
+
+
+def test_the_journal_keeps_what_is_owed_and_skips_a_torn_line(tmp_path: Path) -> None:
+    def hold(n: int) -> Hold:
+        return Hold(key_id="k", hold_id=f"h{n}", period_id="all", reserved_nano=9, tokens=None, counter_ttl_s=60)
+
+    first = SettlementJournal(tmp_path)
+    assert first.open() == []
+    owed = [Settlement(hold(n), n * 100, n) for n in range(3)]
+    for s in owed:
+        first.add(s)
+    first.done(owed[1])
+    # A live process's file is never adopted.
+    assert SettlementJournal(tmp_path).open() == []
+    first.close()
+    (next(tmp_path.glob("settlements-*.jsonl"))).open("ab").write(b'{"hold": {"key_id": "k", "hold_')
+    second = SettlementJournal(tmp_path)
+    assert second.open() == [owed[0], owed[2]]  # what the first process still owed, in order
+    for s in second.pending:
+        second.done(s)
+    second.close()
+    assert list(tmp_path.glob("settlements-*.jsonl")) == []  # nothing owed: no file left

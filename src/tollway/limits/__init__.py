@@ -16,10 +16,17 @@ does it record the request, the tokens and the reservation; otherwise nothing is
 recorded and the caller gets 429 (with ``Retry-After``) or 402.  Because the check and
 the record are one step, 200 concurrent requests cannot race past the cap.
 
-**The reservation** is the request's worst case on the dearest planned target: the local
-prompt estimate plus ``limits.prompt_estimate_margin_pct`` headroom at the dearest input
-price, plus ``max_tokens`` (or the endpoint's max output, or
-``limits.default_max_output_tokens``) at the dearest output price, rounded up.
+**The reservation** is the request's worst case on the dearest planned target, and it is
+a bound, not an estimate (:mod:`tollway.limits.capping`): the prompt bound (UTF-8 bytes
+of the text plus template, tool and image overheads, at most the endpoint's context
+length) at the dearest input price, plus ``n`` times the output cap at the dearest output
+price, rounded up.  The output cap is the larger of ``max_tokens`` and
+``max_completion_tokens`` (Anthropic ``max_tokens``; the Responses API passes
+``max_output_tokens``), or, when the request names none, ``limits.default_max_output_tokens``
+(at most the planned endpoints' own maximum) lowered to what the remaining credit covers;
+the gateway sends that cap upstream (:func:`~tollway.limits.capping.cap_output`), so the
+upstream cannot produce more than was reserved.  A request that asked for more than the
+credit covers, or whose prompt alone does not fit, gets 402 naming what would fit.
 
 **Settlement** happens when the generation ends: ``Gateway._submit`` (success, stream end,
 client hang-up) settles the real cost; ``Gateway._record_failure`` releases (cost 0).  The
@@ -27,7 +34,19 @@ store removes the reservation and adds the cost to the period's *settled* counte
 same atomic step, so the spend is visible to the next check immediately, although the
 ledger row itself is written later by the batched writer.  Settling runs as a background
 task so it never delays a response; until it runs, the (larger) reservation still counts,
-so spend is never under-counted in between.
+so spend is never under-counted in between.  Settling is idempotent: only the settlement
+that removes the reservation adds the cost (an expired reservation leaves a mark for a day
+that a late settlement removes instead), so a retry whose first answer was lost counts once.
+
+**Settlements are never lost.**  One the store cannot take after two quick retries is
+written to a local journal (:mod:`tollway.limits.journal`, one fsynced JSON line) and
+retried in the background without end (backoff up to 1 s) until it lands; a process that
+stops first leaves its file to the next process started on the same journal directory,
+which applies it at start.  The reservation keeps counting until then: it expires only
+after ``limits.reservation_ttl_s`` (default the total request timeout + 60 s), so a store
+outage shorter than that never leaves the key's spend under-counted in between.  (While
+Redis itself is down every replica refuses limited keys anyway; the gap that remains is a
+replica cut off from a Redis that the others still reach, for longer than the TTL.)
 
 **Where the state lives.**
 
@@ -55,13 +74,14 @@ double-counts; period usage (``/api/v1/key``) is summed from the generations.
 each is recorded in ``key_credits``.  A key's spendable credit is ``limit`` minus its
 spend in the current period (its lifetime spend if it never resets).
 
-**Limits of the guarantee.**  The cap holds as long as a generation costs no more than its
-reservation: upstreams that ignore ``max_tokens``, or prompts the local estimate
-under-counts by more than the margin, can overshoot by the difference.  TPM counts the
-worst case at admission and the real total when settled; a request whose worst case
-exceeds the whole TPM budget is admitted only into an empty window.  If Redis loses its
-data (restart without persistence), counters are re-seeded from the ledger, missing at
-most the generations still queued in a writer.
+**Limits of the guarantee.**  The cap holds as long as the upstream honours the output
+cap it is sent and its prompt count stays within the documented bound (true for
+byte-level BPE and byte-fallback SentencePiece tokenizers; a file passed by reference
+reserves the whole context window).  TPM counts the worst case at admission and the real
+total when settled; a request whose worst case exceeds the whole TPM budget is admitted
+only into an empty window.  If Redis loses its data (restart without persistence),
+counters are re-seeded from the ledger, missing at most the generations still queued in a
+writer.
 """
 
 from tollway.limits.limiter import Limiter, has_limits

@@ -42,6 +42,7 @@ from typing import Any
 from tollway.errors import BadRequest
 
 CHAT_OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens")
+NO_OUTPUT: tuple[str, ...] = ()  # embeddings: the prompt is all there is
 MESSAGES_OUTPUT_FIELDS = ("max_tokens",)
 RESPONSES_OUTPUT_FIELDS = ("max_output_tokens",)
 
@@ -112,29 +113,43 @@ def _inline_data(value: Any) -> str | None:
     return None
 
 
+def _message_bound(message: Any) -> int:
+    """A chat message or a Responses ``input`` item: its text, parts and structured fields."""
+    total = MESSAGE_OVERHEAD
+    if isinstance(message, str):
+        return total + _utf8(message)
+    if not isinstance(message, dict):
+        return total + _json_bytes(message)
+    for name, value in message.items():
+        if name == "content" and isinstance(value, list):
+            total += sum(_part_bound(p) for p in value)
+        elif isinstance(value, str):
+            total += _utf8(value)  # content, role, name: rendered as they are
+        else:
+            total += _json_bytes(value)  # tool calls and the like: rendered as JSON
+    return total
+
+
 def prompt_bound(body: dict[str, Any]) -> int:
-    """Tokens the prompt of an OpenAI chat body cannot exceed (see the module docstring)."""
+    """Tokens the prompt cannot exceed (see the module docstring), for a chat body
+    (``messages``) or a Responses body (``input``, ``instructions``)."""
     total = REQUEST_OVERHEAD
     messages = body.get("messages")
     for message in messages if isinstance(messages, list) else ():
-        total += MESSAGE_OVERHEAD
-        if not isinstance(message, dict):
-            total += _text_bytes(message)
-            continue
-        for name, value in message.items():
-            if name == "content" and isinstance(value, list):
-                total += sum(_part_bound(p) for p in value)
-            elif isinstance(value, str):
-                total += _utf8(value)  # content, role, name: rendered as they are
-            else:
-                total += _json_bytes(value)  # tool calls and the like: rendered as JSON
+        total += _message_bound(message)
+    items = body.get("input")
+    for item in [items] if isinstance(items, str) else items if isinstance(items, list) else ():
+        total += _part_bound(item) if isinstance(item, dict) and "role" not in item and "type" in item \
+            and item["type"] in ("input_image", "input_file") else _message_bound(item)
+    if isinstance(body.get("instructions"), str):
+        total += _message_bound(body["instructions"])
     tools = body.get("tools")
     if isinstance(tools, list) and tools:
         total += TOOLS_PROMPT_OVERHEAD + len(tools) * TOOL_OVERHEAD + _json_bytes(tools)
     elif tools is not None:
         total += _json_bytes(tools)
     # Fields a template renders into the prompt: structured-output schemas, tool choice.
-    for name in ("response_format", "tool_choice", "functions", "prediction"):
+    for name in ("response_format", "tool_choice", "functions", "prediction", "text"):
         if name in body:
             total += _json_bytes(body[name])
     return total

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, sele
 
 from tollway.ledger import schema
 from tollway.limits.periods import Period
-from tollway.limits.store import DONE_TTL_MS, WINDOW_MS, AdmitRequest, AdmitResult, Hold
+from tollway.limits.store import GONE_TTL_MS, WINDOW_MS, AdmitRequest, AdmitResult, Hold
 from tollway.limits.tables import limit_counters, limit_holds
 from tollway.limits.usage import ledger_spend
 
@@ -55,7 +55,12 @@ class DbLimitStore:
             _lock_key(conn, req.key_id)
             conn.execute(delete(h).where((h.c.key_id == req.key_id) & or_(
                 and_(h.c.kind.in_(("rpm", "tpm")), h.c.at_ms <= now - WINDOW_MS),
-                and_(h.c.kind.in_(("spend", "done")), h.c.expires_ms <= now))))
+                and_(h.c.kind == "gone", h.c.expires_ms <= now))))
+            # An expired reservation stops counting but is remembered for a day, so a
+            # settlement that lands late still adds its cost, once.
+            conn.execute(update(h).where((h.c.key_id == req.key_id) & (h.c.kind == "spend")
+                                         & (h.c.expires_ms <= now))
+                         .values(kind="gone", expires_ms=now + GONE_TTL_MS))
 
             def window(kind: str) -> tuple[int, int, int | None]:
                 row = conn.execute(select(func.count(), func.coalesce(func.sum(h.c.amount), 0),
@@ -103,16 +108,12 @@ class DbLimitStore:
         h, c = limit_holds, limit_counters
         with self._engine.begin() as conn:
             _lock_key(conn, hold.key_id)
-            # Settled holds are remembered for a day, so a retried or replayed settlement
-            # counts once.
-            if conn.execute(select(h.c.id).where((h.c.id == hold.hold_id) & (h.c.kind == "done"))).first():
-                return
-            now = int(time.time() * 1000)
-            conn.execute(insert(h).values(id=hold.hold_id, kind="done", key_id=hold.key_id, amount=0, at_ms=now,
-                                          expires_ms=now + DONE_TTL_MS))
             if hold.reserved_nano is not None:
-                conn.execute(delete(h).where((h.c.id == hold.hold_id) & (h.c.kind == "spend")))
-                if cost_nano:
+                # Only the settlement that removes the reservation (or its mark, if it
+                # expired) adds the cost: a retried or replayed settlement counts once.
+                removed = conn.execute(delete(h).where((h.c.id == hold.hold_id)
+                                                       & h.c.kind.in_(("spend", "gone")))).rowcount
+                if cost_nano and removed:
                     conn.execute(update(c).where((c.c.key_id == hold.key_id) & (c.c.period == hold.period_id))
                                  .values(settled_nanousd=c.c.settled_nanousd + cost_nano))
             if hold.tokens is not None:

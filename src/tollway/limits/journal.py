@@ -7,10 +7,10 @@ takes it; only then is it marked done.  Each process owns one file,
 ``flock``: a process that starts finds the files no live process holds (a crash or a
 shutdown before the store came back), adopts them and applies what they still owe.
 
-Applying a settlement twice is harmless: the stores remember the holds they settled
-(``tw:{key}:done`` in Redis, ``limit_holds`` rows of kind ``done`` in the database), so a
-settlement whose answer was lost (a timeout after Redis ran the script) or that was
-applied just before a crash is counted once.
+Applying a settlement twice is harmless: only the settlement that removes the hold's
+reservation adds its cost (a reservation that expired first is kept as a "gone" mark for a
+day, in Redis and in the database), so a settlement whose answer was lost (a timeout after
+Redis ran the script) or that was applied just before a crash is counted once.
 """
 
 from __future__ import annotations

@@ -12,9 +12,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from tollway.adapters.base import Target
 from tollway.catalog import Catalog
@@ -36,6 +38,7 @@ log = logging.getLogger("tollway.limits")
 _FEMTO_PER_NANO = 1_000_000
 _T = TypeVar("_T")
 _STORE_ERRORS = (RedisError, OSError, SQLAlchemyError)
+_OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, OperationalError)
 
 
 def has_limits(key: KeyInfo | None) -> bool:
@@ -151,12 +154,13 @@ class Limiter:
         The worst case is a bound (:mod:`tollway.limits.capping`): the prompt's, plus ``n``
         times the output cap, which the caller must send upstream
         (:func:`tollway.limits.capping.cap_output` with ``Hold.output_cap``).  A request
-        that names no output cap gets the most the remaining credit covers.
+        that names no output cap gets the most the remaining credit covers.  ``output_fields``
+        names the body's output fields (chat, Messages, Responses; ``NO_OUTPUT`` for embeddings).
 
         Raises 429 (:class:`RateLimited`), 402 (:class:`InsufficientCredits`) or 503
         (:class:`ServiceUnavailable`, the spend store is unreachable: fail closed).
         """
-        embedding = "messages" not in body and "input" in body
+        embedding = not output_fields  # NO_OUTPUT: embeddings
         prompt = input_bound(body) if embedding else prompt_bound(body)
         prompt += prompt * self._margin // 100
         n = 1 if embedding else choices(body)
@@ -284,20 +288,26 @@ class Limiter:
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
-        """Apply journaled settlements in order, retrying without end while the store is down."""
+        """Apply journaled settlements, retrying without end while the store is down; one
+        that keeps failing never holds back the others."""
         delay = 0.1
         while True:
             await self._owed.wait()
             self._owed.clear()
-            for settlement in self.journal.pending:
-                while True:
+            while self.journal.pending:
+                for settlement in self.journal.pending:
                     try:
                         await self.store.settle(settlement.hold, settlement.cost_nano, settlement.tokens)
-                        break
-                    except _STORE_ERRORS:
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 1.0)
-                delay = 0.1
-                await asyncio.to_thread(self.journal.done, settlement)
-            if not self.journal.pending:
-                log.warning("journaled settlements applied; the spend store is up to date")
+                    except _OUTAGE_ERRORS:
+                        break  # the store is unreachable: wait, then start over
+                    except _STORE_ERRORS as exc:
+                        log.error("journaled settlement of hold %s refused by the spend store (%s); "
+                                  "retried later", settlement.hold.hold_id, type(exc).__name__)
+                        continue
+                    await asyncio.to_thread(self.journal.done, settlement)
+                if not self.journal.pending:
+                    log.warning("journaled settlements applied; the spend store is up to date")
+                    delay = 0.1
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)

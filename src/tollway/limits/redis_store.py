@@ -8,9 +8,10 @@ agree on the window.  Per key:
 ``tw:{k}:resv``            reservations: zset id -> expiry (ms), hash id -> amount, total
 ``tw:{k}:rpm``             request log of the last minute (zset id -> ms)
 ``tw:{k}:tpm``             token log of the last minute: zset id -> ms, hash id -> tokens, total
-``tw:{k}:done``            holds settled in the last day (zset id -> ms): settling is idempotent
+``tw:{k}:resv:gone``       reservations that expired unsettled in the last day (zset id -> ms)
 
-Reservations expire after their TTL, so a crashed replica's holds free themselves.
+Reservations expire after their TTL, so a crashed replica's holds free themselves; an
+expired one is remembered for a day, so a settlement that lands late still counts, once.
 """
 
 from __future__ import annotations
@@ -20,25 +21,27 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from tollway.limits.periods import Period
-from tollway.limits.store import DONE_TTL_MS, WINDOW_MS, AdmitRequest, AdmitResult, Hold
+from tollway.limits.store import GONE_TTL_MS, WINDOW_MS, AdmitRequest, AdmitResult, Hold
 
 _PRUNE = """
-local function prune(zkey, hkey, tkey, upto)
+local function prune(zkey, hkey, tkey, upto, gone, now)
   local stale = redis.call('ZRANGEBYSCORE', zkey, '-inf', upto)
   if #stale == 0 then return end
   local freed = 0
   for _, m in ipairs(stale) do
     freed = freed + tonumber(redis.call('HGET', hkey, m) or '0')
     redis.call('HDEL', hkey, m)
+    -- An expired reservation is remembered, so its settlement still counts if it comes late.
+    if gone then redis.call('ZADD', gone, now, m) end
   end
   redis.call('ZREMRANGEBYSCORE', zkey, '-inf', upto)
   redis.call('DECRBY', tkey, freed)
 end
 """
 
-# KEYS: spend, resv zset, resv hash, resv total, rpm zset, tpm zset, tpm hash, tpm total
+# KEYS: spend, resv zset, resv hash, resv total, rpm zset, tpm zset, tpm hash, tpm total, gone zset
 # ARGV: hold id, limit (-1: none), amount, rpm (0: none), tpm (0: none), tokens, resv ttl ms,
-#       counter ttl s, window ms
+#       counter ttl s, window ms, gone ttl ms
 _ADMIT = _PRUNE + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -53,7 +56,7 @@ if rpm > 0 then
   end
 end
 if tpm > 0 then
-  prune(KEYS[6], KEYS[7], KEYS[8], now - window)
+  prune(KEYS[6], KEYS[7], KEYS[8], now - window, false, now)
   local used = tonumber(redis.call('GET', KEYS[8]) or '0')
   if used + tokens > tpm then
     local oldest = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
@@ -66,14 +69,19 @@ local remaining = -1
 if limit >= 0 then
   local settled = redis.call('GET', KEYS[1])
   if not settled then return {-1, 0, 0} end
-  prune(KEYS[2], KEYS[3], KEYS[4], now)
+  prune(KEYS[2], KEYS[3], KEYS[4], now, KEYS[9], now)
+  local gone_ttl = tonumber(ARGV[10])
+  redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', now - gone_ttl)
+  if redis.call('ZCARD', KEYS[9]) > 0 then redis.call('PEXPIRE', KEYS[9], gone_ttl) end
   remaining = limit - tonumber(settled) - tonumber(redis.call('GET', KEYS[4]) or '0')
   if amount > remaining then return {3, 0, remaining} end
   local ttl = tonumber(ARGV[7])
   redis.call('ZADD', KEYS[2], now + ttl, id)
   redis.call('HSET', KEYS[3], id, amount)
   redis.call('INCRBY', KEYS[4], amount)
-  for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  -- The reservation keys outlive their entries: an expired reservation must pass through
+  -- prune() (which remembers it) rather than vanish with its key.
+  for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ttl + tonumber(ARGV[10])) end
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[8]))
 end
 if rpm > 0 then
@@ -89,28 +97,27 @@ end
 return {0, 0, remaining}
 """
 
-# KEYS: spend, resv zset, resv hash, resv total, tpm zset, tpm hash, tpm total, done zset
-# ARGV: hold id, cost, tokens (-1: no TPM), has reservation (1/0), counter ttl s, done ttl ms
+# KEYS: spend, resv zset, resv hash, resv total, tpm zset, tpm hash, tpm total, gone zset
+# ARGV: hold id, cost, tokens (-1: no TPM), has reservation (1/0), counter ttl s
+#
+# Idempotent: the cost is added only by the settlement that removes the hold's reservation
+# (or its "gone" mark, if it expired first), so a retried or replayed settlement counts once.
 _SETTLE = """
 local id = ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local done_ttl = tonumber(ARGV[6])
--- Settled holds are remembered, so a retried or replayed settlement counts once.
-if redis.call('ZSCORE', KEYS[8], id) then return 1 end
-redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - done_ttl)
-redis.call('ZADD', KEYS[8], now, id)
-redis.call('PEXPIRE', KEYS[8], done_ttl)
 if ARGV[4] == '1' then
+  local settles = false
   local amount = redis.call('HGET', KEYS[3], id)
   if amount then
     redis.call('HDEL', KEYS[3], id)
     redis.call('ZREM', KEYS[2], id)
     redis.call('DECRBY', KEYS[4], amount)
+    settles = true
+  elseif redis.call('ZREM', KEYS[8], id) == 1 then
+    settles = true
   end
   local cost = tonumber(ARGV[2])
   -- A missing counter is re-seeded from the ledger, which will hold this cost.
-  if cost > 0 and redis.call('EXISTS', KEYS[1]) == 1 then
+  if settles and cost > 0 and redis.call('EXISTS', KEYS[1]) == 1 then
     redis.call('INCRBY', KEYS[1], cost)
     redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
   end
@@ -131,7 +138,7 @@ def _keys(key_id: str, period_id: str) -> dict[str, str]:
     base = "tw:{" + key_id + "}"
     return {"spend": f"{base}:spend:{period_id}", "rz": f"{base}:resv", "rh": f"{base}:resv:amount",
             "rt": f"{base}:resv:total", "rpm": f"{base}:rpm", "tz": f"{base}:tpm",
-            "th": f"{base}:tpm:tokens", "tt": f"{base}:tpm:total", "done": f"{base}:done"}
+            "th": f"{base}:tpm:tokens", "tt": f"{base}:tpm:total", "gone": f"{base}:resv:gone"}
 
 
 _OUTCOMES = {0: "ok", 1: "rpm", 2: "tpm", 3: "credits", -1: "seed"}
@@ -153,9 +160,10 @@ class RedisLimitStore:
         k = _keys(req.key_id, req.period.id)
         args: list[Any] = [req.hold_id, -1 if req.limit_nano is None else req.limit_nano,
                            req.reserve_nano, req.rpm or 0, req.tpm or 0, req.tokens,
-                           req.reservation_ttl_ms, req.counter_ttl_s, WINDOW_MS]
+                           req.reservation_ttl_ms, req.counter_ttl_s, WINDOW_MS, GONE_TTL_MS]
         code, wait, remaining = await self._admit(
-            keys=[k["spend"], k["rz"], k["rh"], k["rt"], k["rpm"], k["tz"], k["th"], k["tt"]], args=args)
+            keys=[k["spend"], k["rz"], k["rh"], k["rt"], k["rpm"], k["tz"], k["th"], k["tt"], k["gone"]],
+            args=args)
         return AdmitResult(_OUTCOMES[int(code)], max(int(wait), 0), int(remaining))
 
     async def seed(self, key_id: str, period: Period, spent_nano: int, ttl_s: int) -> None:
@@ -164,9 +172,9 @@ class RedisLimitStore:
     async def settle(self, hold: Hold, cost_nano: int, tokens: int) -> None:
         k = _keys(hold.key_id, hold.period_id)
         await self._settle(
-            keys=[k["spend"], k["rz"], k["rh"], k["rt"], k["tz"], k["th"], k["tt"], k["done"]],
+            keys=[k["spend"], k["rz"], k["rh"], k["rt"], k["tz"], k["th"], k["tt"], k["gone"]],
             args=[hold.hold_id, cost_nano, tokens if hold.tokens is not None else -1,
-                  1 if hold.reserved_nano is not None else 0, hold.counter_ttl_s, DONE_TTL_MS])
+                  1 if hold.reserved_nano is not None else 0, hold.counter_ttl_s])
 
     async def close(self) -> None:
         await self.redis.aclose()

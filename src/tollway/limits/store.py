@@ -14,7 +14,7 @@ from typing import Protocol
 from tollway.limits.periods import Period
 
 WINDOW_MS = 60_000  # RPM and TPM are counted over a sliding minute
-DONE_TTL_MS = 86_400_000  # settled holds remembered this long: a replayed settlement counts once
+GONE_TTL_MS = 86_400_000  # expired reservations remembered this long: a late settlement counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +67,9 @@ class LimitStore(Protocol):
         ...
 
     async def settle(self, hold: Hold, cost_nano: int, tokens: int) -> None:
-        """Replace the hold's reservation by the real cost (0 on failure); idempotent: a
-        hold settled before (a retry whose first answer was lost) is not counted again."""
+        """Replace the hold's reservation by the real cost (0 on failure); idempotent: only
+        the settlement that removes the reservation (or its mark, if it expired) adds the
+        cost, so a retry whose first answer was lost is not counted again."""
         ...
 
     async def close(self) -> None: ...

@@ -18,7 +18,8 @@ limit_counters = Table(
 )
 
 # In-flight reservations (kind 'spend'), the last minute's requests and tokens
-# ('rpm', 'tpm') and the holds settled in the last day ('done').  Times are unix milliseconds.
+# ('rpm', 'tpm'), and reservations that expired unsettled in the last day ('gone'), so a
+# late settlement still counts.  Times are unix milliseconds.
 limit_holds = Table(
     "limit_holds",
     metadata,
