@@ -115,6 +115,8 @@ def reconcile(database: str, redis_url: str, keys: Any, outcomes: list[Any], ser
                                                 if (o.status or 0) >= 500).most_common(12))},
         "ledger_vs_answers": {"answered_with_id": len(answered), "missing_from_ledger": len(missing),
                               "missing_in_sigkill_window": len(in_kill_window),
+                              "missing_answered_s_before_kill": sorted(round(kill_at - o.ended, 3)
+                                                                       for o in in_kill_window) if kill_at else [],
                               "sigkill_window_s": args.sigkill_window_s,
                               "cut_by_sigkill_no_response": len(cut_by_kill),
                               "replica_1_down_s": round(restarted_at - kill_at, 2) if kill_at and restarted_at
