@@ -22,11 +22,17 @@ def test_minimal_config_from_the_issue(tmp_path: Path) -> None:
     assert pricing.prompt == Decimal("1.0") and pricing.completion == Decimal("2.0")
 
 
-def test_missing_env_var_names_it(tmp_path: Path) -> None:
+def test_unset_provider_key_leaves_the_provider_inactive_naming_the_variable(tmp_path: Path) -> None:
+    # Commands that call no provider (keys, reports) must work without its secret.
     path = tmp_path / "tollway.yaml"
     path.write_text(MINIMAL.format(db=tmp_path / "t.db"))
-    with pytest.raises(ConfigError, match=r"providers\[0\]\.api_key: environment variable BENCH_KEY"):
-        load_settings(path, env={})
+    provider = load_settings(path, env={}).providers[0]
+    assert provider.api_key is None and provider.api_key_env == "BENCH_KEY" and not provider.active
+
+
+def test_missing_env_var_elsewhere_names_it() -> None:
+    with pytest.raises(ConfigError, match=r"database: environment variable DB_URL is not set"):
+        parse_settings({"database": "${DB_URL}"}, env={})
 
 
 def test_env_default_syntax() -> None:

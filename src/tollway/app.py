@@ -19,10 +19,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from tollway.api import chat, embeddings, generation, health, messages, openapi
+from tollway.api import chat, embeddings, generation, health, messages, openapi, responses
 from tollway.api.common import json_response
 from tollway.api.outages import as_outage
-from tollway.auth import require_admin
 from tollway.config import Settings, load_settings
 from tollway.errors import TollwayError
 from tollway.gateway import Gateway
@@ -33,7 +32,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _is_anthropic_path(request: Request) -> bool:
-    return request.url.path.endswith("/messages")
+    return request.url.path.endswith(("/messages", "/messages/count_tokens"))
 
 
 async def _tollway_error(request: Request, exc: Exception) -> Response:
@@ -73,12 +72,28 @@ def _routes() -> list[BaseRoute]:
     for prefix in ("/v1", "/api/v1"):
         routes.append(Route(f"{prefix}/chat/completions", chat.chat_completions, methods=["POST"]))
         routes.append(Route(f"{prefix}/messages", messages.messages, methods=["POST"]))
+        routes.append(Route(f"{prefix}/messages/count_tokens", messages.count_tokens, methods=["POST"]))
         routes.append(Route(f"{prefix}/embeddings", embeddings.embeddings, methods=["POST"]))
+        routes.append(Route(f"{prefix}/responses", responses.create, methods=["POST"]))  # issue 12
+        routes.append(Route(f"{prefix}/responses/{{id}}", responses.retrieve, methods=["GET"]))
+        routes.append(Route(f"{prefix}/responses/{{id}}", responses.delete, methods=["DELETE"]))
+        routes.append(Route(f"{prefix}/responses/{{id}}/input_items", responses.input_items, methods=["GET"]))
     routes.append(Route("/api/v1/generation", generation.generation, methods=["GET"]))
     routes.extend(_key_routes())
     routes.extend(_catalog_routes())
     routes.extend(_analytics_routes())
+    routes.extend(_openrouter_analytics_routes())
     return routes
+
+
+def _console_routes(settings: Settings, gateway: Gateway) -> list[BaseRoute]:
+    """The web console at /console and its JSON routes (``tollway.console``)."""
+    if not settings.console.enabled:
+        return []
+    from tollway.console import data
+    from tollway.console.web import console_routes
+
+    return [*data.routes, *console_routes(gateway)]
 
 
 def _key_routes() -> list[BaseRoute]:
@@ -109,30 +124,34 @@ def _catalog_routes() -> list[BaseRoute]:
     ]
 
 
-def _admin_only(endpoint: Endpoint) -> Endpoint:
-    """Analytics cover every key's traffic, so they need the admin key."""
-
-    async def guarded(request: Request) -> Response:
-        gateway = request.app.state.gateway
-        require_admin(await gateway.keys.authenticate(request))
-        return await endpoint(request)
-
-    return guarded
-
-
 def _analytics_routes() -> list[BaseRoute]:
     """Rankings, what-if cost, task and request sizes (``tollway.api.analytics``)."""
     from tollway.api import analytics
+    from tollway.console.access import admin_only, scoped_rankings
 
-    return [Route(r.path, _admin_only(r.endpoint), methods=list(r.methods or ["GET"]))
+    return [Route(r.path, (scoped_rankings if r.path.endswith("/rankings") else admin_only)(r.endpoint),
+                  methods=list(r.methods or ["GET"]))
             for r in analytics.routes]
 
 
-_HOT_PATHS = frozenset({"/v1/chat/completions", "/api/v1/chat/completions"})
+def _openrouter_analytics_routes() -> list[BaseRoute]:
+    """OpenRouter's analytics and datasets APIs; each handler scopes non-admin keys to their own traffic."""
+    from tollway.api import openrouter_analytics
+
+    return list(openrouter_analytics.routes)
+
+
+# The generation endpoints, dispatched without Starlette's router and middleware.  Agent
+# traffic (/v1/messages, /v1/responses) carries the biggest prompts, so it goes here too.
+_HOT_PATHS: dict[str, Callable[[Request], Awaitable[Any]]] = {
+    f"{prefix}{path}": handler for prefix in ("/v1", "/api/v1")
+    for path, handler in (("/chat/completions", chat.chat_completions), ("/messages", messages.messages),
+                          ("/responses", responses.create))
+}
 
 
 class GatewayApp:
-    """The ASGI entry point: chat completions go straight to their handler.
+    """The ASGI entry point: the generation endpoints go straight to their handlers.
 
     Starlette's middleware stack and router cost about a fifth of the CPU of a proxied
     request (py-spy, saturation run), so the hottest endpoint skips them while keeping
@@ -144,11 +163,12 @@ class GatewayApp:
         self.state = app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in _HOT_PATHS and scope["method"] == "POST":
+        handler = _HOT_PATHS.get(scope["path"]) if scope["type"] == "http" else None
+        if handler is not None and scope["method"] == "POST":
             scope["app"] = self.app
             request = Request(scope, receive)
             try:
-                response: Any = await chat.chat_completions(request)
+                response: Any = await handler(request)
             except TollwayError as exc:
                 response = await _tollway_error(request, exc)
             except Exception as exc:  # rendered without internals, logged with them
@@ -172,7 +192,8 @@ def build_app(settings: Settings, gateway: Gateway | None = None) -> GatewayApp:
 
     handlers: dict[Any, Any] = {TollwayError: _tollway_error, HTTPException: _http_error,
                                 Exception: _unexpected}
-    app = Starlette(routes=_routes(), exception_handlers=handlers, lifespan=lifespan)
+    app = Starlette(routes=_routes() + _console_routes(settings, gw), exception_handlers=handlers,
+                    lifespan=lifespan)
     app.state.gateway = gw
     return GatewayApp(app)
 

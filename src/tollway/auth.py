@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from tollway.console.sessions import SessionStore
 from tollway.errors import AuthenticationError, PermissionDenied, ServiceUnavailable
 from tollway.ledger.keys import KeyInfo, hash_key, lookup_by_hash
 
@@ -50,8 +51,11 @@ class KeyCache:
     An expired entry is kept ``stale_s`` longer, used only while the database is unreachable.
     """
 
-    def __init__(self, engine: Engine, ttl_s: float, admin_key: str | None, *, stale_s: float = 0.0) -> None:
+    def __init__(self, engine: Engine, ttl_s: float, admin_key: str | None,
+                 sessions: SessionStore | None = None, *, stale_s: float = 0.0) -> None:
         self._engine = engine
+        # Console sessions stand in for the bearer key when a request has none (tollway.console).
+        self.sessions = sessions
         self._ttl = ttl_s
         self._stale = stale_s
         self._admin_hash = hash_key(admin_key) if admin_key else None
@@ -63,11 +67,17 @@ class KeyCache:
 
     async def authenticate(self, request: Request) -> Principal:
         token = bearer_token(request)
-        if not token:
+        digest = hash_key(token) if token else None
+        if digest is None and self.sessions is not None:
+            digest = self.sessions.digest_for(request)
+        if digest is None:
             raise AuthenticationError(
                 "missing API key: send 'Authorization: Bearer <key>' (create one with 'tollway keys create')",
                 code=401)
-        digest = hash_key(token)
+        return await self.authenticate_digest(digest)
+
+    async def authenticate_digest(self, digest: str) -> Principal:
+        """The principal of a key given by its SHA-256 (a bearer key's, or a console session's)."""
         if self._admin_hash is not None and digest == self._admin_hash:
             return Principal(key=None, is_admin=True)
         now = time.monotonic()

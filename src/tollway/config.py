@@ -128,6 +128,8 @@ class ProviderConfig(_Frozen):
     disabled: bool = False
     first_party_for: tuple[str, ...] = ()  # model authors whose own API this is (catalog)
     notes: str | None = None  # e.g. where the data policy / hosting country comes from
+    # /v1/responses: "translate" to this wire format, or "native" (it speaks Responses itself)
+    responses: Literal["translate", "native"] = "translate"
 
     @field_validator("base_url")
     @classmethod
@@ -213,6 +215,23 @@ class LimitsSettings(_Frozen):
     settlement_journal_dir: str = ".tollway-journal"
 
 
+class ResponsesSettings(_Frozen):
+    """``/v1/responses`` state (see ``tollway.responses.store``)."""
+
+    store_ttl_s: float = Field(default=30 * 86400, gt=0)  # how long stored responses are kept
+    store_default: bool = True  # when a request omits ``store`` (OpenAI's default is true)
+
+
+class ConsoleSettings(_Frozen):
+    """The web console at ``/console`` (see ``tollway.console``)."""
+
+    enabled: bool = True
+    public_rankings: bool = False  # the rankings page (model-level data only) without logging in
+    session_ttl_s: float = Field(default=12 * 3600, gt=0)  # a session's lifetime since log-in
+    max_sessions: int = Field(default=10_000, ge=1)  # per process; the oldest go first
+    rankings_cache_s: float = Field(default=30.0, ge=0)  # rankings answers reused per viewer and query; 0: off
+
+
 class Settings(_Frozen):
     """The whole configuration, validated."""
 
@@ -230,6 +249,8 @@ class Settings(_Frozen):
     server: ServerSettings = Field(default_factory=ServerSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     source_path: str | None = Field(default=None, exclude=True)
 
     @field_validator("redis")
@@ -293,13 +314,35 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
 def parse_settings(raw: Mapping[str, Any] | None, *, source: str = "config",
                    env: Mapping[str, str] | None = None) -> Settings:
     """Validate an already-loaded YAML mapping (after env interpolation)."""
-    data = interpolate_env(dict(raw or {}), os.environ if env is None else env)
+    environ = os.environ if env is None else env
+    data = interpolate_env(_defer_unset_provider_keys(dict(raw or {}), environ), environ)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, source)) from None
     _check_references(settings, source)
     return settings.model_copy(update={"source_path": source})
+
+
+def _defer_unset_provider_keys(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """``api_key: ${VAR}`` with VAR unset leaves that provider inactive instead of failing.
+
+    Commands that never call a provider (``keys``, ``report``, ``usage``) then work without
+    its secret, and the provider behaves like a catalog provider whose key is not exported:
+    listed as inactive, naming the variable to set (``api_key_env``).
+    """
+    providers = raw.get("providers")
+    if not isinstance(providers, list):
+        return raw
+    deferred = []
+    for entry in providers:
+        key = entry.get("api_key") if isinstance(entry, dict) else None
+        match = _ENV_REF.fullmatch(key) if isinstance(key, str) else None
+        if match is not None and match.group(2) is None and match.group(1) not in env:
+            entry = {k: v for k, v in entry.items() if k != "api_key"}
+            entry.setdefault("api_key_env", match.group(1))
+        deferred.append(entry)
+    return {**raw, "providers": deferred}
 
 
 def _check_references(settings: Settings, source: str) -> None:

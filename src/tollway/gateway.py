@@ -37,9 +37,12 @@ from tollway.adapters.base import (
 from tollway.adapters.http import ClientTimeouts
 from tollway.auth import KeyCache, Principal
 from tollway.catalog import Catalog, build_catalog
+from tollway.catalog.agents import AgentDirectory, load_agents  # issue 12: agent attribution
 from tollway.config import Settings
+from tollway.console.sessions import SessionStore
 from tollway.embeddings import estimate_input_tokens, validate_embeddings_body  # issue 5
 from tollway.errors import AllAttemptsFailed, BadRequest, ServiceUnavailable, TollwayError, UpstreamError
+from tollway.ledger.apps import record_app_categories
 from tollway.ledger.bounds import bound_text, bounded_record
 from tollway.ledger.db import create_db_engine, migrate
 from tollway.ledger.journal import Journal, default_journal_dir
@@ -75,6 +78,8 @@ class RequestMeta:
     app_title: str | None = None
     session_id: str | None = None
     api: str = "chat"
+    extra: dict[str, Any] | None = None  # notes for the ledger record's extra (e.g. dropped tools)
+    categories: tuple[str, ...] = ()  # X-OpenRouter-Categories (tollway.ledger.apps)
 
 
 @dataclass(slots=True)
@@ -120,6 +125,7 @@ class Gateway:
         # compress simulated weeks into seconds; a server always uses the real clock.
         self.clock = clock
         self.catalog: Catalog = build_catalog(settings)
+        self.agents: AgentDirectory = load_agents()
         self.health = build_health(settings.routing, settings.redis)
         self.router = Router(self.catalog, settings.routing, self.health)
         # The models API (api/models.py) reads endpoint uptime/latency/throughput through this.
@@ -130,10 +136,12 @@ class Gateway:
                                    flush_interval_s=settings.ledger.flush_interval_ms / 1000,
                                    # Rollups are kept up to date in the same transaction as
                                    # the generations, so reports never read the raw ledger.
-                                   hooks=(apply_rollups, *hooks), journal=Journal(journal_dir(settings)),
+                                   hooks=(apply_rollups, record_app_categories, *hooks),
+                                   journal=Journal(journal_dir(settings)),
                                    write_ahead=settings.ledger.write_ahead)
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
-        self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin,
+        sessions = SessionStore(settings.console.session_ttl_s, settings.console.max_sessions)
+        self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin, sessions,
                              stale_s=settings.server.key_cache_stale_s)
         self.metrics = Metrics()
         self.metrics.watch_ledger(self.writer.health)
@@ -214,21 +222,33 @@ class Gateway:
         return ChatOutcome(generation_id=run.generation_id, payload=completion.payload)
 
     async def messages(self, principal: Principal, request: MessagesRequest, meta: RequestMeta,
-                       forward_headers: dict[str, str] | None = None) -> ChatOutcome:
-        """An Anthropic Messages call: passed straight through to providers that speak Anthropic,
-        translated to OpenAI chat for the others; the payload or events are Anthropic's."""
+                       forward_headers: dict[str, str] | None = None, query: str = "") -> ChatOutcome:
+        """An Anthropic Messages call: passed straight through to providers that speak Anthropic
+        (with the client's beta headers and query string), translated to OpenAI chat for the
+        others (what has no translation noted in the ledger record); the payload or events are
+        Anthropic's."""
         validate_chat_body(request.openai)
         run, targets = await self._open_run(principal, request.openai, meta)
         if run.hold is not None and run.hold.output_cap is not None:
             cap_output(request.anthropic, run.hold.output_cap, MESSAGES_OUTPUT_FIELDS)  # the pass-through body
         headers = forward_headers or {}
+        as_sent, notes = meta.extra, request.translation_notes
+        translated_extra = {**(as_sent or {}), **notes} if notes else as_sent
+
+        def passthrough_for(target: Target, ctx: CallContext) -> AnthropicAdapter | None:
+            passthrough = self._passthrough(target)
+            # The record describes the attempt that answers, so each attempt sets its note.
+            run.meta.extra = as_sent if passthrough is not None else translated_extra
+            if passthrough is not None:
+                ctx.extra_headers = headers
+            return passthrough
+
         if request.stream:
 
             def open_messages(target: Target, ctx: CallContext, state: StreamState) -> _Opened:
-                passthrough = self._passthrough(target)
+                passthrough = passthrough_for(target, ctx)
                 if passthrough is not None:
-                    ctx.extra_headers = headers
-                    return passthrough.passthrough_stream(target, request.anthropic, ctx, state), None
+                    return passthrough.passthrough_stream(target, request.anthropic, ctx, state, query), None
                 writer = EventWriter(run.generation_id, target.model.id)
                 adapter = self.adapters[target.provider.kind]
 
@@ -242,16 +262,37 @@ class Gateway:
                                               lambda target, exc: error_event(exc.message))
 
         async def call(target: Target, ctx: CallContext) -> Completion:
-            passthrough = self._passthrough(target)
+            passthrough = passthrough_for(target, ctx)
             if passthrough is not None:
-                ctx.extra_headers = headers
-                return await passthrough.passthrough_complete(target, request.anthropic, ctx)
+                return await passthrough.passthrough_complete(target, request.anthropic, ctx, query)
             return await self.adapters[target.provider.kind].complete(target, run.body, ctx)
 
         target, completion, usage, _cost = await self._attempt_complete(run, targets, call)
         payload = completion.payload if self._passthrough(target) is not None else \
             to_anthropic_message(completion.payload, usage)
         return ChatOutcome(generation_id=run.generation_id, payload=payload)
+
+    async def count_message_tokens(self, principal: Principal, request: MessagesRequest,
+                                   forward_headers: dict[str, str], query: str = "") -> tuple[int, str]:
+        """``/v1/messages/count_tokens``: (input tokens, ``"upstream"`` or ``"estimate"``).
+
+        The first planned endpoint counts when its wire format has a count endpoint
+        (Anthropic); otherwise, or when that endpoint is unavailable, a local estimate.
+        Nothing is generated, so nothing is metered.
+        """
+        targets = self.router.plan(request.openai, principal)
+        target = targets[0]
+        passthrough = self._passthrough(target)
+        if passthrough is not None:
+            ctx = CallContext(generation_id=new_generation_id(), model_id=target.model.id,
+                              created=int(time.time()), session=self.session, timeouts=self.timeouts,
+                              extra_headers=forward_headers)
+            try:
+                return await passthrough.count_tokens(target, request.anthropic, ctx, query), "upstream"
+            except UpstreamError as exc:
+                if not exc.retryable:
+                    raise  # the caller's own 4xx: the request is wrong, an estimate would hide it
+        return estimate_prompt_tokens(request.openai), "estimate"
 
     async def embeddings(self, principal: Principal, body: dict[str, Any], meta: RequestMeta) -> dict[str, Any]:
         """``POST /v1/embeddings``: routed like chat, metered at the endpoint's prompt price."""
@@ -527,15 +568,18 @@ class Gateway:
         return error
 
     def _record_failure(self, run: _Run, exc: TollwayError, *, model: str, target: Target | None = None) -> None:
-        self.metrics.error(exc.status)
+        # Only catalog ids become label values: a client's made-up model name must not
+        # grow the metrics without bound.
+        self.metrics.error(exc.status, model=model if model in self.catalog.models else "(unknown)",
+                           provider=target.provider.name if target else "")
         self.writer.submit(bounded_record(GenerationRecord(
             id=run.generation_id, key_id=run.principal.key_id, created_at=run.created_at,
-            model=model, provider=target.provider.name if target else None,
+            model=model or "(none)", provider=target.provider.name if target else None,
             upstream_model=target.endpoint.model if target else None, app=run.meta.app,
             app_title=run.meta.app_title, session_id=run.meta.session_id, status="error",
             http_status=exc.status, streamed=run.body.get("stream") is True, api=run.meta.api,
             latency_ms=int((time.monotonic() - run.started) * 1000), error=exc.message[:2000],
-            attempts=run.attempts or None,
+            attempts=run.attempts or None, extra=_analytics_extra(run),
         )))
         if run.hold is not None:
             self.limits.release(run.hold)
@@ -558,7 +602,7 @@ class Gateway:
             ttft_ms=int(ttft_s * 1000) if ttft_s is not None else None, api=run.meta.api, error=error,
             # One attempt is the row itself (provider, upstream model, status, latency), so
             # only fallbacks keep the list: it was a third of a typical row's bytes.
-            attempts=run.attempts if len(run.attempts) > 1 else None,
+            attempts=run.attempts if len(run.attempts) > 1 else None, extra=_analytics_extra(run),
         )))
         if run.hold is not None:
             self.limits.settle(run.hold, cost, usage.total_tokens)
@@ -612,3 +656,14 @@ def validate_chat_body(body: dict[str, Any]) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or not low <= value <= high):
             raise BadRequest(f"'{name}' must be a number between {low} and {high}", code=400)
+
+
+def _analytics_extra(run: _Run) -> dict[str, Any] | None:
+    """What analytics reads from ``extra``: the app's declared categories, the caller's ``user``."""
+    user = run.body.get("user")
+    extra: dict[str, Any] = dict(run.meta.extra or {})  # notes such as dropped tools
+    if run.meta.categories:
+        extra["categories"] = list(run.meta.categories)
+    if isinstance(user, str) and user:
+        extra["user"] = user[:200]
+    return extra or None

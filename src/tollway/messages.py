@@ -25,6 +25,14 @@ from tollway.metering import Usage
 _SAME_NAME = ("model", "temperature", "top_p", "top_k", "stream", "models", "provider", "session_id")
 
 
+# Roles Anthropic's API accepts inside ``messages``: Claude Code 2.1 sends ``system``
+# messages mid-conversation (its environment block), which the API takes as is.
+_ROLES = frozenset({"user", "assistant", "system"})
+# Request fields with no counterpart in other wire formats: dropped when translating, and
+# the drop noted in the ledger record (``extra.dropped``) so an operator can see it.
+_DROPPED_WHEN_TRANSLATED = ("context_management", "container", "mcp_servers")
+
+
 @dataclass(frozen=True, slots=True)
 class MessagesRequest:
     """An Anthropic Messages request, validated, and its OpenAI chat equivalent."""
@@ -36,22 +44,35 @@ class MessagesRequest:
     def stream(self) -> bool:
         return self.anthropic.get("stream") is True
 
+    @property
+    def translation_notes(self) -> dict[str, Any] | None:
+        """What translating to another wire format leaves out, for the ledger record."""
+        dropped = [name for name in _DROPPED_WHEN_TRANSLATED if self.anthropic.get(name) is not None]
+        dropped += [f"tools[{i}]" for i, tool in enumerate(self.anthropic.get("tools") or ())
+                    if not _is_function_tool(tool)]
+        return {"dropped": dropped} if dropped else None
+
     @classmethod
-    def parse(cls, body: dict[str, Any]) -> MessagesRequest:
-        """Validate the Messages fields no upstream could do without (400 naming the fix)."""
+    def parse(cls, body: dict[str, Any], *, counting: bool = False) -> MessagesRequest:
+        """Reject only what is malformed (400 naming the fix); every other field is kept.
+
+        ``counting`` is for ``/v1/messages/count_tokens``, which takes no ``max_tokens``.
+        """
         if not isinstance(body.get("model"), str) or not body["model"]:
             raise BadRequest("'model' is required: name a model id such as 'anthropic/claude-sonnet-4.5'",
                              code=400)
         max_tokens = body.get("max_tokens")
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        if not counting and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
             raise BadRequest("'max_tokens' is required and must be a positive integer", code=400)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise BadRequest("'messages' must be a non-empty list of {role, content} objects", code=400)
         for i, message in enumerate(messages):
-            if not isinstance(message, dict) or message.get("role") not in {"user", "assistant"}:
-                raise BadRequest(f"messages[{i}].role must be 'user' or 'assistant' "
-                                 "(the system prompt goes in the top-level 'system' field)", code=400)
+            if not isinstance(message, dict) or message.get("role") not in _ROLES:
+                raise BadRequest(f"messages[{i}].role must be 'user', 'assistant' or 'system'", code=400)
+            if not isinstance(message.get("content"), str | list):
+                raise BadRequest(f"messages[{i}].content must be a string or a list of content blocks",
+                                 code=400)
             _check_content(message.get("content"), f"messages[{i}].content")
         _check_shapes(body)
         return cls(anthropic=body, openai=to_openai_request(body))
@@ -132,6 +153,12 @@ def _openai_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"role": "system", "content": _parts(system)})
     for message in body["messages"]:
         content = message.get("content")
+        if message["role"] == "system":
+            # Chat takes system messages anywhere, so a mid-conversation one stays in place.
+            parts = _parts(content)
+            if parts:
+                out.append({"role": "system", "content": parts})
+            continue
         if message["role"] == "assistant":
             blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
             text = "".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
@@ -157,14 +184,42 @@ def _openai_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _is_function_tool(tool: Any) -> bool:
+    """A client-defined tool the model may call; server tools (web search, code execution)
+    and tools deferred until a tool search loads them (``defer_loading``) are not."""
+    return isinstance(tool, dict) and "input_schema" in tool and tool.get("defer_loading") is not True
+
+
+# Anthropic's ``output_config.effort`` levels -> OpenAI's ``reasoning.effort``.
+_EFFORT = {"low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "xhigh"}
+
+
+def _reasoning(thinking: Any, config: Any) -> dict[str, Any]:
+    """``thinking`` and ``output_config.effort`` as OpenRouter's ``reasoning`` object."""
+    out: dict[str, Any] = {}
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "disabled":
+        return out
+    if kind == "enabled" and isinstance(thinking, dict):
+        out["max_tokens"] = thinking.get("budget_tokens")
+    elif kind == "adaptive":
+        out["enabled"] = True
+    effort = config.get("effort") if isinstance(config, dict) else None
+    if isinstance(effort, str) and effort in _EFFORT:
+        out.pop("max_tokens", None)  # OpenRouter takes one of effort and max_tokens
+        out["effort"] = _EFFORT[effort]
+    return out
+
+
 def to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
     """An Anthropic Messages body as an OpenAI chat body (routing fields kept)."""
     out: dict[str, Any] = {k: body[k] for k in _SAME_NAME if k in body}
     out["messages"] = _openai_messages(body)
-    out["max_tokens"] = body["max_tokens"]
+    if "max_tokens" in body:  # count_tokens requests have none
+        out["max_tokens"] = body["max_tokens"]
     if isinstance(body.get("stop_sequences"), list) and body["stop_sequences"]:
         out["stop"] = body["stop_sequences"]
-    tools = [t for t in body.get("tools") or () if isinstance(t, dict) and "input_schema" in t]
+    tools = [t for t in body.get("tools") or () if _is_function_tool(t)]
     if tools:
         out["tools"] = [{"type": "function", "function": {
             "name": t.get("name", ""), "description": t.get("description", ""),
@@ -179,11 +234,9 @@ def to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
             out["tool_choice"] = mapped
         if choice.get("disable_parallel_tool_use") is True:
             out["parallel_tool_calls"] = False
-    thinking = body.get("thinking")
-    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
-        out["reasoning"] = {"max_tokens": thinking.get("budget_tokens")}
-    elif isinstance(thinking, dict) and thinking.get("type") == "adaptive":
-        out["reasoning"] = {"enabled": True}
+    reasoning = _reasoning(body.get("thinking"), body.get("output_config"))
+    if reasoning:
+        out["reasoning"] = reasoning
     config = body.get("output_config")
     fmt = config.get("format") if isinstance(config, dict) else None
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
@@ -294,19 +347,27 @@ class EventWriter:
         out.append(sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
 
     def _choice(self, choice: dict[str, Any], out: list[bytes]) -> None:
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-        assert isinstance(delta, dict)
-        reasoning = delta.get("reasoning") or delta.get("reasoning_content")
-        if isinstance(reasoning, str) and reasoning:
-            if self.block != "thinking":
-                self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""}, out)
-            self._delta(self.index, {"type": "thinking_delta", "thinking": reasoning}, out)
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = {}
+        if "reasoning" in delta or "reasoning_content" in delta:
+            reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+            if isinstance(reasoning, str) and reasoning:
+                if self.block != "thinking":
+                    self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""}, out)
+                self._delta(self.index, {"type": "thinking_delta", "thinking": reasoning}, out)
         text = delta.get("content")
-        if isinstance(text, str) and text:
+        if text and isinstance(text, str):
             if self.block != "text":
                 self._open("text", {"type": "text", "text": ""}, out)
-            self._delta(self.index, {"type": "text_delta", "text": text}, out)
-        for call in delta.get("tool_calls") or ():
+            # Text deltas are most of a stream: their event is assembled from bytes.
+            out.append(b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+                       b'"delta":{"type":"text_delta","text":%b}}\n\n' % (self.index, orjson.dumps(text)))
+        if "tool_calls" not in delta:
+            if choice.get("finish_reason"):
+                self.finish = str(choice["finish_reason"])
+            return
+        for call in delta["tool_calls"] or ():
             if not isinstance(call, dict):
                 continue
             position = call.get("index", 0)

@@ -31,8 +31,9 @@ class Metrics:
         r = self.registry
         self.requests = Counter("tollway_requests", "Generations by model, provider and status",
                                 ["model", "provider", "status"], registry=r)
-        self.errors = Counter("tollway_errors", "Errors returned to clients by HTTP status",
-                              ["status"], registry=r)
+        self.errors = Counter("tollway_errors", "Errors returned to clients by model, provider and HTTP status "
+                              "(provider: the last one tried, empty when none was; model: '(unknown)' "
+                              "when not in the catalog)", ["model", "provider", "status"], registry=r)
         self.latency = Histogram("tollway_request_latency_seconds", "Gateway latency to the last byte",
                                  ["model", "provider"], buckets=_LATENCY_BUCKETS, registry=r)
         self.ttft = Histogram("tollway_ttft_seconds", "Time to first token of streams",
@@ -76,8 +77,8 @@ class Metrics:
         if cost_nano:
             cost.inc(cost_nano / 1e9)
 
-    def error(self, status: int) -> None:
-        self.errors.labels(str(status)).inc()
+    def error(self, status: int, *, model: str = "", provider: str = "") -> None:
+        self.errors.labels(model, provider, str(status)).inc()
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -9,15 +9,23 @@ import tempfile
 
 import click
 
-from tollway.cli.common import open_ledger, settings_or_exit
+from tollway.cli.common import open_ledger, port_is_taken, port_taken_message, settings_or_exit
+from tollway.config import Settings
 
 
 def run_server(config: str | None, *, host: str, port: int, workers: int, log_level: str) -> None:
     import uvicorn
 
     settings = settings_or_exit(config)  # validate once, before any worker starts
+    try:
+        taken = port_is_taken(host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    if taken:
+        raise click.ClickException(port_taken_message(host, port))
     open_ledger(settings).dispose()  # migrate once, so workers start on a current schema
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    click.echo(describe_active_models(settings), err=True)
     common = {"host": host, "port": port, "loop": "uvloop", "http": "httptools", "lifespan": "on",
               "access_log": False, "log_level": log_level, "timeout_graceful_shutdown": 30,
               "server_header": False,
@@ -50,3 +58,20 @@ def _redact(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "(unparseable URL)"
+
+
+def describe_active_models(settings: Settings, limit: int = 12) -> str:
+    """One start-up line: which models are reachable, or that none is and how to add one."""
+    from tollway.catalog import build_catalog
+
+    catalog = build_catalog(settings)
+    active = [m.id for m in catalog.listed_models()]
+    if not active:
+        waiting = sorted({p.api_key_env for p in catalog.providers.values()
+                          if not p.active and not p.disabled and p.api_key_env})
+        hint = f"export a provider's key (e.g. {', '.join(waiting[:4])})" if waiting else "set a provider's api_key"
+        return (f"no active model: every request will be refused until you {hint} or add a provider "
+                "and its models to the config (see 'tollway models list --all')")
+    shown = ", ".join(active[:limit]) + (f" and {len(active) - limit} more" if len(active) > limit else "")
+    providers = sorted({p.name for p in catalog.providers.values() if p.active})
+    return f"{len(active)} active model(s) on {len(providers)} provider(s) ({', '.join(providers)}): {shown}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -114,6 +115,33 @@ def test_other_commands_work_on_the_demo_data(demo_run: Any) -> None:
     assert doc["requests"] == reports["summary"]["requests"]
     assert doc["cost_nanousd"] == reports["summary"]["cost_nanousd"]
     assert (tmp / "data" / "origin_weekly.png").stat().st_size > 1000
+    assert (tmp / "data" / "models_total.png").stat().st_size > 1000
+
+
+def test_every_count_printed_is_the_ledgers(demo_run: Any) -> None:
+    """One definition each: sent = answered + failed; tokens = prompt + completion of the answered."""
+    tmp, _, stdout = demo_run
+    (answered, tokens), = _rows(tmp, "SELECT count(*), sum(prompt_tokens + completion_tokens) FROM generations "
+                                     "WHERE status = 'success'")
+    (failed,), = _rows(tmp, "SELECT count(*) FROM generations WHERE status = 'error'")
+    done = re.search(r"workload done in [\d.]+ s: ([\d,]+) requests sent = ([\d,]+) answered \+ ([\d,]+) failed"
+                     r".*; ([\d,]+) tokens", stdout)
+    assert done is not None, stdout
+    assert [int(g.replace(",", "")) for g in done.groups()] == [answered + failed, answered, failed, tokens]
+    summary = re.search(r"requests ([\d,]+) = ([\d,]+) answered \+ ([\d,]+) failed.*tokens ([\d,]+) = ", stdout)
+    assert summary is not None, stdout
+    assert [int(g.replace(",", "")) for g in summary.groups()] == [answered + failed, answered, failed, tokens]
+    bar = re.findall(r"(\d+)/(\d+) requests +([\d,]+) tokens", stdout)
+    assert bar and bar[-1] == (str(answered + failed), str(answered + failed), f"{tokens:,}")
+
+
+def test_demo_models_carry_the_catalogs_metadata_and_prices(demo_run: Any) -> None:
+    tmp, _, _ = demo_run
+    proc = subprocess.run([sys.executable, "-m", "tollway", "models", "list", "--json", "--config",
+                           str(tmp / "data" / "tollway.yaml")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    listed = {m["id"]: m for m in json.loads(proc.stdout)}
+    assert listed["minimax/minimax-m2.5"]["context_length"] == 204800  # as in the shipped catalog
 
 
 def test_local_model_answers_for_real(tmp_path: Path) -> None:

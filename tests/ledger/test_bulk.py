@@ -16,13 +16,14 @@ from sqlalchemy import Engine, select
 
 from tests.analytics.helpers import ledger, postgres_database, record
 from tollway.ledger import schema
+from tollway.ledger.detail import DETAIL_TABLES
 from tollway.ledger.keys import create_key
 from tollway.ledger.records import GenerationRecord
 from tollway.ledger.rollups import ROLLUP_TABLES, apply_rollups
 from tollway.ledger.writer import LedgerWriter
 
 T0 = datetime(2026, 1, 24, 22, 59, 58, 123456)  # a Saturday: weeks and a month boundary are crossed
-TABLES = (schema.generations, *ROLLUP_TABLES)
+TABLES = (schema.generations, *ROLLUP_TABLES, *DETAIL_TABLES)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -52,7 +53,10 @@ def _records(n: int = 700, seed: int = 11) -> list[GenerationRecord]:
             completion_tokens=completion, cached_tokens=cached, reasoning_tokens=completion // 3,
             cache_write_tokens=rng.randint(0, prompt - cached), cost_nanousd=rng.randint(0, 10**9),
             status=rng.choice(["success"] * 8 + ["error", "cancelled"]), streamed=rng.random() < 0.5,
-            attempts=rng.choice([None, [{"provider": "p1", "status": 502}]]), extra=rng.choice([None, {"x": 1}])))
+            attempts=rng.choice([None, [{"provider": "p1", "status": 502}]]), extra=rng.choice([None, {"x": 1}]),
+            # The analytics cubes' dimensions and timings (tollway.ledger.detail).
+            latency_ms=rng.choice([None, 0, rng.randint(1, 90_000)]), ttft_ms=rng.choice([None, rng.randint(0, 5000)]),
+            finish_reason=rng.choice([None, "stop", "length"]), api=rng.choice(["chat", "messages", None])))
     rng.shuffle(out)  # the gateway submits in completion order, not id or time order
     return out
 

@@ -24,6 +24,7 @@ import orjson
 from tollway.adapters.anthropic_mapping import (
     ANTHROPIC_VERSION,
     STOP_TO_FINISH,
+    THINKING_FORMAT,
     to_anthropic_request,
     to_openai_completion,
     usage_from_anthropic,
@@ -31,7 +32,7 @@ from tollway.adapters.anthropic_mapping import (
 from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target, upstream_text
 from tollway.adapters.chunks import chunk_event, stamp
 from tollway.adapters.http import ensure_event_stream, error_from_exception, error_from_response, post_json
-from tollway.adapters.sse import SSEEvent, iter_events
+from tollway.adapters.sse import SSEEvent, iter_blocks, parse_block
 from tollway.errors import UpstreamError
 
 # The Messages API's own error types -> the HTTP status Anthropic would have answered with.
@@ -83,11 +84,12 @@ class AnthropicAdapter:
     # -- the /v1/messages pass-through ----------------------------------------------------------
 
     async def passthrough_complete(self, target: Target, body: dict[str, Any],
-                                   ctx: CallContext) -> Completion:
-        """An Anthropic request forwarded as is (model swapped); the Anthropic message back."""
+                                   ctx: CallContext, query: str = "") -> Completion:
+        """An Anthropic request forwarded as is (model swapped, the client's query string
+        such as ``?beta=true`` kept); the Anthropic message back."""
         request = {**body, "model": target.endpoint.model}
         request.pop("stream", None)
-        obj = await self._post(target, request, ctx)
+        obj = await self._post(target, request, ctx, query)
         upstream_id = upstream_text("upstream_id", obj.get("id"))
         obj["id"] = ctx.generation_id
         obj["model"] = ctx.model_id
@@ -97,14 +99,27 @@ class AnthropicAdapter:
                           native_finish_reason=upstream_text("native_finish_reason", stop), upstream_id=upstream_id)
 
     async def passthrough_stream(self, target: Target, body: dict[str, Any], ctx: CallContext,
-                                 state: StreamState) -> AsyncGenerator[bytes, None]:
-        """The upstream's Anthropic events, relayed; usage and stop reason captured on ``state``."""
+                                 state: StreamState, query: str = "") -> AsyncGenerator[bytes, None]:
+        """The upstream's Anthropic events, relayed; usage and stop reason captured on ``state``.
+
+        Content events, the bulk of a stream, are relayed as bytes without parsing; only
+        ``message_start`` (ids rewritten), ``message_delta`` (usage, stop reason),
+        ``message_stop`` and ``error`` are read.
+        """
         request = {**body, "model": target.endpoint.model, "stream": True}
         usage: dict[str, Any] = {}
         stopped = False
-        async for batch in self._events(target, request, ctx, state):
+        async for blocks in self._blocks(target, request, ctx, state, query):
             out: list[bytes] = []
-            for event in batch:
+            for block in blocks:
+                if block.startswith(_UNPARSED):
+                    if block.startswith(b"event: content_block_delta"):  # for the estimate, if no usage
+                        state.text_bytes += max(len(block) - _DELTA_FRAMING, 1)
+                    out.append(block)
+                    continue
+                event = parse_block(block)
+                if event is None:
+                    continue
                 if event.name == "message_start":
                     obj = _json(event)
                     message = _obj(obj.get("message"))
@@ -112,7 +127,7 @@ class AnthropicAdapter:
                         state.upstream_id = upstream_text("upstream_id", message["id"])
                     message["id"], message["model"] = ctx.generation_id, ctx.model_id
                     _merge_usage(usage, message.get("usage"), state, final=False)
-                    out.append(b"event: message_start\ndata: " + orjson.dumps(obj) + b"\n\n")
+                    out.append(b"event: message_start\ndata: " + orjson.dumps(obj))
                     continue
                 if event.name == "message_delta":
                     obj = _json(event)
@@ -128,19 +143,38 @@ class AnthropicAdapter:
                     stopped = True
                 elif event.name == "error":
                     raise _stream_error(event, target.provider.name, bool(state.relayed) or bool(out))
-                out.append(event.raw)
+                out.append(block)
             if out:
-                data = b"".join(out)
+                out.append(b"")  # the last block's terminator
                 state.relayed.append(b"")  # marks "bytes reached the client"; text counted above
-                yield data
+                yield b"\n\n".join(out)
         if not stopped:
             _truncated(target.provider.name, bool(state.relayed))
 
+    async def count_tokens(self, target: Target, body: dict[str, Any], ctx: CallContext,
+                           query: str = "") -> int:
+        """The upstream's ``/v1/messages/count_tokens`` for an Anthropic body (model swapped)."""
+        provider = target.provider.name
+        request = {k: v for k, v in body.items() if k not in _NOT_COUNTED}
+        request["model"] = target.endpoint.model
+        url = self.url(target) + "/count_tokens" + (f"?{query}" if query else "")
+        obj, raw, status = await post_json(ctx.session, url, orjson.dumps(request),
+                                           self.headers(target, ctx), ctx.timeouts.complete, provider)
+        count = obj.get("input_tokens") if isinstance(obj, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool):
+            if isinstance(obj, dict) and obj.get("type") == "error":
+                raise error_from_response(_error_status(obj), raw, provider)
+            raise UpstreamError(f"provider {provider} returned no token count", provider=provider,
+                                upstream_status=status, raw=raw[:2048].decode("utf-8", "replace"))
+        return count
+
     # -- HTTP ------------------------------------------------------------------------------------
 
-    async def _post(self, target: Target, request: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+    async def _post(self, target: Target, request: dict[str, Any], ctx: CallContext,
+                    query: str = "") -> dict[str, Any]:
         provider = target.provider.name
-        obj, raw, status = await post_json(ctx.session, self.url(target), orjson.dumps(request),
+        url = self.url(target) + (f"?{query}" if query else "")
+        obj, raw, status = await post_json(ctx.session, url, orjson.dumps(request),
                                    self.headers(target, ctx), ctx.timeouts.complete, provider)
         if not isinstance(obj, dict) or obj.get("type") != "message":
             if isinstance(obj, dict) and obj.get("type") == "error":
@@ -151,21 +185,37 @@ class AnthropicAdapter:
         return obj
 
     async def _events(self, target: Target, request: dict[str, Any], ctx: CallContext,
-                      state: StreamState) -> AsyncIterator[list[SSEEvent]]:
+                      state: StreamState, query: str = "") -> AsyncIterator[list[SSEEvent]]:
+        async for blocks in self._blocks(target, request, ctx, state, query):
+            batch = [e for e in map(parse_block, blocks) if e is not None]
+            if batch:
+                yield batch
+
+    async def _blocks(self, target: Target, request: dict[str, Any], ctx: CallContext,
+                      state: StreamState, query: str = "") -> AsyncIterator[list[bytes]]:
         provider = target.provider.name
+        url = self.url(target) + (f"?{query}" if query else "")
         try:
-            async with ctx.session.post(self.url(target), data=orjson.dumps(request),
+            async with ctx.session.post(url, data=orjson.dumps(request),
                                         headers=self.headers(target, ctx),
                                         timeout=ctx.timeouts.stream) as resp:
                 await ensure_event_stream(resp, provider)
-                async for batch in iter_events(resp):
+                async for blocks in iter_blocks(resp):
                     state.mark_first_byte()
-                    yield batch
+                    yield blocks
         except (TimeoutError, aiohttp.ClientError) as exc:
             if state.relayed:
                 raise MidStreamError(f"provider {provider} stream broke: {type(exc).__name__}",
                                      provider=provider) from exc
             raise error_from_exception(exc, provider) from exc
+
+
+# Pass-through events relayed without parsing (the named ``event:`` line comes first).
+_UNPARSED = (b"event: content_block_", b"event: ping")
+_DELTA_FRAMING = 105  # bytes of a text delta event that are not text, roughly
+# Fields count_tokens does not take (the Messages API rejects them there).
+_NOT_COUNTED = frozenset({"max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k",
+                          "metadata", "service_tier", "container", "models", "provider", "session_id"})
 
 
 def _obj(value: Any) -> dict[str, Any]:
@@ -265,6 +315,9 @@ class _StreamTranslator:
                     "function": {"name": block.get("name", ""), "arguments": ""}}]})
             if block.get("type") == "text" and block.get("text"):
                 return chunk_event(self.ctx, self.label, {"content": block["text"]})
+            if block.get("type") == "redacted_thinking":
+                return chunk_event(self.ctx, self.label, {"reasoning_details": [
+                    {"type": "reasoning.encrypted", "data": block.get("data"), "format": THINKING_FORMAT}]})
             return b""
         if kind == "message_delta":
             _merge_usage(self.usage, obj.get("usage"), self.state, final=True)
@@ -299,5 +352,11 @@ class _StreamTranslator:
         if kind == "thinking_delta":
             thinking = str(delta.get("thinking", ""))
             self.state.text_bytes += len(thinking.encode("utf-8", "replace"))
-            return chunk_event(self.ctx, self.label, {"reasoning": thinking})
-        return b""  # signature_delta, citations: nothing OpenAI-shaped to say
+            return chunk_event(self.ctx, self.label, {"reasoning": thinking, "reasoning_details": [
+                {"type": "reasoning.text", "text": thinking, "format": THINKING_FORMAT}]})
+        if kind == "signature_delta":
+            # OpenRouter's reasoning_details: the signature a later turn must send back.
+            return chunk_event(self.ctx, self.label, {"reasoning_details": [
+                {"type": "reasoning.text", "signature": str(delta.get("signature", "")),
+                 "format": THINKING_FORMAT}]})
+        return b""  # citations: nothing OpenAI-shaped to say

@@ -35,6 +35,9 @@ STOP_TO_FINISH = {
 # OpenAI finish_reason -> Anthropic stop_reason (the /v1/messages ingress).
 FINISH_TO_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                   "function_call": "tool_use", "content_filter": "refusal", "error": "end_turn"}
+# reasoning_details "format" of Anthropic thinking (OpenRouter's name): signed blocks that
+# must go back to Anthropic verbatim in later turns.
+THINKING_FORMAT = "anthropic-claude-v1"
 # OpenRouter's effort -> share of max_tokens spent thinking.
 _EFFORT_RATIO = {"minimal": 0.1, "low": 0.2, "medium": 0.5, "high": 0.8, "xhigh": 0.9}
 
@@ -172,7 +175,8 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
         elif role == "user":
             append("user", _content_blocks(message.get("content"), cache))
         elif role == "assistant":
-            blocks = _content_blocks(message.get("content"), cache)
+            blocks = [*_thinking_blocks(message.get("reasoning_details")),
+                      *_content_blocks(message.get("content"), cache)]
             for call in message.get("tool_calls") or ():
                 fn = call.get("function") if isinstance(call, dict) else None
                 if not isinstance(fn, dict):
@@ -188,6 +192,25 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
                 result["cache_control"] = cache
             append("user", [result])
     return system, out
+
+
+def _thinking_blocks(details: Any) -> list[dict[str, Any]]:
+    """``reasoning_details`` as Anthropic thinking blocks: text fragments up to each signature
+    make one block; unsigned thinking is left out (Anthropic refuses it)."""
+    blocks: list[dict[str, Any]] = []
+    text: list[str] = []
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, dict):
+            continue
+        if detail.get("type") == "reasoning.encrypted" and isinstance(detail.get("data"), str):
+            blocks.append({"type": "redacted_thinking", "data": detail["data"]})
+        elif detail.get("type") == "reasoning.text":
+            if isinstance(detail.get("text"), str):
+                text.append(detail["text"])
+            if isinstance(detail.get("signature"), str) and detail["signature"]:
+                blocks.append({"type": "thinking", "thinking": "".join(text), "signature": detail["signature"]})
+                text = []
+    return blocks
 
 
 def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
@@ -294,6 +317,7 @@ def to_openai_message(obj: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """An Anthropic message's content as an OpenAI assistant message; and the native stop reason."""
     text: list[str] = []
     reasoning: list[str] = []
+    details: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     for block in obj.get("content") or ():
         if not isinstance(block, dict):
@@ -303,6 +327,10 @@ def to_openai_message(obj: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
             text.append(str(block.get("text", "")))
         elif kind == "thinking":
             reasoning.append(str(block.get("thinking", "")))
+            details.append({"type": "reasoning.text", "text": str(block.get("thinking", "")),
+                            "signature": block.get("signature"), "format": THINKING_FORMAT})
+        elif kind == "redacted_thinking":
+            details.append({"type": "reasoning.encrypted", "data": block.get("data"), "format": THINKING_FORMAT})
         elif kind == "tool_use":
             calls.append({"id": block.get("id", ""), "type": "function",
                           "function": {"name": block.get("name", ""),
@@ -311,6 +339,8 @@ def to_openai_message(obj: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
                                "refusal": None}
     if reasoning:
         message["reasoning"] = "".join(reasoning)
+    if details:
+        message["reasoning_details"] = details
     if calls:
         message["tool_calls"] = calls
     stop = obj.get("stop_reason")

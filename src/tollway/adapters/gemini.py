@@ -28,6 +28,7 @@ from tollway.adapters.gemini_mapping import (
     candidate_of,
     finish_of,
     parts_of,
+    signature_detail,
     to_gemini_request,
     to_openai_completion,
     tool_call,
@@ -114,8 +115,16 @@ class GeminiAdapter:
                                 call = {"index": calls, **tool_call(part, calls, ctx.generation_id)}
                                 calls += 1
                                 state.text_bytes += len(call["function"]["arguments"])
-                                out.append(chunk_event(ctx, label, {"tool_calls": [call]}))
-                            elif isinstance(part.get("text"), str) and part["text"]:
+                                signed = signature_detail(part, call["id"])
+                                delta: dict[str, Any] = {"tool_calls": [call]}
+                                if signed is not None:
+                                    delta["reasoning_details"] = [signed]
+                                out.append(chunk_event(ctx, label, delta))
+                                continue
+                            signed = signature_detail(part, None)
+                            if signed is not None:
+                                out.append(chunk_event(ctx, label, {"reasoning_details": [signed]}))
+                            if isinstance(part.get("text"), str) and part["text"]:
                                 state.text_bytes += len(part["text"].encode("utf-8", "replace"))
                                 field = "reasoning" if part.get("thought") is True else "content"
                                 out.append(chunk_event(ctx, label, {field: part["text"]}))

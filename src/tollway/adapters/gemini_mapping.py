@@ -26,6 +26,9 @@ _EFFORT_BUDGET = {"minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "x
 _MIME_BY_SUFFIX = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                    ".webp": "image/webp", ".gif": "image/gif", ".pdf": "application/pdf"}
 
+# reasoning_details "format" of Gemini thought signatures (OpenRouter's name).
+SIGNATURE_FORMAT = "google-gemini-v1"
+
 
 def _count(value: Any) -> int:
     """A usage count, bounded where it enters (see :func:`tollway.ledger.bounds.token_count`)."""
@@ -106,6 +109,9 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
             append("user", _parts(message.get("content")))
         elif role == "assistant":
             parts = _parts(message.get("content"))
+            signatures = _signatures(message.get("reasoning_details"))
+            if None in signatures and parts:
+                parts[0]["thoughtSignature"] = signatures[None]
             for call in message.get("tool_calls") or ():
                 fn = call.get("function") if isinstance(call, dict) else None
                 if not isinstance(fn, dict):
@@ -121,7 +127,11 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
                 fcall: dict[str, Any] = {"name": name, "args": parsed}
                 if call.get("id"):
                     fcall["id"] = call["id"]
-                parts.append({"functionCall": fcall})
+                part: dict[str, Any] = {"functionCall": fcall}
+                signature = signatures.get(str(call.get("id", "")))
+                if signature is not None:
+                    part["thoughtSignature"] = signature
+                parts.append(part)
             append("model", parts)
         elif role in {"tool", "function"}:
             call_id = str(message.get("tool_call_id") or "")
@@ -131,6 +141,27 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
                 fresp["id"] = call_id
             append("user", [{"functionResponse": fresp}])
     return system, contents
+
+
+def _signatures(details: Any) -> dict[str | None, str]:
+    """Gemini thought signatures kept in ``reasoning_details``, by the tool call they sign
+    (None: the turn's first part)."""
+    out: dict[str | None, str] = {}
+    for detail in details if isinstance(details, list) else ():
+        if isinstance(detail, dict) and detail.get("format") == SIGNATURE_FORMAT \
+                and isinstance(detail.get("data"), str):
+            key = detail.get("id")
+            out[key if isinstance(key, str) and key else None] = detail["data"]
+    return out
+
+
+def signature_detail(part: dict[str, Any], call_id: str | None) -> dict[str, Any] | None:
+    """A part's ``thoughtSignature`` as a reasoning detail (OpenRouter's shape): Gemini wants it
+    back on the same part in later turns, or refuses the function call history."""
+    signature = part.get("thoughtSignature")
+    if not isinstance(signature, str) or not signature:
+        return None
+    return {"type": "reasoning.encrypted", "data": signature, "format": SIGNATURE_FORMAT, "id": call_id}
 
 
 def _tool_config(choice: Any) -> dict[str, Any] | None:
@@ -256,12 +287,18 @@ def to_openai_completion(obj: dict[str, Any], generation_id: str) -> tuple[dict[
     candidate = candidate_of(obj)
     text: list[str] = []
     reasoning: list[str] = []
+    details: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     for part in parts_of(candidate):
+        call_id: str | None = None
         if "functionCall" in part and isinstance(part["functionCall"], dict):
             calls.append(tool_call(part, len(calls), generation_id))
+            call_id = calls[-1]["id"]
         elif isinstance(part.get("text"), str):
             (reasoning if part.get("thought") is True else text).append(part["text"])
+        detail = signature_detail(part, call_id)
+        if detail is not None:
+            details.append(detail)
     native = candidate.get("finishReason") if isinstance(candidate.get("finishReason"), str) else None
     if native is None and not candidate and isinstance(obj.get("promptFeedback"), dict):
         native = obj["promptFeedback"].get("blockReason") and "SAFETY"  # the prompt itself was blocked
@@ -269,6 +306,8 @@ def to_openai_completion(obj: dict[str, Any], generation_id: str) -> tuple[dict[
                                "refusal": None}
     if reasoning:
         message["reasoning"] = "".join(reasoning)
+    if details:
+        message["reasoning_details"] = details
     if calls:
         message["tool_calls"] = calls
     completion = {"object": "chat.completion", "choices": [{

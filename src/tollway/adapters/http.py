@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from tollway.errors import UpstreamError
 # Statuses that are the caller's own mistake: another provider would refuse it too.
 CALLER_ERRORS = frozenset({400, 413, 422})
 MAX_RAW_ERROR_BYTES = 4096
+log = logging.getLogger("tollway.upstream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +38,47 @@ class ClientTimeouts:
 
 
 def error_from_exception(exc: BaseException, provider: str) -> UpstreamError:
-    """A transport failure (connect error, timeout, reset) as a retryable UpstreamError."""
+    """A transport failure (connect error, timeout, reset) as a retryable UpstreamError.
+
+    The message names the cause (DNS, refused, TLS, timeout...) and the host, and the
+    failure is logged the same way; neither carries a header, so no key can leak.
+    """
+    cause = transport_cause(exc)
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return UpstreamError(f"provider {provider} timed out", provider=provider, retryable=True)
+        message = f"provider {provider} timed out ({cause})"
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        message = f"could not connect to provider {provider}: {cause}"
+    else:
+        message = f"provider {provider} failed: {cause}"
+    log.warning("%s", message)
+    return UpstreamError(message, provider=provider, retryable=True)
+
+
+def transport_cause(exc: BaseException) -> str:
+    """Why a connection failed, in words an operator can act on."""
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamError(f"could not connect to provider {provider}", provider=provider,
-                             retryable=True)
-    return UpstreamError(f"provider {provider} failed: {type(exc).__name__}", provider=provider,
-                         retryable=True)
+        where = f"{exc.host}:{exc.port}"
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            return f"DNS lookup of {exc.host} failed ({_os_detail(exc)}); check the provider's base_url"
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            return f"TLS certificate of {where} not trusted ({exc.certificate_error})"
+        if isinstance(exc, aiohttp.ClientSSLError):
+            return f"TLS handshake with {where} failed ({_os_detail(exc)})"
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return f"connection refused by {where} (nothing listening there?)"
+        return f"cannot reach {where} ({_os_detail(exc)})"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "connect timeout (timeouts.connect)"
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return "no answer within the configured timeouts (timeouts.first_byte / idle / total)"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    return type(exc).__name__ + (f": {exc}" if str(exc) else "")
+
+
+def _os_detail(exc: aiohttp.ClientConnectorError) -> str:
+    os_error = exc.os_error
+    return os_error.strerror or str(os_error) or type(os_error).__name__
 
 
 def error_from_response(status: int, body: bytes, provider: str) -> UpstreamError:

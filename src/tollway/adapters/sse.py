@@ -36,8 +36,9 @@ def parse_block(block: bytes) -> SSEEvent | None:
     return SSEEvent(name=name, data=b"\n".join(data), raw=block + b"\n\n")
 
 
-async def iter_events(resp: aiohttp.ClientResponse) -> AsyncIterator[list[SSEEvent]]:
-    """Batches of complete events, as they arrive (one batch per network read)."""
+async def iter_blocks(resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+    """Batches of complete raw event blocks (without their blank-line terminators), one
+    batch per network read: for relays that parse only the few events they must."""
     buffer = b""
     async for data in resp.content.iter_any():
         buffer = buffer + data if buffer else data
@@ -50,10 +51,16 @@ async def iter_events(resp: aiohttp.ClientResponse) -> AsyncIterator[list[SSEEve
         if cut < 0:
             continue
         complete, buffer = buffer[:cut], buffer[cut + 2:]
-        batch = [e for e in (parse_block(b) for b in complete.split(b"\n\n") if b) if e is not None]
+        blocks = [b for b in complete.split(b"\n\n") if b]
+        if blocks:
+            yield blocks
+    if buffer.strip():
+        yield [buffer.strip(b"\n")]
+
+
+async def iter_events(resp: aiohttp.ClientResponse) -> AsyncIterator[list[SSEEvent]]:
+    """Batches of complete events, as they arrive (one batch per network read)."""
+    async for blocks in iter_blocks(resp):
+        batch = [e for e in map(parse_block, blocks) if e is not None]
         if batch:
             yield batch
-    if buffer.strip():
-        last = parse_block(buffer.strip(b"\n"))
-        if last is not None:
-            yield [last]

@@ -11,6 +11,7 @@ from starlette.types import Receive, Scope, Send
 
 from tollway.errors import BadRequest, PayloadTooLarge
 from tollway.gateway import Gateway, RequestMeta
+from tollway.ledger.apps import parse_categories
 from tollway.ledger.bounds import bound_text
 
 
@@ -53,12 +54,18 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
 def request_meta(request: Request, api: str) -> RequestMeta:
     """Attribution headers, bounded to their ledger columns where they enter."""
     headers = request.headers
-    return RequestMeta(
-        app=bound_text("app", headers.get("http-referer") or headers.get("referer")),
-        app_title=bound_text("app_title", headers.get("x-openrouter-title") or headers.get("x-title")),
-        session_id=bound_text("session_id", headers.get("x-session-id")),
-        api=api,
-    )
+    app = headers.get("http-referer") or headers.get("referer")
+    title = headers.get("x-openrouter-title") or headers.get("x-title")
+    session = headers.get("x-session-id")
+    # A known agent CLI (catalog/data/agents.json) names the app and the task when the
+    # request itself does not.
+    agent = gateway_of(request).agents.match(headers.get("user-agent"))
+    if agent is not None:
+        title = title if (app or title) else agent.name
+        session = session or agent.session_id(headers)
+    return RequestMeta(app=bound_text("app", app), app_title=bound_text("app_title", title),
+                       session_id=bound_text("session_id", session), api=api,
+                       categories=tuple(parse_categories(headers.get("x-openrouter-categories"))))
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -1,4 +1,5 @@
-"""POST /v1/messages (also /api/v1/messages): Anthropic's Messages API, any model behind it.
+"""POST /v1/messages and /v1/messages/count_tokens (also under /api/v1): Anthropic's
+Messages API, any model behind it.
 
 Errors on these paths are rendered in Anthropic's shape by ``tollway.app``.
 """
@@ -13,7 +14,11 @@ from tollway.messages import MessagesRequest
 from tollway.streaming import SSEResponse
 
 # Client headers that change what an Anthropic upstream does; forwarded on pass-through only.
-_FORWARDED = ("anthropic-beta",)
+_FORWARDED = ("anthropic-beta", "anthropic-version")
+
+
+def _forwarded(request: Request) -> dict[str, str]:
+    return {name: value for name in _FORWARDED if (value := request.headers.get(name))}
 
 
 async def messages(request: Request) -> Response | SSEResponse:
@@ -21,9 +26,21 @@ async def messages(request: Request) -> Response | SSEResponse:
     principal = await gateway.keys.authenticate(request)
     body = await read_json_object(request, gateway.settings.server.max_body_bytes)
     parsed = MessagesRequest.parse(body)
-    forward = {name: value for name in _FORWARDED if (value := request.headers.get(name))}
-    outcome = await gateway.messages(principal, parsed, request_meta(request, "messages"), forward)
+    outcome = await gateway.messages(principal, parsed, request_meta(request, "messages"),
+                                     _forwarded(request), request.url.query)
     headers = {"X-Generation-Id": outcome.generation_id}
     if outcome.stream is not None:
         return SSEResponse(outcome.stream, headers=headers)
     return json_response(outcome.payload, headers=headers)
+
+
+async def count_tokens(request: Request) -> Response:
+    """``{"input_tokens": N}``; ``X-Tollway-Token-Count`` says whether the upstream counted
+    (``upstream``) or tollway estimated locally (``estimate``)."""
+    gateway = gateway_of(request)
+    principal = await gateway.keys.authenticate(request)
+    body = await read_json_object(request, gateway.settings.server.max_body_bytes)
+    parsed = MessagesRequest.parse(body, counting=True)
+    tokens, source = await gateway.count_message_tokens(principal, parsed, _forwarded(request),
+                                                        request.url.query)
+    return json_response({"input_tokens": tokens}, headers={"X-Tollway-Token-Count": source})

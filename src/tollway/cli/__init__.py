@@ -40,7 +40,8 @@ def main() -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Worker processes (each with its own event loop).")
 @click.option("--log-level", default="warning", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              help="Least severe log messages shown (upstream failures are warnings).")
 def serve(config: str | None, host: str, port: int, workers: int, log_level: str) -> None:
     """Run the gateway (applies pending ledger migrations first)."""
     from tollway.server import run_server
@@ -57,7 +58,8 @@ def _register_optional(group: Any) -> None:
     import importlib
 
     for module_name, attr in (("tollway.cli.models", "models"), ("tollway.cli.catalog", "catalog"),
-                              ("tollway.cli.report", "report"), ("tollway.cli.demo", "demo")):
+                              ("tollway.cli.report", "report"), ("tollway.cli.demo", "demo"),
+                              ("tollway.cli.apps", "apps")):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -68,6 +70,20 @@ def _register_optional(group: Any) -> None:
 
 
 _register_optional(main)
+
+
+def _untruncated_summaries(group: click.Group) -> None:
+    """Command lists show each command's whole first sentence (wrapped), never cut with '...'."""
+    for command in group.commands.values():
+        if command.short_help is None and command.help:
+            paragraph = " ".join(command.help.strip().split("\n\n")[0].split())
+            sentence, dot, _ = paragraph.partition(". ")
+            command.short_help = sentence + ("." if dot else "")
+        if isinstance(command, click.Group):
+            _untruncated_summaries(command)
+
+
+_untruncated_summaries(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -37,3 +38,54 @@ def open_ledger(settings: Settings) -> Any:
         raise click.ClickException(f"cannot open the ledger database {settings.database}: "
                                    f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     return engine
+
+
+def tollway_command() -> str:
+    """How to run ``tollway`` from the user's shell, as it can be typed there.
+
+    ``tollway`` when that name on PATH is this very program; otherwise the script's own path
+    (``.venv/bin/tollway`` after the README's commands without an activated venv), relative
+    to the current directory when it lies below it.
+    """
+    import os
+    import shutil
+    import sys
+
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is None or script.name != "tollway" or not script.exists():
+        script = Path(sys.executable).parent / "tollway"  # `python -m tollway` from a venv
+    on_path = shutil.which("tollway")
+    if on_path is not None and os.path.realpath(on_path) == os.path.realpath(script):
+        return "tollway"
+    if not script.exists():
+        return f"{sys.executable} -m tollway"
+    resolved = script if script.is_absolute() else Path.cwd() / script
+    try:
+        return "./" + str(resolved.relative_to(Path.cwd()))
+    except ValueError:
+        return str(resolved)
+
+
+def port_taken_message(host: str, port: int, flag: str = "--port") -> str:
+    """What to tell someone whose port is in use (instead of a bind traceback)."""
+    return (f"port {port} on {host} is already in use (another tollway, or another program); "
+            f"choose another with {flag} N, e.g. {flag} {port + 1}")
+
+
+def port_is_taken(host: str, port: int) -> bool:
+    """Whether binding ``host:port`` fails with 'address in use' (as the server's own bind would)."""
+    import errno
+    import socket
+
+    if port == 0:
+        return False
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False

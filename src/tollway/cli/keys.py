@@ -175,12 +175,13 @@ def revoke(config: str | None, key: str) -> None:
 @keys.command("update")
 @config_option
 @click.argument("key")
-@click.option("--label", default=None)
+@click.option("--label", default=None, help="A new free-form label.")
 @click.option("--limit", default=None, help="Credit limit in USD ('none' removes it).")
-@click.option("--limit-reset", type=click.Choice([*RESETS, "none"]), default=None)
+@click.option("--limit-reset", type=click.Choice([*RESETS, "none"]), default=None,
+              help="Reset the limit every day, week (Monday-Sunday UTC) or month; 'none' never resets.")
 @click.option("--rpm", type=click.IntRange(min=0, max=INT32_MAX), default=None, help="Requests per minute (0 removes).")
 @click.option("--tpm", type=click.IntRange(min=0, max=INT32_MAX), default=None, help="Tokens per minute (0 removes).")
-@click.option("--country", default=None)
+@click.option("--country", default=None, help="The owner's billing country (ISO 3166 alpha-2).")
 @policy_options
 def update(config: str | None, key: str, label: str | None, limit: str | None, limit_reset: str | None,
            rpm: int | None, tpm: int | None, country: str | None, **policy: Any) -> None:

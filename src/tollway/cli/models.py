@@ -63,7 +63,8 @@ def models() -> None:
 @click.option("--author", help="Only this author (e.g. deepseek, anthropic).")
 @click.option("--origin", help="Only models whose maker is from this country (ISO code, e.g. CN, US, FR).")
 @click.option("--open-weights", is_flag=True, help="Only open-weights models.")
-@click.option("--sort", type=click.Choice(["name", "price", "context"]), default="name", show_default=True)
+@click.option("--sort", type=click.Choice(["name", "price", "context"]), default="name", show_default=True,
+              help="Order by id, by price at the cheapest endpoint, or by context length (largest first).")
 @click.option("--all", "include_all", is_flag=True, help="Include models with no active endpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_models(

@@ -18,8 +18,17 @@ from tollway.analytics.attribution import DIMENSIONS
 from tollway.analytics.periods import PERIODS
 from tollway.analytics.rankings import ReportError
 from tollway.cli.common import config_option, open_ledger, settings_or_exit
+from tollway.cli.report_tables import human_tokens, pct
 
-BY_CHOICES = (*DIMENSIONS, "user_country")  # the underscore spelling is accepted too
+
+class DimensionChoice(click.Choice):  # type: ignore[type-arg]
+    """The dimensions, listed once in --help; ``user_country`` is accepted for ``user-country``."""
+
+    def __init__(self) -> None:
+        super().__init__(DIMENSIONS)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return super().convert(value.replace("_", "-") if isinstance(value, str) else value, param, ctx)
 
 
 def _date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
@@ -40,27 +49,15 @@ def _emit_json(doc: dict[str, Any]) -> None:
     click.echo(orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS).decode())
 
 
-def human_tokens(n: int) -> str:
-    """4120274630636 -> '4.12T' (display only)."""
-    for unit, size in (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3)):
-        if abs(n) >= size:
-            return f"{n / size:.2f}{unit}"
-    return str(n)
-
-
-def _pct(value: float | None) -> str:
-    return "" if value is None else f"{value * 100:.1f}%"
-
-
 @click.group()
 def report() -> None:
-    """Usage analytics: rankings by model, author, origin...; what-if cost; task sizes."""
+    """Usage analytics: rankings (by model, author, origin and more), what-if cost, task sizes."""
 
 
 @report.command()
 @config_option
-@click.option("--by", type=click.Choice(BY_CHOICES), default="model", show_default=True,
-              help="Dimension to rank.")
+@click.option("--by", type=DimensionChoice(), default="model", show_default=True,
+              help="Dimension to rank (origin: the model maker's country).")
 @click.option("--period", type=click.Choice(PERIODS), default="week", show_default=True,
               help="day, week (Monday-Sunday UTC), month, or total over the range.")
 @range_options
@@ -70,19 +67,21 @@ def report() -> None:
 @click.option("--key", "key_id", default=None, help="Only traffic of this key id.")
 @click.option("--parquet", default=None,
               help="Scan exported Parquet (path or glob) with DuckDB instead of the rollups.")
+@click.option("--pivot", is_flag=True,
+              help="One compact table of each key's share per period, instead of a table per period.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also draw the chart to this PNG file.")
 def rankings(config: str | None, by: str, period: str, start: date | None, end: date | None,
-             top: int | None, app: str | None, key_id: str | None, parquet: str | None, as_json: bool,
-             png: Path | None) -> None:
+             top: int | None, app: str | None, key_id: str | None, parquet: str | None, pivot: bool,
+             as_json: bool, png: Path | None) -> None:
     """Token volume ranked by a dimension, per period, with share and change."""
     from tollway.analytics.attribution import Attribution
     from tollway.analytics.rankings import RankingQuery, build_report, fetch_grouped
     from tollway.catalog.index import build_catalog
 
     settings = settings_or_exit(config)
-    query = RankingQuery(by=by.replace("_", "-"), period=period, start=start, end=end, top=top, app=app,
+    query = RankingQuery(by=by, period=period, start=start, end=end, top=top, app=app,
                          key_id=key_id)
     catalog = build_catalog(settings)
     needs_keys = query.by == "user-country"
@@ -104,61 +103,54 @@ def rankings(config: str | None, by: str, period: str, start: date | None, end: 
     except (ReportError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if png is not None:
-        from tollway.analytics.charts import render_png
+        from tollway.analytics.charts import origins_from_catalog, render_png
 
-        render_png(doc, png)
+        render_png(doc, png, origins=origins_from_catalog(query.by, catalog))
     if as_json:
         _emit_json(doc)
         return
-    _print_rankings(doc)
+    _print_rankings(doc, pivot=pivot)
     if png is not None:
         click.echo(f"chart written to {png}")
 
 
-def _print_rankings(doc: dict[str, Any]) -> None:
+def _print_rankings(doc: dict[str, Any], *, pivot: bool) -> None:
     from rich.console import Console
-    from rich.table import Table
+
+    from tollway.cli.report_tables import period_tables, pivot_table
 
     # Piped output (files, CI logs) gets a wide table rather than rich's 80-column default.
     console = Console() if sys.stdout.isatty() else Console(width=200)
-    by_period: dict[str, list[dict[str, Any]]] = {}
-    for row in doc["rows"]:
-        by_period.setdefault(row["period_start"], []).append(row)
     if not doc["periods"]:
         console.print("no usage in this range")
-    for summary in doc["periods"]:
-        start = summary["period_start"]
-        table = Table(title=f"{doc['period']} of {start}: {human_tokens(summary['total_tokens'])} tokens, "
-                            f"top {summary['top_n']} = {_pct(summary['top_n_share'])}")
-        for column in ("#", "move", doc["by"], "tokens", "share", "change", "prompt", "completion",
-                       "cache hit", "requests", "cost", "$/Mtok"):
-            if column == doc["by"]:
-                table.add_column(column, overflow="fold")
-            else:
-                table.add_column(column, justify="right", no_wrap=True)
-        for row in by_period.get(start, []):
-            move = row["rank_change"]
-            table.add_row(
-                str(row["rank"]), "new" if move is None else f"{move:+d}" if move else "=", row["key"],
-                human_tokens(row["total_tokens"]), _pct(row["share"]), _pct(row["change"]),
-                human_tokens(row["prompt_tokens"]), human_tokens(row["completion_tokens"]),
-                _pct(row["cache_hit_share"]), f"{row['requests']:,}", f"${row['cost_usd']:,.2f}",
-                "" if row["usd_per_mtok"] is None else f"{row['usd_per_mtok']:.3f}")
+        return
+    if pivot and doc["period"] != "total":
+        console.print(pivot_table(doc))
+        return
+    for table in period_tables(doc):
         console.print(table)
 
 
 @report.command()
 @config_option
-@click.option("--what-if", "targets", multiple=True, required=True,
-              help="Model id to re-price the traffic at (repeatable).")
+@click.option("--what-if", "targets", multiple=True,
+              help="Model id(s) to re-price the traffic at: --what-if A B, or --what-if A --what-if B.")
+@click.argument("more_targets", nargs=-1, metavar="[MODEL]...")
 @click.option("--model", "models", multiple=True, help="Only this source model's traffic (repeatable).")
 @click.option("--provider", default=None, help="Use this provider's prices for the what-if models.")
 @range_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def cost(config: str | None, targets: tuple[str, ...], models: tuple[str, ...], provider: str | None,
-         start: date | None, end: date | None, as_json: bool) -> None:
-    """What the range's traffic cost, and what it would have cost on other models."""
+def cost(config: str | None, targets: tuple[str, ...], more_targets: tuple[str, ...], models: tuple[str, ...],
+         provider: str | None, start: date | None, end: date | None, as_json: bool) -> None:
+    """What the range's traffic cost, and what it would have cost on other models.
+
+    The models to compare follow --what-if, space-separated or each with its own --what-if.
+    """
     from tollway.analytics.whatif import what_if
+
+    targets = tuple(dict.fromkeys(t.strip() for t in (*targets, *more_targets) if t.strip()))
+    if not targets:
+        raise click.UsageError("name at least one model to compare: --what-if MODEL [MODEL]...")
     from tollway.catalog.index import build_catalog
     from tollway.metering import nano_to_decimal
 
@@ -174,13 +166,23 @@ def cost(config: str | None, targets: tuple[str, ...], models: tuple[str, ...], 
         _emit_json(doc)
         return
     base = nano_to_decimal(doc["baseline_cost_nanousd"])
-    source = ", ".join(doc["models"]) or "no traffic"
+    source = _source_models(doc["models"])
     click.echo(f"{human_tokens(doc['prompt_tokens'])} prompt ({human_tokens(doc['cached_tokens'])} cached) + "
                f"{human_tokens(doc['completion_tokens'])} completion tokens on {source}: ${base:,.2f}")
     for s in doc["scenarios"]:
         ratio = s["times_cheaper"]
         how = "" if ratio is None else f", {ratio:.1f}x less" if ratio >= 1 else f", {1 / ratio:.1f}x more"
         click.echo(f"  on {s['model']} it would have cost ${nano_to_decimal(s['cost_nanousd']):,.2f}{how}")
+
+
+def _source_models(models: list[str], shown: int = 3) -> str:
+    """'3 models (a, b, c)' or '21 models (a, b, c and 18 more; --json lists them)'."""
+    if not models:
+        return "no traffic"
+    if len(models) == 1:
+        return models[0]
+    more = f" and {len(models) - shown} more; --json lists them" if len(models) > shown else ""
+    return f"{len(models)} models ({', '.join(models[:shown])}{more})"
 
 
 @report.command()
@@ -208,7 +210,7 @@ def tasks(config: str | None, start: date | None, end: date | None, model: str |
                + (f", max {human_tokens(t['max_tokens'])}" if t["tasks"] else ""))
     if t["tasks"]:
         click.echo(f"  {t['agentic_tasks']:,} tasks of {human_tokens(t['agentic_threshold_tokens'])}+ tokens "
-                   f"hold {_pct(t['agentic_token_share'])} of task tokens")
+                   f"hold {pct(t['agentic_token_share'])} of task tokens")
     click.echo(f"requests: {r['requests']:,}; per request (bucketed): "
                + ", ".join(f"{k} {human_tokens(v['low'])}-{human_tokens(v['high'])}"
                            for k, v in r["percentiles"].items()))

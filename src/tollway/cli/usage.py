@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import click
 
@@ -40,12 +41,25 @@ def summary(config: str | None, key_ref: str | None, as_json: bool) -> None:
         doc = json.dumps({k: v for k, v in totals.items()})
         click.echo(doc[:-1] + f', "cost_usd": {cost.normalize():f}}}')
         return
-    click.echo(f"requests           {totals['requests']:,}")
-    click.echo(f"prompt tokens      {totals['prompt_tokens']:,}")
-    click.echo(f"  of which cached  {totals['cached_tokens']:,}")
-    click.echo(f"completion tokens  {totals['completion_tokens']:,}")
-    click.echo(f"  of which reasoning {totals['reasoning_tokens']:,}")
-    click.echo(f"cost               ${cost:f}")
+    lines = [("requests (answered)", f"{totals['requests']:,}"),
+             ("prompt tokens", f"{totals['prompt_tokens']:,}"),
+             ("  of which cached", f"{totals['cached_tokens']:,}"),
+             ("completion tokens", f"{totals['completion_tokens']:,}"),
+             ("  of which reasoning", f"{totals['reasoning_tokens']:,}"),
+             ("cost", usd(cost))]
+    width = max(len(label) for label, _ in lines)
+    value_width = max(len(value) for _, value in lines)
+    for label, value in lines:
+        click.echo(f"{label:<{width}}  {value:>{value_width}}")
+
+
+def usd(amount: Decimal) -> str:
+    """Dollars for people: cents from $1 up, four significant digits below (the JSON is exact)."""
+    if amount == 0:
+        return "$0.00"
+    if abs(amount) >= 1:
+        return f"${amount:,.2f}"
+    return f"${float(amount):#.4g}" if abs(amount) >= Decimal("0.0001") else f"${float(amount):.2e}"
 
 
 def _register_io() -> None:

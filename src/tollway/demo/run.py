@@ -16,6 +16,7 @@ timestamps within a week, which no weekly report can see.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import tempfile
 from collections.abc import Callable
@@ -70,14 +71,24 @@ class Options:
 
 @dataclass(slots=True)
 class Progress:
-    """Running totals the progress bar shows (from the gateway's responses)."""
+    """Running totals from the gateway's responses, with the definitions every line uses.
+
+    ``requests`` counts every request sent (the workload's and the local model's);
+    ``answered`` those that got a 200 (the ledger's successful generations); ``failed``
+    the rest, refused by every provider they were routed to.  ``tokens`` and ``cost_usd``
+    are the metered prompt + completion tokens and cost of the answered ones.
+    """
 
     week: str = ""
     requests: int = 0
     failed: int = 0
     tokens: int = 0
     cost_usd: float = 0.0
-    local_requests: int = 0
+    local_requests: int = 0  # answered by the local model
+
+    @property
+    def answered(self) -> int:
+        return self.requests - self.failed
 
 
 @dataclass(slots=True)
@@ -98,10 +109,24 @@ class DemoRun:
     skipped_kinds: set[str] = field(default_factory=set)
 
 
+class PortTaken(Exception):
+    """The gateway's port is in use; the command says how to pick another."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(f"port {port} is in use")
+        self.port = port
+
+
 def _bind(port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortTaken(port) from None
+        raise
     sock.listen(1024)
     sock.setblocking(False)
     return sock
@@ -205,8 +230,8 @@ async def drive(run: DemoRun, clock: SimClock, options: Options,
     """Send every week's requests through the gateway, week after week."""
     weeks = plan_weeks(scale=options.scale, seed=options.seed, weeks=options.weeks)
     run.weeks = weeks
-    total = sum(len(w.requests) for w in weeks)
-    done = 0
+    local_per_week = local_requests_per_week(options.scale) if run.local is not None else 0
+    total = sum(len(w.requests) + local_per_week for w in weeks)
     gate = asyncio.Semaphore(options.concurrency)
     local_gate = asyncio.Semaphore(1)  # llama.cpp serves one request at a time
     headers = {"Authorization": f"Bearer {run.api_key}", "Content-Type": "application/json"}
@@ -216,25 +241,30 @@ async def drive(run: DemoRun, clock: SimClock, options: Options,
         for week in weeks:
             run.progress.week = week.start.isoformat()
 
+            def report() -> None:
+                if on_progress:
+                    on_progress(run.progress, run.progress.requests, total)
+
             async def one(request: PlannedRequest) -> None:
-                nonlocal done
                 async with gate:
                     clock.set(request.at)
                     await _send(session, run, request)
-                done += 1
-                if on_progress:
-                    on_progress(run.progress, done, total)
+                report()
 
             jobs = [one(r) for r in week.requests]
             if run.local is not None:
-                jobs.extend(_local_jobs(session, run, clock, week, local_gate, options.scale))
+                jobs.extend(_local_jobs(session, run, clock, week, local_gate, local_per_week, report))
             await asyncio.gather(*jobs)
         clock.set(None)
 
 
+def local_requests_per_week(scale: float) -> int:
+    """How many prompts the local model answers each simulated week."""
+    return max(1, round(2 * scale))
+
+
 def _local_jobs(session: aiohttp.ClientSession, run: DemoRun, clock: SimClock, week: Week,
-                gate: asyncio.Semaphore, scale: float) -> list[Any]:
-    count = max(1, round(2 * scale))
+                gate: asyncio.Semaphore, count: int, report: Callable[[], None]) -> list[Any]:
     jobs = []
     for i in range(count):
         prompt = LOCAL_PROMPTS[(week.index * count + i) % len(LOCAL_PROMPTS)]
@@ -249,6 +279,7 @@ def _local_jobs(session: aiohttp.ClientSession, run: DemoRun, clock: SimClock, w
                 ok, tokens, cost = await _post(session, run, body, extra)
                 run.progress.local_requests += int(ok)
                 _count(run, ok, tokens, cost)
+            report()
 
         jobs.append(job())
     return jobs

@@ -12,9 +12,11 @@ provider, even when the shell happens to hold provider API keys.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from tollway.demo.fleet import Fleet, Profile, SimProvider
@@ -92,18 +94,64 @@ def provider_entries(fleet: Fleet, available: set[str]) -> list[dict[str, Any]]:
     return out
 
 
+# The real provider each simulated one stands for: its endpoint's price in the shipped catalog
+# is the simulated endpoint's price (Vertex resells Claude at Anthropic's list price).
+REAL_PROVIDER = {"sim-anthropic": "anthropic", "sim-vertex": "anthropic", "sim-google": "google",
+                 "sim-xai": "xai", "sim-deepseek": "deepseek", "sim-moonshot": "moonshot",
+                 "sim-minimax": "minimax", "sim-zai": "zai", "sim-deepinfra": "deepinfra",
+                 "sim-together": "together"}
+_CATALOG_FIELDS = ("name", "author", "author_country", "open_weights", "architecture", "context_length",
+                   "input_modalities", "output_modalities", "tokenizer", "release_date", "description",
+                   "hugging_face_id")
+
+
+def shipped_models() -> dict[str, dict[str, Any]]:
+    """The shipped catalog's model entries by id (the demo's metadata and prices)."""
+    raw = resources.files("tollway.catalog").joinpath("data", "models.json").read_bytes()
+    return {m["id"]: m for m in orjson.loads(raw)["models"]}
+
+
+def _endpoint_price(provider: str, shipped: dict[str, Any] | None,
+                    workload_meta: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """(pricing, price_source) of one simulated endpoint.
+
+    The shipped catalog's price at the real provider the simulated one stands for, else the
+    catalog's first-party (first listed) endpoint; models the catalog lacks keep OpenRouter's
+    list price from the workload data.
+    """
+    if shipped is not None:
+        endpoints = [e for e in shipped.get("endpoints", []) if e["provider"] != "openrouter"]
+        real = REAL_PROVIDER.get(provider)
+        chosen = next((e for e in endpoints if e["provider"] == real), endpoints[0] if endpoints else None)
+        if chosen is not None:
+            source = f"shipped catalog, {chosen['provider']} endpoint"
+            if chosen.get("price_source"):
+                source += f" ({chosen['price_source']})"
+            return dict(chosen["pricing"]), source
+    pricing: dict[str, Any] = {"prompt": str(workload_meta["prompt"]),
+                               "completion": str(workload_meta["completion"])}
+    if workload_meta.get("cache_read") is not None:
+        pricing["cache_read"] = str(workload_meta["cache_read"])
+    return pricing, str(workload_meta["price_source"])
+
+
 def model_entries() -> list[dict[str, Any]]:
+    """The workload's models with the shipped catalog's metadata and prices where it has them."""
+    catalog = shipped_models()
     out = []
     for model_id, meta in load_data()["models"].items():
-        pricing: dict[str, Any] = {"prompt": str(meta["prompt"]), "completion": str(meta["completion"])}
-        if meta.get("cache_read") is not None:
-            pricing["cache_read"] = str(meta["cache_read"])
-        endpoints = [{"provider": name, "model": model_id.split("/", 1)[1], "pricing": pricing,
-                      "price_source": meta["price_source"]}
-                     for name in endpoints_for(model_id, meta["open_weights"])]
-        out.append({"id": model_id, "name": meta["name"], "author": meta["author"],
-                    "author_country": meta["author_country"], "open_weights": meta["open_weights"],
-                    "endpoints": endpoints})
+        shipped = catalog.get(model_id)
+        entry: dict[str, Any] = {"id": model_id, "name": meta["name"], "author": meta["author"],
+                                 "author_country": meta["author_country"], "open_weights": meta["open_weights"]}
+        if shipped is not None:
+            entry.update({k: shipped[k] for k in _CATALOG_FIELDS if shipped.get(k) is not None})
+        endpoints = []
+        for name in endpoints_for(model_id, meta["open_weights"]):
+            pricing, source = _endpoint_price(name, shipped, meta)
+            endpoints.append({"provider": name, "model": model_id.split("/", 1)[1], "pricing": pricing,
+                              "price_source": source})
+        entry["endpoints"] = endpoints
+        out.append(entry)
     return out
 
 

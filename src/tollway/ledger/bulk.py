@@ -31,6 +31,8 @@ from typing import Any
 import orjson
 from sqlalchemy import BigInteger, Boolean, Connection, DateTime, Integer, String, Text
 
+from tollway.ledger.definitions import DIMENSIONS, LEDGER_MEASURES, PERF_STAGE_COLUMNS, perf_buckets
+from tollway.ledger.detail import detail_statements, ensure_detail_stage
 from tollway.ledger.records import COLUMNS, GenerationRecord
 from tollway.ledger.rollups import (
     CUBES,
@@ -51,23 +53,14 @@ _CREATED_AT = COLUMNS.index("created_at")
 _TOKENS = (COLUMNS.index("prompt_tokens"), COLUMNS.index("completion_tokens"))
 _JSON_FROM = COLUMNS.index("attempts")
 _BOOLS = COLUMNS.index("streamed")
+_PERF = tuple(COLUMNS.index(n) for n in ("status", "latency_ms", "ttft_ms", "completion_tokens"))
 assert COLUMNS[_BOOLS:_BOOLS + 3] == ("streamed", "cancelled", "estimated")
 assert COLUMNS[_JSON_FROM:] == ("attempts", "extra")  # staged() relies on the JSON columns being last
 
-# Each measure as an expression over one staged row, in MEASURES order.
-_MEASURE_SQL = {
-    "requests": "CASE WHEN status = 'error' THEN 0 ELSE 1 END",
-    "errors": "CASE WHEN status = 'error' THEN 1 ELSE 0 END",
-    **{m: m for m in MEASURES[2:]},
-}
+# Each measure and dimension as an expression over one staged row (tollway.ledger.definitions).
+_MEASURE_SQL = {m.name: m.sql for m in LEDGER_MEASURES}
 assert tuple(_MEASURE_SQL) == MEASURES
-
-_DIM_SQL = {
-    "model": "model",
-    "provider": "coalesce(provider, '')",
-    "app": "coalesce(nullif(app, ''), nullif(app_title, ''), '')",  # record.app or record.app_title or ""
-    "key_id": "coalesce(key_id, '')",
-}
+_DIM_SQL = {name: DIMENSIONS[name].sql for name in ("model", "provider", "app", "key_id")}
 _GRAIN_SQL = {
     "sqlite": {
         "hour": "substr(created_at, 1, 13) || ':00:00.000000'",
@@ -119,11 +112,11 @@ def staged(record: GenerationRecord, sqlite: bool) -> tuple[Any, ...]:
                 int(v[_BOOLS]), int(v[_BOOLS + 1]), int(v[_BOOLS + 2]), *v[_BOOLS + 3:_JSON_FROM],
                 orjson.dumps(attempts).decode() if attempts else None,
                 orjson.dumps(extra).decode() if extra else None,
-                token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]))
+                token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]), *perf_buckets(*map(v.__getitem__, _PERF)))
     return (*v[:_JSON_FROM],
             orjson.dumps(attempts).decode() if attempts else None,
             orjson.dumps(extra).decode() if extra else None,
-            token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]))
+            token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]), *perf_buckets(*map(v.__getitem__, _PERF)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +129,7 @@ class Prepared:
     sums: RollupDelta | None = None
 
 
-_STAGE_COLUMNS = (*COLUMNS, "bucket")
+_STAGE_COLUMNS = (*COLUMNS, "bucket", *PERF_STAGE_COLUMNS)
 _PG_TYPE_NAMES = {Boolean: "bool", BigInteger: "int8", Integer: "int4", DateTime: "timestamp", Text: "text",
                   String: "varchar"}
 # Each staging column's PostgreSQL type, for binary COPY (BigInteger before Integer: a subclass).
@@ -144,6 +137,7 @@ _PG_STAGE_TYPES = {
     **{c.name: next(name for kind, name in _PG_TYPE_NAMES.items() if isinstance(c.type, kind))
        for c in generations.columns},
     "bucket": "int2",
+    **{c: "int2" for c in PERF_STAGE_COLUMNS},
 }
 
 
@@ -185,43 +179,38 @@ def per_record_sums(records: Sequence[GenerationRecord]) -> RollupDelta:
     delta = RollupDelta()
     hist, sessions = delta.hist, delta.sessions
     batch = GATEWAY_BATCH
+    measures = [m.py for m in LEDGER_MEASURES]
     for r in records:
         if not enters_rollups(r):
             continue
-        error = r.status == "error"
         at = r.created_at
-        if not error:
+        if r.status != "error":
             hkey = (at.date(), r.model, token_bucket(r.prompt_tokens + r.completion_tokens), batch)
             hist[hkey] = hist.get(hkey, 0) + 1
         if r.session_id:
             skey = (r.session_id, batch)
             sess = sessions.get(skey)
             if sess is None:
-                sessions[skey] = [r.key_id or "", at, at, 0 if error else 1, 1 if error else 0, r.prompt_tokens,
-                                  r.completion_tokens, r.reasoning_tokens, r.cached_tokens, r.cache_write_tokens,
-                                  r.cost_nanousd]
+                sessions[skey] = [r.key_id or "", at, at, *(m(r) for m in measures)]
                 continue
             if at < sess[1]:
                 sess[0], sess[1] = r.key_id or "", at
             if at > sess[2]:
                 sess[2] = at
-            sess[4 if error else 3] += 1
-            sess[5] += r.prompt_tokens
-            sess[6] += r.completion_tokens
-            sess[7] += r.reasoning_tokens
-            sess[8] += r.cached_tokens
-            sess[9] += r.cache_write_tokens
-            sess[10] += r.cost_nanousd
+            for i, m in enumerate(measures, 3):
+                sess[i] += m(r)
     return delta
 
 
 def ensure_stage(conn: Connection) -> None:
     """Create this connection's TEMP staging tables if needed, and empty them."""
     measures = ", ".join(f"{m} bigint" for m in MEASURES)
+    perf = ", ".join(f"{c} smallint" for c in PERF_STAGE_COLUMNS)
+    ensure_detail_stage(conn)
     if conn.dialect.name == "postgresql":
         # ON COMMIT DELETE ROWS empties them at commit; a rolled-back batch leaves nothing either.
         conn.exec_driver_sql(
-            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE generations, bucket smallint, ord bigserial) "
+            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE generations, bucket smallint, {perf}, ord bigserial) "
             "ON COMMIT DELETE ROWS")
         # Text sorts bytewise (COLLATE "C"): see rollup_statements.
         text = 'text COLLATE "C"'
@@ -230,7 +219,7 @@ def ensure_stage(conn: Connection) -> None:
         conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {DM} (day date, model {text}, provider {text}, "
                              f"{measures}) ON COMMIT DELETE ROWS")
         return
-    conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({', '.join(COLUMNS)}, bucket)")
+    conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({', '.join(_STAGE_COLUMNS)})")
     conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {CELLS} (hour, {', '.join(_CELL_DIMS)}, {measures})")
     conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {DM} (day, model, provider, {measures})")
     for table in (STAGE, CELLS, DM):
@@ -297,6 +286,8 @@ def apply_staged(conn: Connection, *, rollups: bool = True, sums: RollupDelta | 
                 conn.exec_driver_sql(sql)
             elif table == _PER_RECORD_TABLES[0]:
                 sums.apply(conn)  # the histogram, then the tasks: the SQL's order
+        for _, sql in detail_statements(conn.dialect.name, STAGE):
+            conn.exec_driver_sql(sql)
     spend = f"SELECT key_id, sum(cost_nanousd) AS cost FROM {STAGE} WHERE key_id IS NOT NULL GROUP BY key_id"
     if conn.dialect.name == "postgresql":
         # An UPDATE ... FROM locks rows in its join's order; lock them in key order first.

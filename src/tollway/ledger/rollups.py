@@ -50,11 +50,14 @@ from sqlalchemy import (
 )
 
 from tollway.ledger import schema
+from tollway.ledger.definitions import DIMENSIONS, LEDGER_MEASURES
+from tollway.ledger.definitions import bucket_bounds as bucket_bounds  # re-exported: callers import it from here
+from tollway.ledger.definitions import token_bucket as token_bucket
 from tollway.ledger.records import GenerationRecord
 
-MEASURES = ("requests", "errors", "prompt_tokens", "completion_tokens", "reasoning_tokens",
-            "cached_tokens", "cache_write_tokens", "cost_nanousd")
+MEASURES = tuple(m.name for m in LEDGER_MEASURES)  # requests, errors, token sums, cost_nanousd
 GATEWAY_BATCH = 0  # batch id of live gateway traffic; imports get 1, 2, ...
+_MODEL, _PROVIDER, _APP, _KEY = (DIMENSIONS[name].py for name in ("model", "provider", "app", "key_id"))
 
 
 def _measure_columns() -> list[Column[Any]]:
@@ -158,27 +161,6 @@ def m002_rollups(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
-def token_bucket(tokens: int) -> int:
-    """Log bucket of a token count: exact below 8, then 4 buckets per power of two.
-
-    Integer-only (bit length plus the two bits after the leading one), so it is the same
-    on every platform and never drifts with float rounding.
-    """
-    if tokens < 8:
-        return max(tokens, 0)
-    shift = tokens.bit_length() - 3
-    return shift * 4 + (tokens >> shift)
-
-
-def bucket_bounds(bucket: int) -> tuple[int, int]:
-    """Smallest and largest token count that fall in ``bucket`` (inclusive)."""
-    if bucket < 8:
-        return bucket, bucket
-    shift = bucket // 4 - 1
-    top = bucket % 4 + 4
-    return top << shift, ((top + 1) << shift) - 1
-
-
 class RollupDelta:
     """Accumulates contributions in memory, then upserts them with one statement per table.
 
@@ -201,15 +183,11 @@ class RollupDelta:
         several requests enter it at their average size.
         """
         day = at.date()
-        keys = (
-            (at.replace(minute=0, second=0, microsecond=0), model, provider, app, key_id, batch_id),
-            (day, model, provider, batch_id),
-            (day - timedelta(days=day.weekday()), model, provider, batch_id),
-            (day.replace(day=1), model, provider, batch_id),
-            (day, key_id, batch_id),
-            (day, app, batch_id),
-        )  # in CUBES order
-        for target, key in zip(self.cubes, keys, strict=True):
+        periods = {"hour": at.replace(minute=0, second=0, microsecond=0), "day": day,
+                   "week": day - timedelta(days=day.weekday()), "month": day.replace(day=1)}
+        dims = {"model": model, "provider": provider, "app": app, "key_id": key_id}
+        for cube, target in zip(CUBES, self.cubes, strict=True):
+            key = (periods[cube.grain], *(dims[d] for d in cube.dims), batch_id)
             acc = target.get(key)
             if acc is None:
                 target[key] = list(measures)
@@ -234,15 +212,11 @@ class RollupDelta:
                     sess[3 + i] += value
 
     def add_record(self, record: GenerationRecord) -> None:
-        """Add one generation from the gateway."""
-        error = record.status == "error"
+        """Add one generation from the gateway (values as :mod:`tollway.ledger.definitions` derives them)."""
         self.add(
-            at=record.created_at, model=record.model, provider=record.provider or "",
-            app=record.app or record.app_title or "", key_id=record.key_id or "",
-            batch_id=GATEWAY_BATCH, session_id=record.session_id, per_request=not error,
-            measures=(0 if error else 1, 1 if error else 0, record.prompt_tokens,
-                      record.completion_tokens, record.reasoning_tokens, record.cached_tokens,
-                      record.cache_write_tokens, record.cost_nanousd),
+            at=record.created_at, model=_MODEL(record), provider=_PROVIDER(record), app=_APP(record),
+            key_id=_KEY(record), batch_id=GATEWAY_BATCH, session_id=record.session_id,
+            per_request=record.status != "error", measures=[m.py(record) for m in LEDGER_MEASURES],
         )
 
     def apply(self, conn: Connection) -> None:
@@ -331,11 +305,15 @@ def enters_rollups(record: GenerationRecord) -> bool:
 
 def apply_rollups(conn: Connection, records: Iterable[GenerationRecord]) -> None:
     """``LedgerWriter`` batch hook: fold a batch of generations into every rollup table."""
-    delta = RollupDelta()
+    from tollway.ledger.detail import DetailDelta  # late: detail.py builds on this module
+
+    delta, detail = RollupDelta(), DetailDelta()
     for record in records:
         if enters_rollups(record):
             delta.add_record(record)
+            detail.add_record(record)
     delta.apply(conn)
+    detail.apply(conn)
 
 
 def day_of(value: date | datetime | str) -> date:

@@ -111,10 +111,28 @@ def _m003_limits(conn: Connection) -> None:
     m003_limits(conn)
 
 
+def _m004_responses(conn: Connection) -> None:
+    from tollway.responses.store import m004_responses  # late: store.py imports this module
+
+    m004_responses(conn)
+
+
 def _m005_dead_letters(conn: Connection) -> None:
     from tollway.ledger.dead_letters import m005_dead_letters  # late: dead_letters.py imports this module
 
     m005_dead_letters(conn)
+
+
+def _m007_analytics(conn: Connection) -> None:
+    from tollway.ledger.detail import m007_analytics  # late: detail.py imports this module
+
+    m007_analytics(conn)
+
+
+def _m008_app_categories(conn: Connection) -> None:
+    from tollway.ledger.apps import m008_app_categories  # late: apps.py imports this module
+
+    m008_app_categories(conn)
 
 
 Migration = tuple[str, Callable[[Connection], None]]
@@ -124,7 +142,10 @@ MIGRATIONS: list[Migration] = [
     ("m001_initial", _m001_initial),
     ("m002_rollups", _m002_rollups),
     ("m003_limits", _m003_limits),
+    ("m004_responses", _m004_responses),
     ("m005_dead_letters", _m005_dead_letters),
+    ("m007_analytics", _m007_analytics),
+    ("m008_app_categories", _m008_app_categories),
 ]
 
 

@@ -54,6 +54,13 @@ class NoEndpointMatches(NoEndpointAvailable):
     type = "not_found_error"
 
 
+class ModelInactive(NoEndpointAvailable):
+    """The model exists but none of its providers is active (no key configured): 404."""
+
+    status = 404
+    type = "not_found_error"
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """One endpoint with what routing compares, computed once per catalog."""
@@ -488,9 +495,12 @@ def _nothing_qualifies(unknown: list[str], inactive: list[str], denied: list[str
     if denied and not unknown and not inactive:
         return PermissionDenied(f"this key may not use model(s) {', '.join(denied)}", code=403)
     if inactive:
-        return NoEndpointAvailable(
-            f"model(s) {', '.join(inactive)} have no active provider: set a provider's API key "
-            "(see 'tollway models show ID') or add an endpoint in the config", code=503)
+        # A configuration gap, not an outage: a 404 (as OpenRouter's "No endpoints found")
+        # that SDKs do not retry, where a 503 would be retried and billed as three failures.
+        return ModelInactive(
+            f"no endpoints found for model(s) {', '.join(inactive)}: none of their providers is active; "
+            "set a provider's API key (see 'tollway models show ID') or add an endpoint in the config",
+            code=404)
     return ModelNotFound(
         f"model {', '.join(repr(u) for u in unknown)} does not exist; GET /v1/models lists the "
         "available ids", code=404)

@@ -1,0 +1,261 @@
+"""What a long agent conversation costs to relay, per API: gateway CPU per request and
+peak RSS, for ``/v1/chat/completions``, ``/v1/messages`` (translated to an OpenAI-format
+upstream, and passed through to an Anthropic-format one) and ``/v1/responses``.
+
+    .venv/bin/python benchmarks/agent_relay_bench.py [--prompt-bytes 200000] [--requests 200]
+
+Starts ../shared/bench/upstream.py (instant answers, ``--chunks`` stream chunks) and ``tollway serve``
+with one worker, both on loopback; the load comes from this process.  Every request is
+a stream whose prompt is an agent-like conversation: ``--turns`` alternating user/assistant
+messages filling ``--prompt-bytes``.
+
+* CPU: closed loop at ``--conns`` connections, ``--requests`` per API per round; the
+  gateway's utime+stime (from /proc) divided by the requests.  The APIs alternate within
+  each round (order reversed every other round) and the median of ``--rounds`` is
+  reported, so noise from other tenants hits every API alike: compare the ratios.
+* Memory: for each API a fresh gateway, warmed up, then a closed loop at ``--burst``
+  connections (8 requests each); the peak RSS sampled every 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT.parent / "shared" / "bench"
+TOLLWAY = Path(sys.executable).with_name("tollway")
+APIS = ("chat", "messages", "messages-passthrough", "responses")
+CLOCK = os.sysconf("SC_CLK_TCK")
+
+
+def conversation(prompt_bytes: int, turns: int) -> list[tuple[str, str]]:
+    size = max(prompt_bytes // turns, 1)
+    text = ("The quick brown fox jumps over the lazy dog. " * (size // 45 + 1))[:size]
+    return [("user" if i % 2 == 0 else "assistant", f"{i}: {text}") for i in range(turns - 1)] + \
+        [("user", "Go on.")]
+
+
+def body_for(api: str, turns: list[tuple[str, str]]) -> tuple[str, bytes]:
+    if api == "chat":
+        return "/v1/chat/completions", orjson.dumps({
+            "model": "bench/echo", "stream": True, "max_tokens": 64, "stream_options": {"include_usage": True},
+            "messages": [{"role": "system", "content": "Be terse."},
+                         *({"role": r, "content": t} for r, t in turns)]})
+    if api.startswith("messages"):
+        model = "bench/claude" if api == "messages-passthrough" else "bench/echo"
+        return "/v1/messages", orjson.dumps({
+            "model": model, "stream": True, "max_tokens": 64, "system": "Be terse.",
+            "messages": [{"role": r, "content": [{"type": "text", "text": t}]} for r, t in turns]})
+    return "/v1/responses", orjson.dumps({
+        "model": "bench/echo", "stream": True, "max_output_tokens": 64, "store": False,
+        "instructions": "Be terse.",
+        "input": [{"type": "message", "role": r,
+                   "content": [{"type": "input_text" if r == "user" else "output_text", "text": t}]}
+                  for r, t in turns]})
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK  # utime, stime
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Gateway:
+    def __init__(self, workdir: Path, upstream: str) -> None:
+        self.workdir = workdir
+        cfg = workdir / "tollway.yaml"
+        cfg.write_text(f"""
+database: sqlite:///{workdir}/tollway.db
+server: {{max_body_bytes: 67108864}}
+providers:
+  - {{name: bench, kind: openai, base_url: "{upstream}/v1", api_key: sk-bench}}
+  - {{name: bench-anthropic, kind: anthropic, base_url: "{upstream}", api_key: sk-bench}}
+models:
+  - id: bench/echo
+    endpoints: [{{provider: bench, model: echo, pricing: {{prompt: 1.0, completion: 2.0}}}}]
+  - id: bench/claude
+    endpoints: [{{provider: bench-anthropic, model: echo, pricing: {{prompt: 1.0, completion: 2.0}}}}]
+""")
+        self.cfg = cfg
+        out = subprocess.run([str(TOLLWAY), "keys", "create", "--config", str(cfg), "--name", "bench"],
+                             capture_output=True, text=True, check=True)
+        self.key = out.stdout.strip().splitlines()[-1].strip()
+        self.port = _free_port()
+        with open(workdir / "server.log", "wb") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen([str(TOLLWAY), "serve", "--config", str(cfg), "--host", "127.0.0.1",
+                                          "--port", str(self.port), "--workers", "1"],
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    async def ready(self) -> None:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(600):
+                try:
+                    async with http.get(self.url + "/health") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise RuntimeError("gateway did not start; see " + str(self.workdir / "server.log"))
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def one(http: aiohttp.ClientSession, gw: Gateway, path: str, body: bytes) -> None:
+    headers = {"Authorization": f"Bearer {gw.key}", "x-api-key": gw.key, "Content-Type": "application/json"}
+    async with http.post(gw.url + path, data=body, headers=headers) as resp:
+        data = await resp.read()
+        if resp.status != 200 or not (b"[DONE]" in data or b"message_stop" in data or b"response.completed" in data):
+            raise RuntimeError(f"{path}: {resp.status} {data[-300:]!r}")
+
+
+async def closed_loop(gw: Gateway, path: str, body: bytes, requests: int, conns: int) -> None:
+    queue = iter(range(requests))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conns)) as http:
+
+        async def worker() -> None:
+            for _ in queue:
+                await one(http, gw, path, body)
+
+        await asyncio.gather(*(worker() for _ in range(conns)))
+
+
+async def cpu_round(gw: Gateway, bodies: dict[str, tuple[str, bytes]], order: tuple[str, ...],
+                    requests: int, conns: int) -> dict[str, float]:
+    out = {}
+    for api in order:
+        path, body = bodies[api]
+        before = cpu_seconds(gw.proc.pid)
+        await closed_loop(gw, path, body, requests, conns)
+        out[api] = (cpu_seconds(gw.proc.pid) - before) / requests * 1000
+    return out
+
+
+async def peak_rss(workdir: Path, upstream: str, path: str, body: bytes, burst: int) -> tuple[float, float]:
+    gw = Gateway(workdir, upstream)
+    try:
+        await gw.ready()
+        await closed_loop(gw, path, body, 16, 4)  # warm-up: imports, pools, first allocations
+        idle = rss_mb(gw.proc.pid)
+        peak = idle
+        done = asyncio.Event()
+
+        async def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, rss_mb(gw.proc.pid))
+                await asyncio.sleep(0.02)
+
+        sampler = asyncio.create_task(sample())
+        await closed_loop(gw, path, body, burst * 8, burst)  # each connection sends 8, back to back
+        done.set()
+        await sampler
+        return idle, peak
+    finally:
+        gw.stop()
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prompt-bytes", type=int, default=200_000)
+    ap.add_argument("--turns", type=int, default=100)
+    ap.add_argument("--requests", type=int, default=100)
+    ap.add_argument("--conns", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--burst", type=int, default=64)
+    ap.add_argument("--apis", default=",".join(APIS))
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-cpu", action="store_true")
+    ap.add_argument("--chunks", type=int, default=64, help="content chunks per streamed answer")
+    ap.add_argument("--profile", help="py-spy the gateway during the CPU rounds; raw collapsed stacks to this file")
+    a = ap.parse_args()
+    apis = tuple(a.apis.split(","))
+    turns = conversation(a.prompt_bytes, a.turns)
+    bodies = {api: body_for(api, turns) for api in apis}
+    with tempfile.TemporaryDirectory(prefix="tollway-agent-bench-") as tmp:
+        port_file = Path(tmp) / "upstream.port"
+        upstream = subprocess.Popen([sys.executable, str(BENCH / "upstream.py"), "--port", "0",
+                                     "--port-file", str(port_file), "--stream-chunks", str(a.chunks)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                if port_file.exists() and port_file.read_text().strip():
+                    break
+                time.sleep(0.05)
+            upstream_url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+            print(f"prompt {len(bodies[apis[0]][1]):,} bytes in {a.turns} messages; load 1 {os.getloadavg()}")
+            if not a.skip_cpu:
+                await cpu_phase(a, apis, bodies, Path(tmp), upstream_url)
+            if a.skip_memory:
+                return
+            print(f"\n| API | RSS after warm-up MB | peak RSS at {a.burst} concurrent MB |\n|---|---|---|")
+            for api in apis:
+                workdir = Path(tmp) / f"mem-{api}"
+                workdir.mkdir()
+                path, body = bodies[api]
+                idle, peak = await peak_rss(workdir, upstream_url, path, body, a.burst)
+                print(f"| {api} | {idle:.0f} | {peak:.0f} |")
+            print(f"\nload 1 at end {os.getloadavg()}")
+        finally:
+            upstream.terminate()
+            upstream.wait(10)
+
+
+async def cpu_phase(a: argparse.Namespace, apis: tuple[str, ...], bodies: dict[str, tuple[str, bytes]],
+                    tmp: Path, upstream_url: str) -> None:
+    workdir = tmp / "cpu"
+    workdir.mkdir()
+    gw = Gateway(workdir, upstream_url)
+    try:
+        await gw.ready()
+        await cpu_round(gw, bodies, apis, 20, a.conns)  # warm-up
+        spy = subprocess.Popen(["py-spy", "record", "-p", str(gw.proc.pid), "-f", "raw", "-o", a.profile,
+                                "-r", "200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) \
+            if a.profile else None
+        rounds = []
+        for r in range(a.rounds):
+            order = apis if r % 2 == 0 else tuple(reversed(apis))
+            rounds.append(await cpu_round(gw, bodies, order, a.requests, a.conns))
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in rounds[-1].items()))
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(60)
+    finally:
+        gw.stop()
+    base = statistics.median(r["chat"] for r in rounds) if "chat" in apis else None
+    print("\n| API | gateway CPU ms/request (median) | x chat |\n|---|---|---|")
+    for api in apis:
+        med = statistics.median(r[api] for r in rounds)
+        print(f"| {api} | {med:.2f} | {med / base:.2f} |" if base else f"| {api} | {med:.2f} | |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,126 @@
+"""Query latency of OpenRouter's analytics and datasets APIs over a year-long ledger.
+
+    .venv/bin/python benchmarks/analytics_api_bench.py --database sqlite:////work/bench-data/api10m.db \\
+        --records 10000000
+
+Builds the ledger once with analytics_bench.py's agentic workload and bulk writer (skipped
+when the ledger already holds ``--records`` generations, so keep it, e.g. under
+/work/bench-data/), then runs every query type ``--runs`` times through the same
+functions the handlers call (no HTTP), and prints p50/p95 per query in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from analytics_bench import YEAR_START, ingest
+
+from tollway.analytics import datasets
+from tollway.analytics.attribution import Attribution
+from tollway.analytics.query import Viewer, run_query
+from tollway.analytics.query_spec import parse_query
+from tollway.ledger import schema
+from tollway.ledger.db import create_db_engine, migrate
+
+ADMIN = Viewer(key_id=None, is_admin=True)
+END = YEAR_START + timedelta(days=364)
+YEAR = {"start": YEAR_START.isoformat() + "Z", "end": END.isoformat() + "Z"}
+MONTH = {"start": (END - timedelta(days=30, hours=5)).isoformat() + "Z",
+         "end": (END - timedelta(hours=7)).isoformat() + "Z"}
+HOURS = {"start": (END - timedelta(hours=3)).isoformat() + "Z", "end": END.isoformat() + "Z"}
+
+
+def queries(key_id: str) -> dict[str, tuple[Viewer, dict[str, Any]]]:
+    own = Viewer(key_id=key_id, is_admin=False)
+    return {
+        "year by model, day": (ADMIN, {"metrics": ["request_count", "tokens_total", "total_usage"],
+                                       "dimensions": ["model"], "granularity": "day", "time_range": YEAR}),
+        "year totals, all sum metrics": (ADMIN, {"metrics": ["request_count", "tokens_total", "total_usage",
+                                                             "error_rate", "fallback_rate", "cache_hit_rate",
+                                                             "avg_latency", "avg_throughput"], "time_range": YEAR}),
+        "year percentiles by model": (ADMIN, {"metrics": ["p50_latency", "p99_latency", "p90_throughput",
+                                                          "ttft_p90"], "dimensions": ["model"], "time_range": YEAR}),
+        "year by author x provider_country, month": (ADMIN, {"metrics": ["tokens_total"], "granularity": "month",
+                                                             "dimensions": ["author", "provider_country"],
+                                                             "time_range": YEAR}),
+        "30 days (partial) by app x finish_reason": (ADMIN, {"metrics": ["request_count", "error_rate"],
+                                                             "dimensions": ["app", "finish_reason"],
+                                                             "time_range": MONTH}),
+        "year by api_key_id, week": (ADMIN, {"metrics": ["total_usage"], "dimensions": ["api_key_id"],
+                                             "granularity": "week", "time_range": YEAR}),
+        "non-admin year by model, day": (own, {"metrics": ["request_count", "tokens_total"],
+                                               "dimensions": ["model"], "granularity": "day", "time_range": YEAR}),
+        "3 h by minute": (ADMIN, {"metrics": ["request_count", "p50_latency"], "granularity": "minute",
+                                  "time_range": HOURS}),
+        "3 h by generation_id": (ADMIN, {"metrics": ["tokens_total"], "dimensions": ["generation_id"],
+                                         "time_range": HOURS, "limit": 10_000}),
+    }
+
+
+def dataset_calls(key_id: str) -> dict[str, Callable[[Any], Any]]:
+    now = END + timedelta(days=1)
+    own = Viewer(key_id=key_id, is_admin=False)
+    year = {"start_date": YEAR_START.date().isoformat(), "end_date": END.date().isoformat()}
+    return {
+        "rankings-daily year, day": lambda c: datasets.rankings_daily(
+            c, datasets.RankingsParams.parse(year, now), ADMIN),
+        "rankings-daily year, week": lambda c: datasets.rankings_daily(
+            c, datasets.RankingsParams.parse({**year, "period": "week"}, now), ADMIN),
+        "rankings-daily 30 d, context 100K": lambda c: datasets.rankings_daily(
+            c, datasets.RankingsParams.parse({"context_bucket": "100K"}, now), ADMIN),
+        "app-rankings trending": lambda c: datasets.app_rankings(
+            c, datasets.AppRankingsParams.parse({"sort": "trending"}, now), ADMIN),
+        "session-cost 30 d": lambda c: datasets.session_cost(c, datasets.SessionCostParams.parse({}, now), ADMIN),
+        "activity (non-admin)": lambda c: datasets.activity(
+            c, datasets.ActivityParams.parse({}, now.date()), own),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", required=True)
+    parser.add_argument("--records", type=int, default=10_000_000)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    engine = create_db_engine(args.database)
+    migrate(engine)
+    with engine.connect() as conn:
+        have = conn.execute(select(func.count()).select_from(schema.generations)).scalar() or 0
+    if have < args.records:
+        print(f"building the ledger: {args.records:,} records", file=sys.stderr, flush=True)
+        spent = ingest(args.database, args.records, 5000, "bulk")
+        print(f"ingest: {spent:.0f} s, {args.records / spent:,.0f} records/s", file=sys.stderr)
+    with engine.connect() as conn:
+        key_id = conn.execute(select(schema.generations.c.key_id).limit(1)).scalar() or ""
+        attribution = Attribution.load(conn, None, with_keys=True)
+        work: dict[str, Callable[[Any], Any]] = {}
+        for name, (viewer, body) in queries(key_id).items():
+            parsed = parse_query(body, END)
+            work[name] = lambda c, q=parsed, v=viewer: run_query(c, q, v, attribution)
+        work.update(dataset_calls(key_id))
+        print(f"{'query':45} {'p50 ms':>8} {'p95 ms':>8}")
+        for name, call in work.items():
+            times = []
+            for _ in range(args.runs):
+                t = time.perf_counter()
+                call(conn)
+                times.append((time.perf_counter() - t) * 1000)
+            times.sort()
+            p95 = times[min(len(times) - 1, int(0.95 * len(times)))]
+            print(f"{name:45} {statistics.median(times):8.1f} {p95:8.1f}", flush=True)
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

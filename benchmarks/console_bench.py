@@ -1,0 +1,173 @@
+"""How long each console page waits for its data, and how much each page weighs.
+
+    .venv/bin/python benchmarks/console_bench.py --database sqlite:////work/bench-data/h15_console_10m.db \\
+        --records 10000000 [--runs 10]
+
+Builds the ledger once with analytics_bench.py's agentic workload (skipped when it already
+holds ``--records`` generations), starts the real gateway on loopback (uvicorn, the
+console mounted), and for each page issues the JSON calls its script makes, concurrently
+as the browser does, timing until the last answer arrives (p50/p95 over ``--runs``).  The
+admin's view and one key's view (its most active key, through the admin's ``key`` filter,
+which runs the same scoped queries a plain key's session gets) are both measured.
+
+Page weight: the page's HTML, stylesheet and scripts as sent to a browser that accepts
+gzip (bytes on the wire), plus the JSON of its data calls.  Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from sqlalchemy import func, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from analytics_bench import ingest
+
+from tollway.app import build_app
+from tollway.config import parse_settings
+from tollway.ledger import schema
+from tollway.ledger.db import create_db_engine, migrate
+from tollway.ledger.rollups import usage_daily_key, usage_monthly_model
+
+ADMIN_KEY = "sk-tw-console-bench-admin"
+Call = tuple[str, str, dict[str, Any] | None]  # method, path, JSON body
+
+
+def page_calls(key: str | None, first_model: str | None, filter_model: str) -> dict[str, list[Call]]:
+    """The calls each page's script makes on load (see src/tollway/console/static/js/)."""
+    scope = f"&key={key}" if key else ""
+    rankings: list[Call] = [
+        ("GET", f"/api/v1/analytics/rankings?by=model&period=week&top=8{scope}", None),
+        ("GET", f"/api/v1/analytics/rankings?by=author&period=total&top=10{scope}", None),
+        ("GET", f"/api/v1/analytics/rankings?by=origin&period=week{scope}", None),
+        ("GET", f"/api/v1/analytics/rankings?by=app&period=total&top=10{scope}", None),
+        ("GET", f"/api/v1/analytics/rankings?by=weights&period=week{scope}", None),
+    ]
+    category_query: dict[str, Any] = {
+        "metrics": ["tokens_total"], "dimensions": ["category"],
+        "time_range": {"start": "2026-02-02T00:00:00Z", "end": "2026-03-02T00:00:00Z"},  # the last 4 weeks
+        "order_by": {"field": "tokens_total", "direction": "desc"}, "limit": 12}
+    if key:
+        category_query["filters"] = [{"field": "api_key_id", "operator": "eq", "value": key}]
+    rankings.append(("POST", "/api/v1/analytics/query", category_query))
+    query = f"?key={key}" if key else ""
+    models: list[Call] = [("GET", "/api/v1/models", None)]
+    if first_model:
+        models.append(("GET", f"/api/v1/models/{first_model}/endpoints", None))
+    return {
+        "rankings": rankings,
+        "activity": [("GET", f"/api/v1/console/activity{query}", None),
+                     ("GET", f"/api/v1/console/generations{query}", None),
+                     ("GET", f"/api/v1/console/tasks?top=15{scope}", None)],
+        "activity, filtered log": [("GET", f"/api/v1/console/generations?model={filter_model}{scope}", None)],
+        "models": models,
+        "keys": [("GET", "/api/v1/keys?include_disabled=true", None)],
+        "providers": [("GET", "/api/v1/console/providers", None)],
+    }
+
+
+async def timed_page(client: httpx.AsyncClient, calls: list[Call]) -> tuple[float, int, list[int]]:
+    started = time.perf_counter()
+    responses = await asyncio.gather(*(client.request(m, p, json=b) for m, p, b in calls))
+    took = (time.perf_counter() - started) * 1000
+    return took, sum(len(r.content) for r in responses), [r.status_code for r in responses]
+
+
+async def page_weight(client: httpx.AsyncClient, page: str) -> int:
+    """HTML + CSS + scripts of a console page, gzip-encoded bytes as on the wire."""
+    html = await client.get(f"/console/{page}", headers={"accept-encoding": "gzip"})
+    total = len(html.content) if "content-encoding" not in html.headers else int(
+        html.headers.get("content-length", len(html.content)))
+    for asset in re.findall(r'(?:src|href)="(/console/static/[^"]+)"', html.text):
+        async with client.stream("GET", asset, headers={"accept-encoding": "gzip"}) as response:
+            total += sum([len(chunk) async for chunk in response.aiter_raw()])
+    return total
+
+
+async def measure(url: str, key: str, filter_model: str, runs: int) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=120) as anonymous:
+        login = await anonymous.get("/console/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', login.text)
+        assert csrf is not None
+        await anonymous.post("/console/login", data={"key": ADMIN_KEY, "csrf": csrf.group(1)})
+        page_csrf = re.search(r'name="csrf-token" content="([^"]+)"', (await anonymous.get("/console/activity")).text)
+        assert page_csrf is not None
+        anonymous.headers["x-csrf-token"] = page_csrf.group(1)
+        client = anonymous
+        catalog = (await client.get("/api/v1/models")).json()["data"]
+        first_model = catalog[0]["id"] if catalog else None
+        print(f"{'page (view)':34} {'p50 ms':>8} {'p95 ms':>8} {'JSON KB':>8} {'page KB':>8}")
+        for view, scope in (("admin", None), (f"key {key}", key)):
+            for page, calls in page_calls(scope, first_model, filter_model).items():
+                await timed_page(client, calls)  # warm: first-touch page cache, key cache
+                samples = []
+                size = 0
+                for _ in range(runs):
+                    took, size, statuses = await timed_page(client, calls)
+                    assert all(s < 300 for s in statuses), (page, statuses)
+                    samples.append(took)
+                samples.sort()
+                p95 = samples[min(len(samples) - 1, int(0.95 * len(samples)))]
+                name = page.split(",")[0]
+                weight = await page_weight(client, name) if scope is None and name == page else 0
+                shown = f"{(weight + size) / 1024:8.0f}" if weight else f"{'':>8}"
+                print(f"{page + ' (' + view + ')':34} {statistics.median(samples):8.1f} {p95:8.1f} "
+                      f"{size / 1024:8.1f} {shown}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", required=True)
+    parser.add_argument("--records", type=int, default=10_000_000)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--port", type=int, default=18415)
+    parser.add_argument("--rankings-cache-s", type=float, default=30.0,
+                        help="console.rankings_cache_s; 0 measures every rankings call cold")
+    args = parser.parse_args()
+    engine = create_db_engine(args.database)
+    migrate(engine)
+    with engine.connect() as conn:
+        have = conn.execute(select(func.count()).select_from(schema.generations)).scalar() or 0
+    if have < args.records:
+        print(f"building the ledger: {args.records:,} records", file=sys.stderr, flush=True)
+        spent = ingest(args.database, args.records, 5000, "bulk")
+        print(f"ingest: {spent:.0f} s", file=sys.stderr)
+    t = usage_daily_key
+    with engine.connect() as conn:
+        have = conn.execute(select(func.count()).select_from(schema.generations)).scalar() or 0
+        busiest = conn.execute(select(t.c.key_id).group_by(t.c.key_id)
+                               .order_by(func.sum(t.c.requests).desc()).limit(1)).scalar() or ""
+        # The log filtered by a middling model (the 50th by requests): rarer models scan further back.
+        m = usage_monthly_model
+        by_use = conn.execute(select(m.c.model).group_by(m.c.model).order_by(func.sum(m.c.requests).desc())).scalars()
+        filter_model = list(by_use)[49]
+    engine.dispose()
+    print(f"ledger: {have:,} generations; key view: {busiest}; log filter: {filter_model}", flush=True)
+    settings = parse_settings({"database": args.database, "admin_key": ADMIN_KEY,
+                               "console": {"rankings_cache_s": args.rankings_cache_s}}, source="console bench")
+    server = uvicorn.Server(uvicorn.Config(build_app(settings), host="127.0.0.1", port=args.port,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        asyncio.run(measure(f"http://127.0.0.1:{args.port}", busiest, filter_model, args.runs))
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""OpenRouter's public datasets and per-account activity, from tollway's rollups.
+
+* ``rankings-daily``: top 50 models per day, week or month by prompt + completion tokens,
+  plus an ``other`` row per period (``usage_daily_model``, which also holds imported
+  rankings; a ``context_bucket`` or ``category`` filter reads ``usage_daily_detail``).
+* ``app-rankings``: apps by tokens in the window (popular) or by excess over the mean of
+  the three equal windows before it (trending), from ``usage_daily_app``.
+* ``session-cost``: median cost per session by harness (app), model and turn range,
+  over the 30 days ending yesterday.
+* ``activity``: the caller's per-day, per-model-endpoint usage over the last 30 days.
+
+A key other than the admin's sees only its own traffic: its queries read the cubes that
+have a key column (``usage_daily_detail``), filtered to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from tollway.analytics import periods
+from tollway.analytics.query import Viewer
+from tollway.ledger import schema
+from tollway.ledger.apps import CATEGORIES, CATEGORY_GROUPS, app_categories, app_titles, known_agent_categories
+from tollway.ledger.definitions import CONTEXT_BUCKETS, CONTEXT_TOP
+from tollway.ledger.detail import usage_daily_detail
+from tollway.ledger.rollups import day_of, usage_daily_app, usage_daily_model
+
+DATASET_FLOOR = date(2025, 1, 1)
+TOP_MODELS = 50
+OTHER = "other"
+# rankings-daily's use-case categories -> the app categories whose traffic they cover.
+USE_CASES: Mapping[str, tuple[str, ...]] = {
+    "programming": CATEGORY_GROUPS["coding"], "roleplay": ("roleplay",), "legal": ("legal",),
+    **{name: () for name in ("marketing", "marketing/seo", "technology", "science", "translation", "finance",
+                             "health", "trivia", "academia")},
+}
+MODALITIES = ("text", "image", "image_output", "audio", "tool_calling")
+CONTEXT_LABELS = (*(label for label, _ in CONTEXT_BUCKETS), CONTEXT_TOP)
+TURN_RANGES = (("1-turn", 1, 1), ("2-9-turns", 2, 9), ("10-49-turns", 10, 49), ("50-plus-turns", 50, None))
+
+
+class DatasetError(ValueError):
+    """Invalid dataset parameters; the message names the parameter."""
+
+
+def _date(params: Mapping[str, str], name: str) -> date | None:
+    value = params.get(name)
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise DatasetError(f"{name}={value!r} is not a date; use YYYY-MM-DD") from None
+
+
+def _int(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = params.get(name)
+    if value in (None, ""):
+        return default
+    assert value is not None
+    if not value.lstrip("-").isdigit() or not low <= int(value) <= high:
+        raise DatasetError(f"{name}={value!r} must be an integer from {low} to {high}")
+    return int(value)
+
+
+def _choice(params: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
+    value = params.get(name) or None
+    if value is not None and value not in allowed:
+        raise DatasetError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _window(params: Mapping[str, str], now: datetime) -> tuple[date, date]:
+    end = _date(params, "end_date") or now.date() - timedelta(days=1)
+    if end < DATASET_FLOOR:
+        raise DatasetError(f"end_date={end.isoformat()} is before the dataset's start, {DATASET_FLOOR.isoformat()}")
+    start = max(_date(params, "start_date") or end - timedelta(days=30), DATASET_FLOOR)
+    if start > end:
+        raise DatasetError("start_date must be on or before end_date")
+    return start, end
+
+
+def _meta(start: date, end: date, now: datetime) -> dict[str, str]:
+    return {"as_of": now.strftime("%Y-%m-%dT%H:%M:%S.000Z"), "version": "v1",
+            "start_date": start.isoformat(), "end_date": end.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class RankingsParams:
+    start: date
+    end: date
+    period: str
+    context_bucket: str | None
+    category: str | None
+    now: datetime
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str], now: datetime) -> RankingsParams:
+        start, end = _window(params, now)
+        period = _choice(params, "period", ("day", "week", "month"))
+        modality = _choice(params, "modality", MODALITIES)
+        context = _choice(params, "context_bucket", CONTEXT_LABELS)
+        category = _choice(params, "category", tuple(USE_CASES))
+        if _choice(params, "language_type", ("natural", "programming")):
+            raise DatasetError("language_type: tollway does not classify languages; remove language_type")
+        if modality not in (None, "text"):
+            raise DatasetError(f"modality={modality}: tollway records text generations only; use text or omit it")
+        if category is not None:
+            if context is not None or modality is not None:
+                raise DatasetError("category cannot be combined with modality or context_bucket")
+            if period == "day":
+                raise DatasetError("period=day cannot be combined with category (weekly data); use week or month")
+        return cls(start, end, period or ("week" if category else "day"), context, category, now)
+
+
+def rankings_daily(conn: Connection, p: RankingsParams, viewer: Viewer) -> dict[str, Any]:
+    """Top 50 models per period by tokens, then the ``other`` row summing the rest."""
+    detail = p.context_bucket is not None or p.category is not None or not viewer.is_admin
+    t = usage_daily_detail if detail else usage_daily_model
+    bucket = periods.bucket_expr(conn.dialect.name, t.c.day, p.period, is_date=True)
+    tokens = func.sum(t.c.prompt_tokens + t.c.completion_tokens)
+    stmt = select(bucket, t.c.model, tokens).where(t.c.day >= p.start, t.c.day <= p.end)
+    if not viewer.is_admin:
+        stmt = stmt.where(t.c.key_id == (viewer.key_id or ""))
+    if p.context_bucket is not None:
+        stmt = stmt.where(t.c.context_bucket == p.context_bucket)
+    if p.category is not None:
+        wanted = set(USE_CASES[p.category])
+        stmt = stmt.where(t.c.app.in_(sorted(a for a, c in app_categories(conn).items() if c in wanted)))
+    per_period: dict[date, list[tuple[int, str]]] = defaultdict(list)
+    for day, model, total in conn.execute(stmt.group_by(bucket, t.c.model)):
+        if total:
+            per_period[day_of(day)].append((int(total), model))
+    rows: list[dict[str, Any]] = []
+    for day in sorted(per_period):
+        ranked = sorted(per_period[day], key=lambda r: (-r[0], r[1]))
+        for total, model in ranked[:TOP_MODELS]:
+            rows.append({"date": day.isoformat(), "model_permaslug": model, "total_tokens": str(total)})
+        rows.append({"date": day.isoformat(), "model_permaslug": OTHER,
+                     "total_tokens": str(sum(total for total, _ in ranked[TOP_MODELS:]))})
+    return {"data": rows, "meta": _meta(p.start, p.end, p.now)}
+
+
+@dataclass(frozen=True, slots=True)
+class AppRankingsParams:
+    start: date
+    end: date
+    sort: str
+    categories: tuple[str, ...] | None
+    limit: int
+    offset: int
+    now: datetime
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str], now: datetime) -> AppRankingsParams:
+        start, end = _window(params, now)
+        group = _choice(params, "category", tuple(CATEGORY_GROUPS))
+        sub = _choice(params, "subcategory", CATEGORIES)
+        if group and sub and sub not in CATEGORY_GROUPS[group]:
+            raise DatasetError(f"subcategory={sub} is not in category {group}")
+        chosen = (sub,) if sub else CATEGORY_GROUPS[group] if group else None
+        return cls(start, end, _choice(params, "sort", ("popular", "trending")) or "popular", chosen,
+                   _int(params, "limit", 50, 1, 100), _int(params, "offset", 0, 0, 100), now)
+
+
+def app_id(app: str) -> int:
+    """A stable number for an app (OpenRouter's ``app_id``): the first 6 bytes of its SHA-256."""
+    return int.from_bytes(hashlib.sha256(app.encode()).digest()[:6], "big")
+
+
+def _app_sums(conn: Connection, start: date, end: date, viewer: Viewer) -> dict[str, tuple[int, int]]:
+    t = usage_daily_app if viewer.is_admin else usage_daily_detail
+    stmt = select(t.c.app, func.sum(t.c.prompt_tokens + t.c.completion_tokens), func.sum(t.c.requests))
+    stmt = stmt.where(t.c.day >= start, t.c.day <= end, t.c.app != "")
+    if not viewer.is_admin:
+        stmt = stmt.where(t.c.key_id == (viewer.key_id or ""))
+    return {app: (int(tok or 0), int(req or 0)) for app, tok, req in conn.execute(stmt.group_by(t.c.app))}
+
+
+def app_rankings(conn: Connection, p: AppRankingsParams, viewer: Viewer) -> dict[str, Any]:
+    """Apps ranked by tokens in the window (popular) or by growth over the three windows before (trending)."""
+    window = _app_sums(conn, p.start, p.end, viewer)
+    if p.categories is not None:
+        known, defaults = app_categories(conn), known_agent_categories()
+        titles = app_titles(conn)
+        window = {a: v for a, v in window.items()
+                  if (known.get(a) or defaults.get(titles.get(a, a).lower()) or defaults.get(a.lower()))
+                  in p.categories}
+    if p.sort == "trending":
+        days = (p.end - p.start).days + 1
+        before = _app_sums(conn, p.start - timedelta(days=3 * days), p.start - timedelta(days=1), viewer)
+        scores = {a: tok - before.get(a, (0, 0))[0] / 3 for a, (tok, _) in window.items()}
+        ranked = sorted((a for a in window if scores[a] > 0), key=lambda a: (-scores[a], a))
+    else:
+        ranked = sorted(window, key=lambda a: (-window[a][0], a))
+    titles = app_titles(conn)
+    rows = [{"rank": p.offset + i + 1, "app_id": app_id(app), "app_name": titles.get(app, app),
+             "total_tokens": str(window[app][0]), "total_requests": window[app][1]}
+            for i, app in enumerate(ranked[p.offset:p.offset + p.limit])]
+    return {"data": rows, "meta": _meta(p.start, p.end, p.now)}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCostParams:
+    app: str | None
+    model: str | None
+    turn_range: str | None
+    limit: int
+    offset: int
+    now: datetime
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str], now: datetime) -> SessionCostParams:
+        return cls(params.get("app_slug") or None, params.get("model") or None,
+                   _choice(params, "turn_range", tuple(r[0] for r in TURN_RANGES)),
+                   _int(params, "limit", 100, 1, 500), _int(params, "offset", 0, 0, 5000), now)
+
+
+SESSION_WINDOW_DAYS = 30
+
+
+def turn_range(turns: int) -> str:
+    return next(name for name, low, high in TURN_RANGES if turns >= low and (high is None or turns <= high))
+
+
+def session_cost(conn: Connection, p: SessionCostParams, viewer: Viewer) -> dict[str, Any]:
+    """Median cost per session by (app, model, turn range) over the 30 days ending yesterday.
+
+    A session (``X-Session-Id``) counts under each app and model it used; its turns are its
+    requests.  This reads the window's sessions from the ledger (grouped in SQL over the
+    ``created_at`` index): a per-session median cannot come from summed rollups.
+    """
+    end = p.now.date() - timedelta(days=1)
+    start = end - timedelta(days=SESSION_WINDOW_DAYS - 1)
+    g = schema.generations
+    app = func.coalesce(func.nullif(g.c.app, ""), func.nullif(g.c.app_title, ""), "")
+    stmt = (select(app, g.c.model, g.c.session_id, func.count(), func.sum(g.c.cost_nanousd))
+            .where(g.c.created_at >= datetime.combine(start, datetime.min.time()),
+                   g.c.created_at < datetime.combine(end + timedelta(days=1), datetime.min.time()),
+                   g.c.session_id.is_not(None), g.c.session_id != "")
+            .group_by(app, g.c.model, g.c.session_id))
+    if not viewer.is_admin:
+        stmt = stmt.where(g.c.key_id == viewer.key_id)
+    if p.model is not None:
+        stmt = stmt.where(g.c.model == p.model)
+    titles = app_titles(conn)
+    cells: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    for app_value, model, _session, turns, cost in conn.execute(stmt):
+        if not app_value:
+            continue
+        slug = app_slug(titles.get(app_value, app_value))
+        if p.app is not None and slug != p.app:
+            continue
+        rng = turn_range(int(turns))
+        if p.turn_range is not None and rng != p.turn_range:
+            continue
+        cells[(app_value, model, rng)].append(int(cost or 0))
+    order = {name: i for i, (name, _, _) in enumerate(TURN_RANGES)}
+    keys = sorted(cells, key=lambda k: (app_slug(titles.get(k[0], k[0])), k[1], order[k[2]]))
+    rows = [{"app_slug": app_slug(titles.get(a, a)), "app_name": titles.get(a, a), "turn_range": rng,
+             "model_permaslug": model, "median_session_cost_usd": statistics.median(cells[(a, model, rng)]) / 1e9}
+            for a, model, rng in keys[p.offset:p.offset + p.limit]]
+    return {"data": rows, "meta": {"as_of": p.now.strftime("%Y-%m-%dT%H:%M:%S.000Z"), "version": "v1",
+                                   "window_days": SESSION_WINDOW_DAYS, "window_end_date": end.isoformat()}}
+
+
+def app_slug(name: str) -> str:
+    """A harness's public slug: its title (or URL host), lower-cased, runs of other characters as ``-``."""
+    text = name.split("://", 1)[-1].split("/", 1)[0] if "://" in name else name
+    out, dash = [], False
+    for ch in text.lower():
+        if ch.isalnum():
+            out.append(ch)
+            dash = False
+        elif not dash:
+            out.append("-")
+            dash = True
+    return "".join(out).strip("-")
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityParams:
+    day: date | None
+    key_hash: str | None
+    today: date
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str], today: date) -> ActivityParams:
+        day = _date(params, "date")
+        if day is not None and not today - timedelta(days=30) <= day < today:
+            raise DatasetError(f"date={day.isoformat()} is not one of the last 30 completed UTC days")
+        if params.get("group_by") not in (None, "", "workspace"):
+            raise DatasetError("group_by must be workspace or omitted")
+        return cls(day, params.get("api_key_hash") or None, today)
+
+
+def activity(conn: Connection, p: ActivityParams, viewer: Viewer) -> dict[str, Any]:
+    """The caller's usage per day, model and provider (an endpoint) over the last 30 completed days."""
+    t = usage_daily_detail
+    lo, hi = (p.day, p.day) if p.day else (p.today - timedelta(days=30), p.today - timedelta(days=1))
+    stmt = select(t.c.day, t.c.model, t.c.provider, func.sum(t.c.cost_nanousd), func.sum(t.c.requests),
+                  func.sum(t.c.prompt_tokens), func.sum(t.c.completion_tokens), func.sum(t.c.reasoning_tokens),
+                  func.sum(t.c.cached_tokens))
+    stmt = stmt.where(t.c.day >= lo, t.c.day <= hi)
+    if not viewer.is_admin:
+        stmt = stmt.where(t.c.key_id == (viewer.key_id or ""))
+    if p.key_hash is not None:
+        key_id = conn.execute(select(schema.keys.c.id).where(schema.keys.c.key_hash == p.key_hash)).scalar()
+        stmt = stmt.where(t.c.key_id == (key_id or "\x00"))
+    stmt = stmt.group_by(t.c.day, t.c.model, t.c.provider).order_by(t.c.day, t.c.model, t.c.provider)
+    rows = []
+    for day, model, provider, cost, requests, prompt, completion, reasoning, cached in conn.execute(stmt):
+        rows.append({"date": day_of(day).isoformat(), "model": model, "model_permaslug": model,
+                     "endpoint_id": f"{provider}:{model}", "provider_name": provider,
+                     "usage": int(cost or 0) / 1e9, "byok_usage_inference": 0.0, "requests": int(requests or 0),
+                     "prompt_tokens": int(prompt or 0), "completion_tokens": int(completion or 0),
+                     "reasoning_tokens": int(reasoning or 0), "cached_tokens": int(cached or 0)})
+    return {"data": rows}

@@ -1,0 +1,378 @@
+"""``POST /api/v1/analytics/query`` answered from the analytics cubes (:mod:`tollway.ledger.detail`).
+
+A query's time range is cut into whole UTC days, read from the daily cubes, and the partial
+days at either end, read from the hourly cubes (so a range is exact to the hour).  Each
+segment is one ``GROUP BY`` over the columns the query's dimensions and filters derive
+from; the rows are then resolved (key -> name, app -> title, model -> author, ...), filtered,
+merged into the requested granularity and turned into metrics.  Percentiles come from the
+performance histograms (4 log buckets per doubling: a percentile is within about 12%).
+
+Per-request dimensions (``generation_id``, ``external_user``, ``task``) and minute
+granularity read the ledger's rows instead, over the ``created_at`` index, for windows of
+at most three hours (:data:`~tollway.analytics.query_spec.RAW_WINDOW`); their metrics are
+computed with the same definitions and histograms.
+"""
+
+from __future__ import annotations
+
+import time as clock
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, func, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from tollway.analytics.attribution import Attribution
+from tollway.analytics.query_spec import METRICS, AnalyticsQuery, Filter, QueryError
+from tollway.ledger import schema
+from tollway.ledger.apps import app_categories, app_titles, known_agent_categories
+from tollway.ledger.definitions import (
+    DETAIL_DIMS,
+    DETAIL_MEASURES,
+    MEASURE_NAMES,
+    MODEL_DIMS,
+    PERF_DIMS,
+    PERF_METRICS,
+    bucket_bounds,
+    perf_buckets,
+)
+from tollway.ledger.detail import (
+    usage_daily_detail,
+    usage_daily_model_detail,
+    usage_daily_perf,
+    usage_hourly_detail,
+    usage_hourly_perf,
+)
+from tollway.ledger.records import COLUMNS, GenerationRecord
+
+# Dimension -> the cube column it is derived from.
+SOURCE: Mapping[str, str] = {
+    "model": "model", "author": "model", "author_country": "model", "weights": "model",
+    "provider": "provider", "provider_country": "provider", "app": "app", "category": "app",
+    "api_key_id": "key_id", "country": "key_id", "api": "api", "finish_reason": "finish_reason",
+    "context_length_bucket": "context_bucket",
+    "generation_id": "id", "external_user": "user", "task": "session_id",
+}
+_PERF_COLUMNS = frozenset(d.name for d in PERF_DIMS)
+_MODEL_COLUMNS = frozenset(d.name for d in MODEL_DIMS)
+_M = {name: i for i, name in enumerate(MEASURE_NAMES)}
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who asks: the admin sees every key's traffic, any other key only its own."""
+
+    key_id: str | None
+    is_admin: bool
+
+
+@dataclass(slots=True)
+class Labels:
+    """Resolves raw cube values to what a row shows (built once per query)."""
+
+    attribution: Attribution
+    key_names: dict[str, str]
+    titles: dict[str, str]
+    categories: dict[str, str]
+    agent_defaults: dict[str, str]
+
+    @classmethod
+    def load(cls, conn: Connection, attribution: Attribution) -> Labels:
+        names = {str(k): str(n) for k, n in conn.execute(select(schema.keys.c.id, schema.keys.c.name))}
+        return cls(attribution, names, app_titles(conn), app_categories(conn), known_agent_categories())
+
+    def value(self, dim: str, raw: str) -> str:
+        """What row shows for dimension ``dim`` given its source column's value."""
+        a = self.attribution
+        resolvers: dict[str, Callable[[str], str]] = {
+            "author": a.author, "author_country": a.origin, "weights": a.weights,
+            "provider_country": a.provider_country, "country": a.user_country,
+            "app": lambda v: self.titles.get(v, v), "category": self.category,
+        }
+        resolve = resolvers.get(dim)
+        return resolve(raw) if resolve is not None else raw
+
+    def category(self, app: str) -> str:
+        return self.categories.get(app) or self.agent_defaults.get(self.titles.get(app, app).lower()) or \
+            self.agent_defaults.get(app.lower()) or ""
+
+    def candidates(self, dim: str, raw: str) -> tuple[str, ...]:
+        """The values a filter on ``dim`` may name: keys by id or name, apps by URL or title."""
+        if dim == "api_key_id":
+            return (raw, self.key_names.get(raw, raw))
+        if dim == "app":
+            return (raw, self.titles.get(raw, raw))
+        return (self.value(dim, raw),)
+
+
+def _passes(flt: Filter, values: tuple[str, ...]) -> bool:
+    if flt.operator in ("neq", "not_in"):
+        return all(flt.matches(v) for v in values)
+    return any(flt.matches(v) for v in values)
+
+
+@dataclass(slots=True)
+class _Group:
+    sums: list[int] = field(default_factory=lambda: [0] * len(MEASURE_NAMES))
+    hist: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+def _as_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime.combine(value, time())
+    return datetime.fromisoformat(str(value))
+
+
+def _bucket(at: datetime, granularity: str | None) -> datetime | None:
+    if granularity is None:
+        return None
+    if granularity == "minute":
+        return at.replace(second=0, microsecond=0)
+    if granularity == "hour":
+        return at.replace(minute=0, second=0, microsecond=0)
+    day = datetime.combine(at.date(), time())
+    if granularity == "week":
+        return day - timedelta(days=day.weekday())
+    if granularity == "month":
+        return day.replace(day=1)
+    return day
+
+
+def _segments(start: datetime, end: datetime, hourly_only: bool) -> list[tuple[str, datetime, datetime]]:
+    """The range as (grain, from, to): hourly at the partial-day ends, daily in between."""
+    lo = start.replace(minute=0, second=0, microsecond=0)
+    hi = end if end == end.replace(minute=0, second=0, microsecond=0) else \
+        end.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    first_day = datetime.combine(lo.date(), time())
+    if first_day < lo:
+        first_day += timedelta(days=1)
+    last_day = datetime.combine(hi.date(), time())
+    if hourly_only or first_day >= last_day:
+        return [("hour", lo, hi)]
+    out = [("hour", lo, first_day)] if lo < first_day else []
+    out.append(("day", first_day, last_day))
+    if last_day < hi:
+        out.append(("hour", last_day, hi))
+    return out
+
+
+class Answer:
+    """Accumulates groups: (time bucket, dimension values) -> sums and histograms."""
+
+    def __init__(self, query: AnalyticsQuery, labels: Labels) -> None:
+        self.query = query
+        self.labels = labels
+        self.groups: dict[tuple[Any, ...], _Group] = {}
+        self.sources = sorted({SOURCE[d] for d in (*query.dimensions, *(f.field for f in query.filters))})
+
+    def _key(self, at: Any, raw: Mapping[str, str]) -> tuple[Any, ...] | None:
+        """The group a row falls in, or None if a filter drops it."""
+        labels = self.labels
+        for flt in self.query.filters:
+            if not _passes(flt, labels.candidates(flt.field, raw[SOURCE[flt.field]] or "")):
+                return None
+        bucket = _bucket(_as_datetime(at), self.query.granularity) if self.query.granularity else None
+        return (bucket, *(raw[SOURCE[d]] or "" for d in self.query.dimensions))
+
+    def add_sums(self, at: Any, raw: Mapping[str, str], sums: Iterable[int]) -> None:
+        key = self._key(at, raw)
+        if key is None:
+            return
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = _Group()
+        acc = group.sums
+        for i, value in enumerate(sums):
+            acc[i] += int(value or 0)
+
+    def add_hist(self, at: Any, raw: Mapping[str, str], metric: str, bucket: int, count: int) -> None:
+        key = self._key(at, raw)
+        if key is None:
+            return
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = _Group()
+        hk = (metric, int(bucket))
+        group.hist[hk] = group.hist.get(hk, 0) + int(count)
+
+    def rows(self) -> tuple[list[dict[str, Any]], bool]:
+        """The result rows, ordered and limited; and whether the limit cut some off."""
+        q = self.query
+        time_key = f"date__{q.granularity}" if q.granularity else None
+        out = []
+        for key, group in self.groups.items():
+            row: dict[str, Any] = {}
+            if time_key is not None:
+                row[time_key] = key[0].strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            for dim, raw in zip(q.dimensions, key[1:], strict=True):
+                row[dim] = self.labels.value(dim, raw) if dim not in ("api_key_id",) else raw
+                if dim == "api_key_id":
+                    row["api_key_name"] = self.labels.key_names.get(raw, "")
+                elif dim == "app":
+                    row["app_id"] = raw
+            for name in q.metrics:
+                row[name] = metric_value(name, group)
+            out.append(row)
+        order = q.order_field or (q.metrics[0] if not time_key else None)
+        if time_key is not None:
+            out.sort(key=lambda r: r[time_key])
+        if order is not None:
+            out.sort(key=lambda r: (r[order] is None, r[order] if r[order] is not None else 0),
+                     reverse=q.descending)
+            if q.descending:  # keep rows without a value last
+                out.sort(key=lambda r: r[order] is None)
+        if q.group_limit is not None and q.dimensions:
+            seen: dict[tuple[Any, ...], int] = {}
+            kept = []
+            for r in out:
+                dims = tuple(r[d] for d in q.dimensions)
+                seen[dims] = seen.get(dims, 0) + 1
+                if seen[dims] <= q.group_limit:
+                    kept.append(r)
+            out = kept
+        return out[:q.limit], len(out) > q.limit
+
+
+def _percentile(hist: Mapping[tuple[str, int], int], metric: str, quantile: float) -> float | None:
+    counts = sorted((bucket, n) for (m, bucket), n in hist.items() if m == metric)
+    total = sum(n for _, n in counts)
+    if total == 0:
+        return None
+    rank = quantile * total
+    seen = 0
+    chosen = counts[-1][0]
+    for bucket, n in counts:
+        seen += n
+        if seen >= rank:
+            chosen = bucket
+            break
+    lo, hi = bucket_bounds(chosen)
+    return float(lo + hi) / 2
+
+
+def _ratio(num: int, den: int, scale: float = 1.0) -> float | None:
+    return num * scale / den if den else None
+
+
+def metric_value(name: str, group: _Group) -> Any:
+    """One metric of a group: sums as integers, money in USD, rates as ratios, percentiles from histograms."""
+    s, m = group.sums, _M
+    metric = METRICS[name]
+    if metric.percentile is not None:
+        return _percentile(group.hist, *metric.percentile)
+    total_requests = s[m["requests"]] + s[m["errors"]]
+    values: dict[str, Callable[[], Any]] = {
+        "request_count": lambda: total_requests,
+        "tokens_total": lambda: s[m["prompt_tokens"]] + s[m["completion_tokens"]],
+        "tokens_prompt": lambda: s[m["prompt_tokens"]],
+        "tokens_completion": lambda: s[m["completion_tokens"]],
+        "reasoning_tokens": lambda: s[m["reasoning_tokens"]],
+        "cached_tokens": lambda: s[m["cached_tokens"]],
+        "total_usage": lambda: s[m["cost_nanousd"]] / 1e9,
+        "usage_cache": lambda: s[m["cache_hit_cost"]] / 1e9,
+        "avg_latency": lambda: _ratio(s[m["latency_ms"]], s[m["timed"]]),
+        "avg_throughput": lambda: _ratio(s[m["timed_tokens"]], s[m["latency_ms"]], 1000.0),
+        "cache_hit_rate": lambda: _ratio(s[m["cache_hits"]], s[m["requests"]]),
+        "error_rate": lambda: _ratio(s[m["errors"]], total_requests),
+        "fallback_rate": lambda: _ratio(s[m["fallbacks"]], total_requests),
+    }
+    return values[name]()
+
+
+def run_query(conn: Connection, query: AnalyticsQuery, viewer: Viewer, attribution: Attribution
+              ) -> dict[str, Any]:
+    """The ``/analytics/query`` document for ``query`` as ``viewer`` may see it."""
+    started = clock.perf_counter()
+    answer = Answer(query, Labels.load(conn, attribution))
+    if query.per_request:
+        _from_ledger(conn, query, viewer, answer)
+    else:
+        _from_cubes(conn, query, viewer, answer)
+    rows, truncated = answer.rows()
+    took = (clock.perf_counter() - started) * 1000
+    return {"data": {"data": rows, "metadata": {"query_time_ms": round(took, 3), "row_count": len(rows),
+                                               "truncated": truncated}}}
+
+
+def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer: Answer) -> None:
+    wants_sums = any(METRICS[m].percentile is None for m in query.metrics)
+    wants_hist = any(METRICS[m].percentile is not None for m in query.metrics)
+    if wants_hist and not viewer.is_admin:
+        raise QueryError("metrics: percentiles are kept by model and provider over every key's traffic, so only "
+                         "the admin key can query them beyond 3 hours; narrow time_range to 3 hours or less, or "
+                         "drop the percentile metrics")
+    if wants_hist and not set(answer.sources) <= _PERF_COLUMNS:
+        extra = sorted(set(answer.sources) - _PERF_COLUMNS)[0]
+        field = next(d for d in (*query.dimensions, *(f.field for f in query.filters)) if SOURCE[d] == extra)
+        raise_percentile_split(field)
+    hourly_only = query.granularity == "hour"
+    for grain, lo, hi in _segments(query.start, query.end, hourly_only):
+        if wants_sums:
+            small = viewer.is_admin and set(answer.sources) <= _MODEL_COLUMNS
+            table = usage_hourly_detail if grain == "hour" else \
+                usage_daily_model_detail if small else usage_daily_detail
+            _read(conn, table, grain, lo, hi, answer, viewer, perf=False)
+        if wants_hist:
+            table = usage_hourly_perf if grain == "hour" else usage_daily_perf
+            _read(conn, table, grain, lo, hi, answer, viewer, perf=True)
+
+
+def raise_percentile_split(field: str) -> None:
+    raise QueryError(f"dimensions/filters: percentile metrics cannot be split or filtered by {field} "
+                     "(their histograms are kept by model and provider); drop the percentile "
+                     f"metrics or {field}")
+
+
+def _read(conn: Connection, table: Any, grain: str, lo: datetime, hi: datetime, answer: Answer,
+          viewer: Viewer, *, perf: bool) -> None:
+    t = table.c[grain]
+    bounds = (lo, hi) if grain == "hour" else (lo.date(), hi.date())
+    cols = [table.c[c] for c in answer.sources]
+    timed = answer.query.granularity is not None
+    head: list[ColumnElement[Any]] = [t] if timed else []
+    if perf:
+        tail = [table.c.metric, table.c.bucket]
+        stmt = select(*head, *cols, *tail, func.sum(table.c.requests))
+    else:
+        tail = []
+        stmt = select(*head, *cols, *[func.sum(table.c[m]) for m in MEASURE_NAMES])
+    stmt = stmt.where(t >= bounds[0], t < bounds[1])
+    if not viewer.is_admin:
+        stmt = stmt.where(table.c.key_id == (viewer.key_id or ""))
+    stmt = stmt.group_by(*head, *cols, *tail)
+    n = len(cols)
+    offset = 1 if timed else 0
+    for row in conn.execute(stmt):
+        at = row[0] if timed else None
+        raw = dict(zip(answer.sources, row[offset:offset + n], strict=True))
+        if perf:
+            answer.add_hist(at, raw, row[offset + n], row[offset + n + 1], row[offset + n + 2])
+        else:
+            answer.add_sums(at, raw, row[offset + n:])
+
+
+def _from_ledger(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer: Answer) -> None:
+    """Per-request answers: the ledger's rows in the window, through the cubes' own definitions."""
+    g = schema.generations
+    stmt = select(*[g.c[c] for c in COLUMNS]).where(g.c.created_at >= query.start, g.c.created_at < query.end)
+    if not viewer.is_admin:
+        stmt = stmt.where(g.c.key_id == viewer.key_id)
+    dims = {d.name: d for d in DETAIL_DIMS}
+    for row in conn.execute(stmt):
+        values = dict(row._mapping)
+        for name in ("attempts", "extra"):
+            values[name] = orjson.loads(values[name]) if values[name] else None
+        record = GenerationRecord(**values)
+        raw = {name: d.py(record) for name, d in dims.items()}
+        raw.update(id=record.id, user=str((record.extra or {}).get("user") or ""),
+                   session_id=record.session_id or "")
+        answer.add_sums(record.created_at, raw, [m.py(record) for m in DETAIL_MEASURES])
+        buckets = perf_buckets(record.status, record.latency_ms, record.ttft_ms, record.completion_tokens)
+        for metric, bucket in zip(PERF_METRICS, buckets, strict=True):
+            if bucket is not None:
+                answer.add_hist(record.created_at, raw, metric, bucket, 1)

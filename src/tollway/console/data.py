@@ -1,0 +1,147 @@
+"""The console's own JSON routes, for what no other API lists (``/api/v1/console/...``).
+
+* ``GET /api/v1/console/activity?from=&to=``: requests, tokens and cost per day.
+* ``GET /api/v1/console/generations?model=&app=&key=&task=&before=&limit=``: the generation log.
+* ``GET /api/v1/console/tasks?from=&to=&top=``: agent tasks (``session_id``) with their sizes
+  (by default those first seen in the last 14 days up to the latest traffic).
+* ``GET /api/v1/console/providers``: circuit state, uptime, latency and throughput per endpoint.
+
+They accept a bearer key or a console session (``tollway.auth``).  The admin sees every
+key's traffic; any other key sees its own only: its key id replaces whatever ``key`` the
+query names, so there is no parameter that widens the scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tollway.api.common import gateway_of, json_response
+from tollway.auth import Principal
+from tollway.console import queries
+from tollway.errors import BadRequest
+
+DEFAULT_DAYS = 60
+TASK_DAYS = 14  # tasks are ranked by size: every task in the range is read, so keep it short
+MAX_DAYS = 400
+
+
+def _date(request: Request, name: str) -> date | None:
+    value = request.query_params.get(name)
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"query parameter {name}={value!r} is not a date; use YYYY-MM-DD", code=400) from None
+
+
+def _int(request: Request, name: str, default: int, most: int) -> int:
+    value = request.query_params.get(name)
+    if not value:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= most:
+        raise BadRequest(f"query parameter {name}={value!r} must be an integer from 1 to {most}", code=400)
+    return int(value)
+
+
+def scope_key(principal: Principal, request: Request) -> str | None:
+    """The key id whose data this caller may read: its own, or (admin) the ``key`` asked for."""
+    if principal.is_admin:
+        return request.query_params.get("key") or None
+    assert principal.key_id is not None
+    return principal.key_id
+
+
+async def _query(request: Request, work: Callable[[Any, str | None], dict[str, Any]]) -> Response:
+    gateway = gateway_of(request)
+    principal = await gateway.keys.authenticate(request)
+    key_id = scope_key(principal, request)
+
+    def call() -> dict[str, Any]:
+        with gateway.engine.connect() as conn:
+            return work(conn, key_id)
+
+    return json_response(await run_in_threadpool(call))
+
+
+def _range(request: Request, conn: Any, key_id: str | None, days: int = DEFAULT_DAYS) -> tuple[date, date]:
+    """``from``/``to`` as given; by default the last ``days`` days up to the latest traffic."""
+    end = _date(request, "to") or queries.latest_day(conn, key_id=key_id) or datetime.now().date()
+    start = _date(request, "from") or end - timedelta(days=days - 1)
+    if start > end:
+        raise BadRequest(f"from={start} is after to={end}", code=400)
+    if (end - start).days >= MAX_DAYS:
+        raise BadRequest(f"the range is longer than {MAX_DAYS} days; narrow from/to", code=400)
+    return start, end
+
+
+async def activity(request: Request) -> Response:
+    def work(conn: Any, key_id: str | None) -> dict[str, Any]:
+        start, end = _range(request, conn, key_id)
+        return queries.activity_series(conn, key_id=key_id, start=start, end=end)
+
+    return await _query(request, work)
+
+
+async def generation_log(request: Request) -> Response:
+    params = request.query_params
+    before_raw = params.get("before")
+    before = None
+    if before_raw:
+        try:
+            before = datetime.fromisoformat(before_raw.removesuffix("Z"))
+        except ValueError:
+            raise BadRequest(f"before={before_raw!r} is not an ISO 8601 timestamp", code=400) from None
+    limit = _int(request, "limit", 50, 500)
+
+    def work(conn: Any, key_id: str | None) -> dict[str, Any]:
+        return queries.generation_log(conn, key_id=key_id, model=params.get("model") or None,
+                                      app=params.get("app") or None, session_id=params.get("task") or None,
+                                      before=before, limit=limit)
+
+    return await _query(request, work)
+
+
+async def tasks(request: Request) -> Response:
+    top = _int(request, "top", 20, 500)
+
+    def work(conn: Any, key_id: str | None) -> dict[str, Any]:
+        start, end = _range(request, conn, key_id, TASK_DAYS)
+        return queries.largest_tasks(conn, key_id=key_id, start=start, end=end, top=top)
+
+    return await _query(request, work)
+
+
+async def providers(request: Request) -> Response:
+    """Health of every active endpoint: not per-key data, so any valid key may read it."""
+    gateway = gateway_of(request)
+    await gateway.keys.authenticate(request)
+    catalog = gateway.catalog
+    rows = []
+    for model in catalog.listed_models(include_inactive=False):
+        for endpoint, provider in catalog.active_endpoints(model):
+            snap = gateway.health.snapshot(model.id, endpoint.provider) or {}
+            rows.append({"model": model.id, "provider": endpoint.provider,
+                         "provider_name": (provider.display_name if provider else None) or endpoint.provider,
+                         "breaker": snap.get("breaker", "closed"), "measured": bool(snap),
+                         "uptime_last_5m": snap.get("uptime_last_5m"),
+                         "uptime_last_30m": snap.get("uptime_last_30m"),
+                         "uptime_last_1d": snap.get("uptime_last_1d"),
+                         "latency_last_30m": snap.get("latency_last_30m"),
+                         "throughput_last_30m": snap.get("throughput_last_30m")})
+    return json_response({"data": rows})
+
+
+routes = [
+    Route("/api/v1/console/activity", activity, methods=["GET"]),
+    Route("/api/v1/console/generations", generation_log, methods=["GET"]),
+    Route("/api/v1/console/tasks", tasks, methods=["GET"]),
+    Route("/api/v1/console/providers", providers, methods=["GET"]),
+]

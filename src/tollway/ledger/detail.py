@@ -1,0 +1,228 @@
+"""The analytics cubes (migration ``m007_analytics``), declared once for the live and bulk paths.
+
+``/api/v1/analytics/query`` splits traffic by more than the ranking cubes keep (the API
+used, the finish reason, the prompt-size bucket) and reports latency, throughput and
+time-to-first-token percentiles.  Those come from four tables:
+
+* ``usage_hourly_detail`` / ``usage_daily_detail``: period x model x provider x app x key x
+  api x finish reason x context bucket, summing :data:`DETAIL_MEASURES` (the ledger's
+  token and cost sums plus fallbacks, cache hits and latency/TTFT sums for averages).
+* ``usage_daily_model_detail``: day x model x provider, the same sums (the cube most
+  queries read).
+* ``usage_hourly_perf`` / ``usage_daily_perf``: period x model x provider x
+  metric (``latency``, ``throughput``, ``ttft``) x log bucket (:func:`token_bucket`, 4
+  buckets per doubling), counting requests: percentiles known to within one bucket.
+
+Every dimension and measure is one :class:`Expr` row below: a Python function of a
+:class:`GenerationRecord` (the live writer's path, :class:`DetailDelta`) and the SQL that
+computes the same value from a staged row (the bulk path, :func:`detail_statements`).
+Adding a dimension is adding one row to :data:`DETAIL_DIMS` (and a migration for its column).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Connection, Date, DateTime, Integer, SmallInteger, String, Table
+
+from tollway.ledger import schema
+from tollway.ledger.definitions import (
+    DETAIL_DIMS,
+    DETAIL_MEASURES,
+    MEASURE_NAMES,
+    MODEL_DIMS,
+    PERF_DIMS,
+    PERF_METRICS,
+    PERF_STAGE_COLUMNS,
+    Expr,
+    perf_buckets,
+)
+from tollway.ledger.records import GenerationRecord
+from tollway.ledger.rollups import GATEWAY_BATCH, ROLLUP_INPUT_SQL, _sum_updates, _upsert
+
+
+def _table(name: str, grain: str, dims: tuple[Expr, ...], extra: list[Column[Any]], measures: tuple[str, ...]
+           ) -> Table:
+    time_type: Any = DateTime if grain == "hour" else Date
+    return Table(
+        name, schema.metadata,
+        Column(grain, time_type, primary_key=True),
+        *[Column(d.name, String(d.length), primary_key=True) for d in dims],
+        *extra,
+        Column("batch_id", Integer, primary_key=True),
+        *[Column(m, BigInteger, nullable=False, server_default="0") for m in measures],
+        sqlite_with_rowid=False,
+    )
+
+
+def _perf_keys() -> list[Column[Any]]:
+    return [Column("metric", String(12), primary_key=True), Column("bucket", SmallInteger, primary_key=True)]
+
+
+usage_hourly_detail = _table("usage_hourly_detail", "hour", DETAIL_DIMS, [], MEASURE_NAMES)
+usage_daily_detail = _table("usage_daily_detail", "day", DETAIL_DIMS, [], MEASURE_NAMES)
+# The small daily cube of the common questions (by model or provider, any metric but the
+# splits by app, key, api, finish reason or context): a few hundred rows a day.
+usage_daily_model_detail = _table("usage_daily_model_detail", "day", MODEL_DIMS, [], MEASURE_NAMES)
+usage_hourly_perf = _table("usage_hourly_perf", "hour", PERF_DIMS, _perf_keys(), ("requests",))
+usage_daily_perf = _table("usage_daily_perf", "day", PERF_DIMS, _perf_keys(), ("requests",))
+
+
+@dataclass(frozen=True, slots=True)
+class DetailCube:
+    """An analytics cube: its dimensions are a prefix of :data:`DETAIL_DIMS` (hourly cubes: all of
+    their kind's), so the live path slices one tuple and the bulk path re-sums the batch's cells."""
+
+    table: Table
+    grain: str  # hour | day
+    dims: tuple[Expr, ...]
+    perf: bool  # a histogram (metric, bucket -> requests) rather than a sum of measures
+
+    def __post_init__(self) -> None:
+        assert self.dims == DETAIL_DIMS[:len(self.dims)]
+        assert self.grain == "day" or self.dims == (PERF_DIMS if self.perf else DETAIL_DIMS)
+
+
+DETAIL_CUBES = (
+    DetailCube(usage_hourly_detail, "hour", DETAIL_DIMS, False),
+    DetailCube(usage_daily_detail, "day", DETAIL_DIMS, False),
+    DetailCube(usage_daily_model_detail, "day", MODEL_DIMS, False),
+    DetailCube(usage_hourly_perf, "hour", PERF_DIMS, True),
+    DetailCube(usage_daily_perf, "day", PERF_DIMS, True),
+)
+DETAIL_TABLES = tuple(c.table for c in DETAIL_CUBES)
+
+
+def m007_analytics(conn: Connection) -> None:
+    """Migration ``m007_analytics``: the analytics cubes, filled from here on."""
+    for table in DETAIL_TABLES:
+        table.create(conn, checkfirst=True)
+
+
+def _period(at: datetime, grain: str) -> date | datetime:
+    return at.replace(minute=0, second=0, microsecond=0) if grain == "hour" else at.date()
+
+
+class DetailDelta:
+    """The live path: a batch's contributions to every analytics cube, summed in Python."""
+
+    def __init__(self) -> None:
+        self.cells: list[dict[tuple[Any, ...], list[int]]] = [{} for _ in DETAIL_CUBES]
+
+    def add_record(self, record: GenerationRecord) -> None:
+        dims = tuple(d.py(record) for d in DETAIL_DIMS)
+        measures = [m.py(record) for m in DETAIL_MEASURES]
+        perf = list(zip(PERF_METRICS, perf_buckets(record.status, record.latency_ms, record.ttft_ms,
+                                               record.completion_tokens), strict=True))
+        for cube, acc in zip(DETAIL_CUBES, self.cells, strict=True):
+            head = (_period(record.created_at, cube.grain), *dims[:len(cube.dims)])
+            if cube.perf:
+                for metric, bucket in perf:
+                    if bucket is not None:
+                        key = (*head, metric, bucket, GATEWAY_BATCH)
+                        cell = acc.get(key)
+                        if cell is None:
+                            acc[key] = [1]
+                        else:
+                            cell[0] += 1
+                continue
+            key = (*head, GATEWAY_BATCH)
+            cell = acc.get(key)
+            if cell is None:
+                acc[key] = list(measures)
+            else:
+                for i, value in enumerate(measures):
+                    cell[i] += value
+
+    def apply(self, conn: Connection) -> None:
+        for cube, acc in zip(DETAIL_CUBES, self.cells, strict=True):
+            if not acc:
+                continue
+            keys = _key_columns(cube)
+            measures = ("requests",) if cube.perf else MEASURE_NAMES
+            _upsert(conn, cube.table, (*keys, *measures), keys, [(*k, *v) for k, v in sorted(acc.items())],
+                    _sum_updates(cube.table, measures))
+
+
+def _key_columns(cube: DetailCube) -> tuple[str, ...]:
+    perf = ("metric", "bucket") if cube.perf else ()
+    return (cube.grain, *(d.name for d in cube.dims), *perf, "batch_id")
+
+
+def apply_detail(conn: Connection, records: list[GenerationRecord]) -> None:
+    """Fold a batch of generations into the analytics cubes (live path)."""
+    delta = DetailDelta()
+    for record in records:
+        delta.add_record(record)
+    delta.apply(conn)
+
+
+_HOUR_SQL = {"sqlite": "substr(created_at, 1, 13) || ':00:00.000000'", "postgresql": "date_trunc('hour', created_at)"}
+_DAY_FROM_HOUR_SQL = {"sqlite": "substr(hour, 1, 10)", "postgresql": "hour::date"}
+DETAIL_CELLS = "tollway_stage_detail"
+PERF_CELLS = "tollway_stage_perf"
+
+
+def ensure_detail_stage(conn: Connection) -> None:
+    """This connection's TEMP tables for a batch's hourly cells (created once, emptied per batch)."""
+    dims = ", ".join(f"{d.name} text" for d in DETAIL_DIMS)
+    perf_dims = ", ".join(f"{d.name} text" for d in PERF_DIMS)
+    measures = ", ".join(f"{m} bigint" for m in MEASURE_NAMES)
+    tables = {DETAIL_CELLS: f"hour timestamp, {dims}, {measures}",
+              PERF_CELLS: f"hour timestamp, {perf_dims}, metric text, bucket smallint, requests bigint"}
+    for name, columns in tables.items():
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DELETE ROWS")
+        else:
+            conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns})")
+            conn.exec_driver_sql(f"DELETE FROM temp.{name}")
+
+
+def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
+    """The bulk path, generated from the same :class:`Expr` rows as :class:`DetailDelta`.
+
+    The staged batch is summed once into its hourly cells (one scan for the sums, one for
+    the three histograms, whose buckets were computed in Python while staging:
+    :func:`perf_buckets`); the hourly cubes take the cells as they are and the daily cubes
+    re-sum them.
+    """
+    pg = dialect == "postgresql"
+    kind = "postgresql" if pg else "sqlite"
+    where = "" if pg else " WHERE true"  # SQLite: INSERT ... SELECT ... ON CONFLICT needs a WHERE
+
+    def text(sql: str) -> str:
+        return f'{sql} COLLATE "C"' if pg else sql  # bytewise, the order the live path sorts in
+
+    def numbers(n: int) -> str:
+        return ", ".join(str(i + 1) for i in range(n))
+
+    names = [d.name for d in DETAIL_DIMS]
+    perf_names = [d.name for d in PERF_DIMS]
+    sums = ", ".join(f"sum({m.sql})" for m in DETAIL_MEASURES)
+    out = [(DETAIL_CELLS, f"INSERT INTO {DETAIL_CELLS} SELECT {_HOUR_SQL[kind]}, "
+                          f"{', '.join(text(d.sql) for d in DETAIL_DIMS)}, {sums} FROM {stage} "
+                          f"WHERE {ROLLUP_INPUT_SQL} GROUP BY {numbers(1 + len(names))}")]
+    perf_dims = ", ".join(f"{text(d.sql)} AS {d.name}" for d in PERF_DIMS)
+    unpivot = " UNION ALL ".join(f"SELECT {_HOUR_SQL[kind]} AS hour, {perf_dims}, '{m}' AS metric, "
+                                 f"{col} AS bucket FROM {stage} WHERE {col} IS NOT NULL AND {ROLLUP_INPUT_SQL}"
+                                 for m, col in zip(PERF_METRICS, PERF_STAGE_COLUMNS, strict=True))
+    out.append((PERF_CELLS, f"INSERT INTO {PERF_CELLS} SELECT hour, {', '.join(perf_names)}, metric, bucket, count(*) "
+                            f"FROM ({unpivot}) p GROUP BY {numbers(3 + len(perf_names))}"))
+    for cube in DETAIL_CUBES:
+        keys = _key_columns(cube)
+        measures: tuple[str, ...] = ("requests",) if cube.perf else MEASURE_NAMES
+        source = PERF_CELLS if cube.perf else DETAIL_CELLS
+        dims = [d.name for d in cube.dims] + (["metric", "bucket"] if cube.perf else [])
+        if cube.grain == "hour":
+            select = f"SELECT hour, {', '.join(dims)}, {GATEWAY_BATCH}, {', '.join(measures)} FROM {source}{where}"
+        else:
+            select = (f"SELECT {_DAY_FROM_HOUR_SQL[kind]}, {', '.join(dims)}, {GATEWAY_BATCH}, "
+                      f"{', '.join(f'sum({m})' for m in measures)} FROM {source}{where} "
+                      f"GROUP BY {numbers(1 + len(dims))}")
+        updates = ", ".join(_sum_updates(cube.table, measures))
+        name = cube.table.name
+        out.append((name, f"INSERT INTO {name} ({', '.join((*keys, *measures))}) {select} "
+                          f"ORDER BY {numbers(len(keys))} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"))
+    return out

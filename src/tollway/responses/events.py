@@ -1,0 +1,208 @@
+"""A stream of OpenAI chat chunks as the Responses event sequence.
+
+``response.created``, ``response.in_progress``; then per output item
+``response.output_item.added``, its deltas (reasoning summary, output text, function call
+arguments) and ``...done`` events, ``response.output_item.done``; finally
+``response.completed`` (or ``response.incomplete``) with usage, or ``response.failed``.
+Every event carries a ``sequence_number`` and goes out as ``event: <type>`` + ``data:``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from tollway.responses.output import call_item, message_item, new_item_id, reasoning_item, response_object
+from tollway.responses.request import ResponsesRequest
+
+
+@dataclass(slots=True)
+class _Item:
+    kind: str  # "reasoning", "message" or "call"
+    item_id: str
+    index: int
+    text: list[str] = field(default_factory=list)  # reasoning, output text or arguments
+    details: list[dict[str, Any]] = field(default_factory=list)
+    call_id: str = ""
+    name: str = ""
+
+
+class ResponseEventWriter:
+    """Feeds on chat chunk bytes; emits Responses events; keeps the final ``response``."""
+
+    def __init__(self, request: ResponsesRequest, response_id: str, model: str, provider: str,
+                 created_at: int) -> None:
+        self.request = request
+        self.response_id = response_id
+        self.model = model
+        self.provider = provider
+        self.created_at = created_at
+        self.sequence = 0
+        self.started = False
+        self.output: list[dict[str, Any]] = []
+        self.open: _Item | None = None
+        self.calls: dict[int, _Item] = {}  # chat tool_calls index -> its item
+        self.finish: str | None = None
+        self.final: dict[str, Any] | None = None  # the finished response, once ended
+
+    def event(self, kind: str, payload: dict[str, Any]) -> bytes:
+        payload = {"type": kind, "sequence_number": self.sequence, **payload}
+        self.sequence += 1
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+    def _response(self, status: str, **kwargs: Any) -> dict[str, Any]:
+        return response_object(self.request, self.response_id, self.model, self.created_at,
+                               list(self.output), status=status, **kwargs)
+
+    def start(self) -> bytes:
+        self.started = True
+        response = self._response("in_progress", usage=None)
+        return self.event("response.created", {"response": response}) + \
+            self.event("response.in_progress", {"response": response})
+
+    def feed(self, data: bytes) -> bytes:
+        """A run of chat chunk events (no usage chunk, no [DONE]) as Responses events."""
+        out: list[bytes] = [] if self.started else [self.start()]
+        for event in data.split(b"\n\n"):
+            if not event.startswith(b"data:"):
+                continue
+            try:
+                chunk = orjson.loads(event[5:])
+            except orjson.JSONDecodeError:
+                continue
+            choices = chunk.get("choices") if isinstance(chunk, dict) else None
+            for choice in choices or ():
+                if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                    self._choice(choice, out)
+        return b"".join(out)
+
+    # -- items -------------------------------------------------------------------------------
+
+    def _add(self, kind: str, item: dict[str, Any], out: list[bytes]) -> _Item:
+        self._close(out)
+        opened = _Item(kind=kind, item_id=item["id"], index=len(self.output))
+        self.output.append(item)  # replaced by the done item when it closes
+        out.append(self.event("response.output_item.added", {"output_index": opened.index, "item": item}))
+        self.open = opened
+        return opened
+
+    def _where(self, item: _Item) -> dict[str, Any]:
+        return {"item_id": item.item_id, "output_index": item.index}
+
+    def _choice(self, choice: dict[str, Any], out: list[bytes]) -> None:
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        assert isinstance(delta, dict)
+        reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+        details = [d for d in delta.get("reasoning_details") or () if isinstance(d, dict)]
+        if (isinstance(reasoning, str) and reasoning) or details:
+            item = self.open if self.open is not None and self.open.kind == "reasoning" else None
+            if item is None:
+                item = self._add("reasoning", {"type": "reasoning", "id": new_item_id("rs"), "summary": []},
+                                 out)
+                out.append(self.event("response.reasoning_summary_part.added", {
+                    **self._where(item), "summary_index": 0, "part": {"type": "summary_text", "text": ""}}))
+            item.details.extend(details)
+            if isinstance(reasoning, str) and reasoning:
+                item.text.append(reasoning)
+                out.append(self.event("response.reasoning_summary_text.delta",
+                                      {**self._where(item), "summary_index": 0, "delta": reasoning}))
+        text = delta.get("content")
+        if isinstance(text, str) and text:
+            item = self.open if self.open is not None and self.open.kind == "message" else None
+            if item is None:
+                item = self._add("message", message_item(new_item_id("msg"), "", "in_progress"), out)
+                out.append(self.event("response.content_part.added", {
+                    **self._where(item), "content_index": 0,
+                    "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}))
+            item.text.append(text)
+            out.append(self.event("response.output_text.delta", {
+                **self._where(item), "content_index": 0, "delta": text, "logprobs": []}))
+        for call in delta.get("tool_calls") or ():
+            if isinstance(call, dict):
+                self._call(call, out)
+        if choice.get("finish_reason"):
+            self.finish = str(choice["finish_reason"])
+
+    def _call(self, call: dict[str, Any], out: list[bytes]) -> None:
+        position = call.get("index", 0)
+        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        assert isinstance(fn, dict)
+        item = self.calls.get(position)
+        if item is None:
+            call_id = str(call.get("id") or new_item_id("call"))
+            name = str(fn.get("name") or "")
+            added = call_item(self.request, new_item_id("fc"), call_id, name, "", "in_progress")
+            if added["type"] == "custom_tool_call":
+                added["input"] = ""
+            item = self._add("call", added, out)
+            item.call_id, item.name = call_id, name
+            self.calls[position] = item
+        arguments = fn.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            item.text.append(arguments)
+            # A freeform tool's input is JSON-wrapped upstream; it is sent whole when done.
+            if item is self.open and item.name not in self.request.tools.custom:
+                out.append(self.event("response.function_call_arguments.delta",
+                                      {**self._where(item), "delta": arguments}))
+
+    def _close(self, out: list[bytes]) -> None:
+        item, self.open = self.open, None
+        if item is None:
+            return
+        where = self._where(item)
+        text = "".join(item.text)
+        if item.kind == "reasoning":
+            out.append(self.event("response.reasoning_summary_text.done", {**where, "summary_index": 0, "text": text}))
+            out.append(self.event("response.reasoning_summary_part.done", {
+                **where, "summary_index": 0, "part": {"type": "summary_text", "text": text}}))
+            done = reasoning_item(item.item_id, text, self.provider, item.details)
+        elif item.kind == "message":
+            done = message_item(item.item_id, text)
+            out.append(self.event("response.output_text.done", {**where, "content_index": 0, "text": text,
+                                                                "logprobs": []}))
+            out.append(self.event("response.content_part.done", {**where, "content_index": 0,
+                                                                 "part": done["content"][0]}))
+        else:
+            done = call_item(self.request, item.item_id, item.call_id, item.name, text)
+            if done["type"] == "function_call":
+                out.append(self.event("response.function_call_arguments.done",
+                                      {**where, "name": item.name, "arguments": text}))
+        self.output[item.index] = done
+        out.append(self.event("response.output_item.done", {"output_index": item.index, "item": done}))
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def end(self, usage: dict[str, Any], finish: str | None) -> bytes:
+        """Close the open item; ``response.completed`` (or ``.incomplete``) with usage."""
+        out: list[bytes] = [] if self.started else [self.start()]
+        self._close(out)
+        response = self._response("completed", usage=usage, finish_reason=finish or self.finish)
+        self.final = response
+        kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
+        out.append(self.event(kind, {"response": response}))
+        return b"".join(out)
+
+    def failed(self, message: str) -> bytes:
+        """``response.failed``: the upstream broke after the stream began."""
+        out: list[bytes] = [] if self.started else [self.start()]
+        response = self._response("failed", usage=None,
+                                  error={"code": "server_error", "message": message})
+        out.append(self.event("response.failed", {"response": response}))
+        return b"".join(out)
+
+
+async def translate_stream(chunks: AsyncIterator[bytes],
+                           writer: ResponseEventWriter) -> AsyncGenerator[bytes, None]:
+    """An adapter's chat chunk stream as Responses events; closing this closes the adapter's."""
+    try:
+        async for data in chunks:
+            out = writer.feed(data)
+            if out:
+                yield out
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()

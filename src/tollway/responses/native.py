@@ -1,0 +1,174 @@
+"""Pass-through to a provider flagged ``responses: native`` (``POST {base_url}/responses``).
+
+The client's body is forwarded with the upstream's model name, the whole conversation as
+``input`` (tollway resolves ``previous_response_id`` itself, so the upstream is asked not
+to store) and no gateway-only fields; built-in tools go along, since such an upstream can
+run them.  The answer comes back with tollway's response id and model; in a stream only
+the events that carry the ``response`` object are rewritten, every other event is relayed
+as it came (its ``sequence_number`` kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
+from tollway.adapters.http import ensure_event_stream, error_from_exception, error_from_response, post_json
+from tollway.adapters.openai import GATEWAY_ONLY_FIELDS
+from tollway.adapters.sse import iter_events
+from tollway.errors import UpstreamError
+from tollway.metering import Usage
+from tollway.responses.request import ResponsesRequest, decode_reasoning
+
+_FINAL_EVENTS = ("response.completed", "response.incomplete")
+
+
+def is_native(target: Target) -> bool:
+    return target.provider.responses == "native"
+
+
+def usage_from_responses(usage: Any) -> Usage | None:
+    """A Responses ``usage`` object in tollway's (OpenAI chat) convention."""
+    if not isinstance(usage, dict):
+        return None
+    return Usage.from_openai({
+        "prompt_tokens": usage.get("input_tokens"), "completion_tokens": usage.get("output_tokens"),
+        "prompt_tokens_details": usage.get("input_tokens_details"),
+        "completion_tokens_details": usage.get("output_tokens_details")})
+
+
+def finish_of(response: dict[str, Any]) -> str:
+    """A chat-style finish reason for the ledger, read from a ``response``."""
+    if response.get("status") == "incomplete":
+        details = response.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, dict) else None
+        return "content_filter" if reason == "content_filter" else "length"
+    output = response.get("output")
+    calls = any(isinstance(i, dict) and str(i.get("type", "")).endswith("call") for i in output or ()) \
+        if isinstance(output, list) else False
+    return "tool_calls" if calls else "stop"
+
+
+def native_body(request: ResponsesRequest, target: Target, stream: bool) -> bytes:
+    body = {k: v for k, v in request.body.items()
+            if k not in GATEWAY_ONLY_FIELDS and k != "previous_response_id"}
+    # tollway's own encrypted reasoning (another provider's signatures) means nothing here.
+    body["input"] = [item for item in request.items
+                     if not (item.get("type") == "reasoning" and decode_reasoning(item.get("encrypted_content")))]
+    body["model"] = target.endpoint.model
+    body["store"] = False
+    body["stream"] = stream
+    return orjson.dumps(body)
+
+
+def _headers(target: Target) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", **target.provider.headers}
+    if target.provider.api_key is not None:
+        headers["Authorization"] = "Bearer " + target.provider.api_key.get_secret_value()
+    return headers
+
+
+def _stamp(response: dict[str, Any], ctx: CallContext) -> None:
+    response["id"] = ctx.generation_id
+    response["model"] = ctx.model_id
+
+
+class NativeRelay:
+    """One call to a Responses-native upstream; ``final`` is the finished response."""
+
+    def __init__(self, request: ResponsesRequest) -> None:
+        self.request = request
+        self.final: dict[str, Any] | None = None
+        self.sequence = -1  # the last sequence_number relayed
+
+    def failed(self, message: str) -> bytes:
+        """An ``error`` event, next in the upstream's sequence: the stream broke mid-way."""
+        self.sequence += 1
+        event = {"type": "error", "code": "server_error", "message": message, "param": None,
+                 "sequence_number": self.sequence}
+        return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
+
+    def url(self, target: Target) -> str:
+        return target.provider.base_url + "/responses"
+
+    async def complete(self, target: Target, ctx: CallContext) -> Completion:
+        provider = target.provider.name
+        obj, raw, status = await post_json(ctx.session, self.url(target), native_body(self.request, target, False),
+                                           _headers(target), ctx.timeouts.complete, provider)
+        if not isinstance(obj, dict) or obj.get("object") != "response":
+            if isinstance(obj, dict) and "error" in obj:
+                raise error_from_response(502, raw, provider)
+            raise UpstreamError(f"provider {provider} returned a body that is not a Responses response",
+                                provider=provider, upstream_status=status,
+                                raw=raw[:2048].decode("utf-8", "replace"))
+        upstream_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+        _stamp(obj, ctx)
+        self.final = obj
+        finish = finish_of(obj)
+        return Completion(payload=obj, usage=usage_from_responses(obj.get("usage")), finish_reason=finish,
+                          native_finish_reason=str(obj.get("status")), upstream_id=upstream_id)
+
+    async def stream(self, target: Target, ctx: CallContext, state: StreamState) -> AsyncIterator[bytes]:
+        provider = target.provider.name
+        finished = False
+        try:
+            async with ctx.session.post(self.url(target), data=native_body(self.request, target, True),
+                                        headers=_headers(target), timeout=ctx.timeouts.stream) as resp:
+                await ensure_event_stream(resp, provider)
+                async for batch in iter_events(resp):
+                    state.mark_first_byte()
+                    out: list[bytes] = []
+                    for event in batch:
+                        out.append(self._event(event.name, event.data, event.raw, ctx, state, provider))
+                        finished = finished or state.finish_reason is not None
+                    data = b"".join(out)
+                    if data:
+                        state.relayed.append(b"")  # marks "bytes reached the client"
+                        state.text_bytes += len(data) // 4  # a rough basis if no usage ever comes
+                        yield data
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            if state.relayed:
+                raise MidStreamError(f"provider {provider} stream broke: {type(exc).__name__}",
+                                     provider=provider) from exc
+            raise error_from_exception(exc, provider) from exc
+        if not finished:
+            if state.relayed:
+                raise MidStreamError(f"provider {provider} closed the stream early", provider=provider)
+            raise UpstreamError(f"provider {provider} closed the stream without sending anything",
+                                provider=provider, retryable=True)
+
+    def _event(self, name: str | None, data: bytes, raw: bytes, ctx: CallContext, state: StreamState,
+               provider: str) -> bytes:
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return raw
+        if not isinstance(obj, dict):
+            return raw
+        kind = obj.get("type") or name
+        if isinstance(obj.get("sequence_number"), int):
+            self.sequence = obj["sequence_number"]
+        if kind == "error":
+            message = obj.get("message") or data[:200].decode("utf-8", "replace")
+            if state.relayed:
+                raise MidStreamError(f"provider error mid-stream: {message}", provider=provider)
+            raise error_from_response(502, data, provider)
+        response = obj.get("response")
+        if not isinstance(response, dict):
+            return raw
+        if isinstance(response.get("id"), str) and state.upstream_id is None:
+            state.upstream_id = response["id"]
+        _stamp(response, ctx)
+        if kind in _FINAL_EVENTS:
+            state.usage = usage_from_responses(response.get("usage"))
+            state.finish_reason = finish_of(response)
+            state.native_finish_reason = str(response.get("status"))
+            self.final = response
+        elif kind == "response.failed":
+            state.finish_reason = "error"
+            state.native_finish_reason = "failed"
+        return b"event: " + str(kind).encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"

@@ -1,0 +1,125 @@
+"""The Responses -> chat mapping on its own: input items, tools, validation messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tollway.errors import BadRequest
+from tollway.responses.events import ResponseEventWriter
+from tollway.responses.output import call_item
+from tollway.responses.request import ResponsesRequest, decode_reasoning, encode_reasoning
+
+
+def parse(**body: Any) -> ResponsesRequest:
+    return ResponsesRequest.parse({"model": "a/b", **body})
+
+
+def test_items_become_chat_messages() -> None:
+    request = parse(instructions="Rules.", input=[
+        {"role": "developer", "content": "Be brief."},
+        {"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "What is this?"},
+            {"type": "input_image", "image_url": "https://example.com/a.png", "detail": "high"}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Let me look."}]},
+        {"type": "function_call", "call_id": "c1", "name": "look", "arguments": "{\"x\":1}"},
+        {"type": "function_call", "call_id": "c2", "name": "look", "arguments": "{\"x\":2}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "one"},
+        {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "two"}]},
+        {"type": "web_search_call", "id": "ws_1", "status": "completed"},
+    ])
+    assert request.chat["messages"] == [
+        {"role": "system", "content": "Rules."},
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                     {"type": "image_url", "image_url": {"url": "https://example.com/a.png",
+                                                                         "detail": "high"}}]},
+        {"role": "assistant", "content": "Let me look.", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "look", "arguments": "{\"x\":1}"}},
+            {"id": "c2", "type": "function", "function": {"name": "look", "arguments": "{\"x\":2}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "one"},
+        {"role": "tool", "tool_call_id": "c2", "content": "two"},
+    ]
+
+
+@pytest.mark.parametrize(("body", "named"), [
+    ({"input": "hi"}, "'model'"),
+    ({"model": "a/b"}, "'input'"),
+    ({"model": "a/b", "input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
+    ({"model": "a/b", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+     "input[0].content[0]"),
+    ({"model": "a/b", "input": [{"type": "item_reference", "id": "msg_1"}]}, "item_reference"),
+    ({"model": "a/b", "input": "hi", "max_output_tokens": 0}, "max_output_tokens"),
+    ({"model": "a/b", "input": "hi", "tools": [{"type": "function"}]}, "tools[0]"),
+    ({"model": "a/b", "input": "hi", "text": {"format": {"type": "json_schema", "name": "x"}}}, "schema"),
+])
+def test_bad_requests_name_the_field(body: dict[str, Any], named: str) -> None:
+    with pytest.raises(BadRequest) as err:
+        ResponsesRequest.parse(body)
+    assert named in err.value.message
+
+
+def test_namespace_custom_and_builtin_tools() -> None:
+    request = parse(input="hi", tool_choice={"type": "function", "name": "read"}, tools=[
+        {"type": "namespace", "name": "fs", "description": "files", "tools": [
+            {"type": "function", "name": "read", "parameters": {"type": "object"}, "strict": False}]},
+        {"type": "custom", "name": "apply_patch", "description": "patch"},
+        {"type": "web_search", "external_web_access": True},
+        {"type": "image_generation", "output_format": "png"},
+    ])
+    assert [t["function"]["name"] for t in request.chat["tools"]] == ["read", "apply_patch"]
+    assert request.chat["tools"][1]["function"]["parameters"]["required"] == ["input"]
+    assert request.chat["tool_choice"] == {"type": "function", "function": {"name": "read"}}
+    assert request.dropped_tools == ("web_search", "image_generation") and request.forced_builtin is None
+    assert call_item(request, "fc_1", "c1", "read", "{}")["namespace"] == "fs"
+    custom = call_item(request, "fc_2", "c2", "apply_patch", '{"input":"*** Begin Patch"}')
+    assert (custom["type"], custom["input"]) == ("custom_tool_call", "*** Begin Patch")
+    assert parse(input="hi", tools=[{"type": "web_search"}], tool_choice={"type": "web_search"}).forced_builtin \
+        == "web_search"
+
+
+def test_custom_tool_calls_go_back_as_function_calls() -> None:
+    request = parse(input=[{"role": "user", "content": "patch it"},
+                           {"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch", "input": "diff"},
+                           {"type": "custom_tool_call_output", "call_id": "c1", "output": "done"}])
+    assistant, tool = request.chat["messages"][1:]
+    assert assistant["tool_calls"][0]["function"] == {"name": "apply_patch", "arguments": '{"input":"diff"}'}
+    assert tool == {"role": "tool", "tool_call_id": "c1", "content": "done"}
+
+
+def test_reasoning_goes_back_only_to_its_provider() -> None:
+    details = [{"type": "reasoning.text", "text": "hmm", "signature": "s", "format": "anthropic-claude-v1"}]
+    encrypted = encode_reasoning("anthropic-a", details)
+    assert decode_reasoning(encrypted) == ("anthropic-a", details)
+    assert decode_reasoning("gAAAA-openai-own") is None
+    request = parse(input=[{"role": "user", "content": "q"},
+                           {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": encrypted},
+                           {"role": "assistant", "content": "a"}, {"role": "user", "content": "q2"}])
+    assert request.chat_for("anthropic-a")["messages"][1]["reasoning_details"] == details
+    assert "reasoning_details" not in request.chat_for("openai-b")["messages"][1]
+    assert "reasoning_details" not in request.chat["messages"][1]
+
+
+def test_writer_without_upstream_events_still_ends_cleanly() -> None:
+    writer = ResponseEventWriter(parse(input="hi"), "gen-1", "a/b", "p", 1)
+    out = writer.end({"input_tokens": 1}, "stop")
+    kinds = [line.split(b": ", 1)[1] for line in out.split(b"\n") if line.startswith(b"event:")]
+    assert kinds == [b"response.created", b"response.in_progress", b"response.completed"]
+    assert writer.final is not None and writer.final["output"] == []
+
+
+@pytest.mark.parametrize("body", [
+    {"input": [{"type": {"x": 1}}]},
+    {"input": [{"role": "user", "content": [{"type": ["input_text"]}]}]},
+])
+def test_malformed_values_are_400s_not_crashes(body: dict[str, Any]) -> None:
+    with pytest.raises(BadRequest):
+        parse(**body)
+
+
+def test_malformed_tool_choice_falls_back_to_auto() -> None:
+    tools = [{"type": "function", "name": "f"}]
+    assert "tool_choice" not in parse(input="hi", tools=tools, tool_choice={"type": {"a": 1}}).chat
+    assert parse(input="hi", tools=tools, tool_choice={"type": "allowed_tools", "mode": ["x"]}).chat[
+        "tool_choice"] == "auto"
