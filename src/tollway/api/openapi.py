@@ -124,6 +124,13 @@ def _paths() -> dict[str, Any]:
                         errors=(401, 404, 503)),
             "delete": _get("delete a stored response", "generate", "ResponseDeleted", security=_KEY_AUTH,
                            errors=(401, 404, 503))}
+        paths[f"{prefix}/responses/{{id}}/input_items"] = {
+            "parameters": [response_id],
+            "get": _get("the input items of a stored response", "generate", {"type": "object"},
+                        security=_KEY_AUTH, errors=(401, 404, 503),
+                        parameters=[_query("limit", "items", {"type": "integer", "minimum": 1}),
+                                    _query("order", "by position", {"enum": ["asc", "desc"]}),
+                                    *_strings("after")])}
     paths["/api/v1/generation"] = {"get": _get(
         "the ledger record of one of the calling key's generations", "ledger", "Generation", security=_KEY_AUTH,
         parameters=[{"name": "id", "in": "query", "required": True, "description": "gen-... (X-Generation-Id)",
@@ -156,7 +163,69 @@ def _paths() -> dict[str, Any]:
                                                [_FROM, _TO, _TOP])
     paths["/api/v1/analytics/requests"] = _report("tokens per request: percentiles and histogram",
                                                   [_FROM, _TO, _query("model", "only this model")])
+    paths.update(_openrouter_analytics_paths())
+    paths.update(_console_paths())
     return paths
+
+
+def _strings(*names: str) -> list[dict[str, Any]]:
+    return [_query(name, name.replace("_", " ")) for name in names]
+
+
+def _openrouter_analytics_paths() -> dict[str, Any]:
+    """OpenRouter's analytics and datasets APIs (``tollway.api.openrouter_analytics``): any key;
+    the admin key sees every key's traffic, others their own."""
+    errors = (400, 401, 503)
+    window = [_query("start_date", "first day (YYYY-MM-DD)", _DATE), _query("end_date", "last day (YYYY-MM-DD)", _DATE)]
+    paging = [_query("limit", "rows", {"type": "integer", "minimum": 1}),
+              _query("offset", "rows to skip", {"type": "integer", "minimum": 0})]
+    return {
+        "/api/v1/analytics/meta": {"get": _get("the dimensions and metrics /analytics/query accepts", "analytics",
+                                               "Report", security=_KEY_AUTH, errors=(401,))},
+        "/api/v1/analytics/query": {"post": {
+            "summary": "an analytics query (OpenRouter's shape): metrics by dimensions over a time range",
+            "tags": ["analytics"], "security": _KEY_AUTH,
+            "requestBody": {"required": True, "content": {_JSON: {"schema": {"type": "object"}}}},
+            "responses": {"200": _json("the result rows", "Report"), **_errors(*errors, 413)}}},
+        "/api/v1/activity": {"get": _get("per-day activity of the last 30 completed UTC days", "analytics", "Report",
+                                         security=_KEY_AUTH, errors=errors,
+                                         parameters=[_query("date", "one day (YYYY-MM-DD)", _DATE),
+                                                     *_strings("api_key_hash", "group_by")])},
+        "/api/v1/datasets/rankings-daily": {"get": _get(
+            "daily model rankings from this gateway's ledger", "analytics", "Report", security=_KEY_AUTH,
+            errors=errors, parameters=[*window, _query("period", "bucket", {"enum": ["day", "week", "month"]}),
+                                       *_strings("modality", "context_bucket", "category", "language_type")])},
+        "/api/v1/datasets/app-rankings": {"get": _get(
+            "app rankings (popular or trending)", "analytics", "Report", security=_KEY_AUTH, errors=errors,
+            parameters=[*window, _query("sort", "order", {"enum": ["popular", "trending"]}),
+                        *_strings("category", "subcategory"), *paging])},
+        "/api/v1/datasets/session-cost": {"get": _get(
+            "cost per session (agent task) by app, model and turns", "analytics", "Report", security=_KEY_AUTH,
+            errors=errors, parameters=[*_strings("app_slug", "model", "turn_range"), *paging])},
+    }
+
+
+def _console_paths() -> dict[str, Any]:
+    """The web console's JSON routes (``tollway.console.data``) and the redirect to it."""
+    errors = (400, 401, 503)
+    window = [_FROM, _TO]
+    return {
+        "/": {"get": {"summary": "redirects to the web console (/console)", "tags": ["console"], "security": [],
+                      "responses": {"307": {"description": "to /console"}}}},
+        "/api/v1/console/activity": {"get": _get("requests, tokens and cost per day", "console", "Report",
+                                                 security=_KEY_AUTH, errors=errors,
+                                                 parameters=[*window, _query("key", "admin: one key's traffic")])},
+        "/api/v1/console/generations": {"get": _get(
+            "the generation log, newest first", "console", "Report", security=_KEY_AUTH, errors=errors,
+            parameters=[*_strings("model", "app", "key", "task"),
+                        _query("before", "only generations before this timestamp"),
+                        _query("limit", "rows", {"type": "integer", "minimum": 1})])},
+        "/api/v1/console/tasks": {"get": _get("agent tasks (session_id) with their sizes", "console", "Report",
+                                              security=_KEY_AUTH, errors=errors,
+                                              parameters=[*window, _TOP, _query("key", "admin: one key's tasks")])},
+        "/api/v1/console/providers": {"get": _get("circuit state, uptime, latency and throughput per endpoint",
+                                                  "console", "Report", security=_KEY_AUTH, errors=(401,))},
+    }
 
 
 def _admin_paths() -> dict[str, Any]:
@@ -222,7 +291,8 @@ def document(served: frozenset[tuple[str, str]] | None = None) -> dict[str, Any]
                                 "exact: every `tollway` object carries nano-dollar (1e-9 USD) integers."},
         "servers": [{"url": "/"}],
         "security": _KEY_AUTH,
-        "tags": [{"name": n} for n in ("generate", "models", "keys", "ledger", "admin", "analytics", "operations")],
+        "tags": [{"name": n} for n in ("generate", "models", "keys", "ledger", "admin", "analytics", "console",
+                                       "operations")],
         "paths": _served_only(_paths(), served),
         "components": {
             "securitySchemes": {
