@@ -43,7 +43,8 @@ def reconcile(database: str, redis_url: str, keys: Any, outcomes: list[Any], ser
     statuses = Counter(str(o.status) if o.status is not None else f"no response ({o.error})" for o in outcomes)
     kill_at = next((e["at"] for e in events if e["event"].startswith("SIGKILL")), None)
     restarted_at = next((e["at"] for e in events if e["event"] == "replica 1 restarted"), None)
-    answered = [o for o in outcomes if o.status == 200 and o.generation_id]
+    # Answered: the whole response arrived (a stream cut by the SIGKILL got its 200 but not its end).
+    answered = [o for o in outcomes if o.status == 200 and o.generation_id and o.error is None]
     missing = [o for o in answered if o.generation_id not in generations]
     in_kill_window = [o for o in missing if kill_at is not None and o.replica == 1 and o.ended <= kill_at + 0.5
                       and kill_at - o.ended <= args.sigkill_window_s]
@@ -67,8 +68,8 @@ def reconcile(database: str, redis_url: str, keys: Any, outcomes: list[Any], ser
         tokens_by_status[f"{g['status']}{' (estimated)' if g['estimated'] else ''}"] += int(g["completion_tokens"])
     served_completion = served_total["completion_tokens"] + served_total["partial_completion_tokens"]
     lost_tokens = sum(o.max_tokens for o in in_kill_window)
-    cut_by_kill = [o for o in outcomes if kill_at is not None and o.replica == 1 and o.status is None
-                   and abs(o.ended - kill_at) < 2.0]
+    cut_by_kill = [o for o in outcomes if kill_at is not None and o.replica == 1 and o.error is not None
+                   and (o.status is None or o.status == 200) and abs(o.ended - kill_at) < 2.0]
     in_flight_tokens = sum(o.max_tokens for o in cut_by_kill)
     token_gap = served_completion - ledger_completion
     # Exact rows (the upstream's own usage) can never exceed what it served; what they fall
