@@ -142,7 +142,8 @@ def _send(client: httpx.Client, method: str, path: str, body: Any, headers: dict
 
 
 def _assert_handled(resp: httpx.Response) -> None:
-    assert resp.status_code < 500, f"{resp.request.method} {resp.request.url} -> {resp.status_code}: {resp.text[:500]}"
+    assert resp.status_code < 500, (f"{resp.request.method} {resp.request.url} -> {resp.status_code}: "
+                                    f"{resp.text[:300]}; request body {resp.request.content[:600]!r}")
     if resp.status_code >= 400 and resp.headers.get("content-type", "").startswith("application/json"):
         doc = resp.json()
         assert isinstance(doc.get("error"), dict) and doc["error"].get("message"), doc
