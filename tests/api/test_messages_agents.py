@@ -71,7 +71,9 @@ async def test_claude_code_request_passes_through_unchanged(stack: Stack) -> Non
     assert got.headers["x-api-key"] == "sk-an"
     row = stack.generation(headers["x-generation-id"])
     session = CLAUDE_CODE["headers"]["X-Claude-Code-Session-Id"]
-    assert (row["app_title"], row["session_id"], row["extra"]) == ("Claude Code", session, None)
+    assert (row["app_title"], row["session_id"]) == ("Claude Code", session)
+    # Nothing dropped on a pass-through; the caller's user id is kept for analytics (external_user).
+    assert json.loads(row["extra"]) == {"user": CLAUDE_CODE["body"]["metadata"]["user_id"]}
 
 
 @pytest.mark.parametrize("fmt, model", [("openai", "test/oa"), ("gemini", "test/gem")])
@@ -92,7 +94,8 @@ async def test_claude_code_request_is_translated(stack: Stack, fmt: str, model: 
         assert "Environment" in json.dumps(got["systemInstruction"])
     row = stack.generation(headers["x-generation-id"])
     deferred = next(i for i, t in enumerate(CLAUDE_CODE["body"]["tools"]) if t.get("defer_loading"))
-    assert json.loads(row["extra"]) == {"dropped": ["context_management", f"tools[{deferred}]"]}
+    assert json.loads(row["extra"]) == {"dropped": ["context_management", f"tools[{deferred}]"],
+                                        "user": CLAUDE_CODE["body"]["metadata"]["user_id"]}
     assert row["app_title"] == "Claude Code"
 
 

@@ -269,6 +269,13 @@ def test_rankings_daily_top_models_and_other(env: Env) -> None:
     assert all(v == 0 for k, v in got.items() if k[1] == "other")
     assert [r.model_permaslug for r in doc.data][-1] == "other"
     assert doc.meta.start_date == "2026-02-09"
+    # Another key sees its own traffic only.
+    own = env.client(env.alice).datasets.get_rankings_daily(start_date="2026-02-09", end_date="2026-02-15")
+    mine = env.sql("SELECT substr(CAST(created_at AS TEXT), 1, 10), model, sum(prompt_tokens + completion_tokens) "
+                   "FROM generations WHERE created_at < :b AND key_id = :k GROUP BY 1, 2", b=datetime(2026, 2, 16),
+                   k=env.alice_id)
+    assert {(r.date_, r.model_permaslug): int(r.total_tokens) for r in own.data if r.model_permaslug != "other"} \
+        == {(d, m): int(t) for d, m, t in mine}
 
 
 def test_activity_is_per_day_and_endpoint_for_the_caller(env: Env) -> None:
@@ -387,3 +394,85 @@ def test_february_2026_figures_through_rankings_daily(env: Env, tmp_path: Path) 
     assert by_country[("2026-02-09", "CN")] > by_country[("2026-02-09", "US")]
     assert by_country[("2026-02-16", "CN")] > by_country[("2026-02-16", "US")]
     assert [item.model_permaslug for item in doc.data if item.date_ == "2026-02-16"][-1] == "other"
+
+
+def test_every_endpoint_through_the_async_sdk(env: Env) -> None:
+    """The async client against the same server: each call parses, and matches the sync answer."""
+    window = {"start_date": "2026-02-09", "end_date": "2026-02-22"}
+
+    async def go() -> tuple[Any, ...]:
+        async with env.client(ADMIN) as client:
+            return await asyncio.gather(
+                client.analytics.get_analytics_meta_async(),
+                client.analytics.get_user_activity_async(),
+                client.analytics.query_analytics_async(metrics=["tokens_total"], dimensions=["provider"],
+                                                       time_range=RANGE),
+                client.datasets.get_rankings_daily_async(**window),
+                client.datasets.get_app_rankings_async(**window),
+                client.datasets.get_session_cost_async())
+
+    meta, activity, query_doc, rankings, apps, sessions = asyncio.run(go())
+    sync = env.client(ADMIN)
+    assert len(meta.data.metrics) == len(sync.analytics.get_analytics_meta().data.metrics)
+    assert activity.data == sync.analytics.get_user_activity().data
+    assert query_doc.data.metadata.row_count == 2  # anthropic and minimax
+    assert rankings.data == sync.datasets.get_rankings_daily(**window).data
+    assert [a.app_name for a in apps.result.data] == [a.app_name for a in
+                                                      sync.datasets.get_app_rankings(**window).result.data]
+    assert sessions.result.meta.window_days == 30
+
+
+def test_long_ranges_read_whole_months_and_match_the_ledger(env: Env) -> None:
+    """A range over whole and partial months (monthly, daily and hourly cubes together)."""
+    start = datetime(2025, 12, 20, 7)
+    with ledger(env.database) as engine:
+        write(engine, [record(700_000 + i, start + timedelta(hours=13 * i), CHINA if i % 3 else US,
+                              provider="minimax", key_id=env.bob_id, prompt_tokens=100 + i, completion_tokens=i,
+                              latency_ms=100 + 10 * i, cost_nanousd=1000 * i) for i in range(200)])
+    window = {"start": "2025-12-21T05:00:00Z", "end": "2026-03-02T11:00:00Z"}
+    a, b = datetime(2025, 12, 21, 5), datetime(2026, 3, 2, 11)
+    for granularity in (None, "month"):
+        body: dict[str, Any] = {"metrics": ["tokens_total", "total_usage", "p50_latency"], "dimensions": ["model"],
+                                "time_range": window, **({"granularity": granularity} if granularity else {})}
+        got = {(r.get("date__month", "")[:7], r["model"]): r for r in query(env, **body)["data"]}
+        month = "substr(CAST(created_at AS TEXT), 1, 7)" if granularity else "''"
+        expected = env.sql(f"SELECT {month}, model, sum(prompt_tokens + completion_tokens), sum(cost_nanousd) "
+                           "FROM generations WHERE created_at >= :a AND created_at < :b GROUP BY 1, 2", a=a, b=b)
+        assert {k: (r["tokens_total"], r["total_usage"]) for k, r in got.items()} == \
+            {(m, model): (int(t), pytest.approx(int(c) / 1e9)) for m, model, t, c in expected}
+        for (m, model), row in got.items():
+            lat = sorted(int(x) for (x,) in env.sql(
+                f"SELECT latency_ms FROM generations WHERE created_at >= :a AND created_at < :b AND model = :model "
+                f"AND {month} = :m AND status <> 'error' AND latency_ms IS NOT NULL", a=a, b=b, model=model, m=m))
+            median = lat[(len(lat) + 1) // 2 - 1]
+            lo, hi = bucket_bounds(token_bucket(median))
+            assert lo <= row["p50_latency"] <= hi
+
+
+def test_weeks_start_on_monday_and_add_up(env: Env) -> None:
+    rows = query(env, metrics=["tokens_total"], granularity="week", time_range=RANGE)["data"]
+    assert [r["date__week"][:10] for r in rows] == ["2026-02-09", "2026-02-16"]
+    [(total,)] = env.sql("SELECT sum(prompt_tokens + completion_tokens) FROM generations")
+    assert sum(r["tokens_total"] for r in rows) == int(total)
+
+
+def test_by_app_and_by_key_from_the_ranking_cubes(env: Env) -> None:
+    """Sum metrics by app or key alone read the small ranking cubes; the figures are the ledger's."""
+    by_app = query(env, metrics=["request_count", "total_usage"], dimensions=["app"], time_range=RANGE)["data"]
+    expected = env.sql("SELECT coalesce(app, app_title), count(*), sum(cost_nanousd) FROM generations GROUP BY 1")
+    assert {r["app_id"]: (r["request_count"], r["total_usage"]) for r in by_app} == \
+        {a: (int(n), pytest.approx(int(c) / 1e9)) for a, n, c in expected}
+    mine = query(env, env.bob, metrics=["tokens_prompt"], granularity="day", time_range=RANGE)["data"]
+    [(prompt,)] = env.sql("SELECT sum(prompt_tokens) FROM generations WHERE key_id = :k", k=env.bob_id)
+    assert sum(r["tokens_prompt"] for r in mine) == int(prompt) and len(mine) == 14
+
+
+def test_known_agents_get_their_default_category(env: Env) -> None:
+    """catalog/data/agents.json names Claude Code a cli-agent; its traffic is counted there unprompted."""
+    at = datetime(2026, 2, 10, 12)
+    with ledger(env.database) as engine:
+        write(engine, [record(600_001, at, US, key_id=env.alice_id, provider="anthropic", app_title="Claude Code",
+                              prompt_tokens=9, completion_tokens=1)])
+    rows = query(env, metrics=["tokens_total"], dimensions=["category"], time_range=RANGE,
+                 filters=[{"field": "category", "operator": "eq", "value": "cli-agent"}])["data"]
+    assert rows == [{"category": "cli-agent", "tokens_total": 10}]

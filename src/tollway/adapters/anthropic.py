@@ -113,8 +113,12 @@ class AnthropicAdapter:
             out: list[bytes] = []
             for block in blocks:
                 if block.startswith(_UNPARSED):
-                    if block.startswith(b"event: content_block_delta"):  # for the estimate, if no usage
-                        state.text_bytes += max(len(block) - _DELTA_FRAMING, 1)
+                    if block.startswith(b"event: content_block_delta"):
+                        # The exact UTF-8 bytes of the text, tool JSON or thinking sent: what a
+                        # cut stream is billed by when no usage arrives (framing is no text).
+                        delta_event = parse_block(block)
+                        if delta_event is not None:
+                            state.text_bytes += _delta_bytes(_json(delta_event))
                     out.append(block)
                     continue
                 event = parse_block(block)
@@ -212,7 +216,6 @@ class AnthropicAdapter:
 
 # Pass-through events relayed without parsing (the named ``event:`` line comes first).
 _UNPARSED = (b"event: content_block_", b"event: ping")
-_DELTA_FRAMING = 105  # bytes of a text delta event that are not text, roughly
 # Fields count_tokens does not take (the Messages API rejects them there).
 _NOT_COUNTED = frozenset({"max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k",
                           "metadata", "service_tier", "container", "models", "provider", "session_id"})

@@ -27,14 +27,16 @@ from sqlalchemy import Connection, func, select
 
 from tollway.analytics import periods
 from tollway.analytics.query import Viewer
+from tollway.analytics.rankings import RankingQuery, fetch_grouped
 from tollway.ledger import schema
 from tollway.ledger.apps import CATEGORIES, CATEGORY_GROUPS, app_categories, app_titles, known_agent_categories
 from tollway.ledger.definitions import CONTEXT_BUCKETS, CONTEXT_TOP
 from tollway.ledger.detail import usage_daily_detail
-from tollway.ledger.rollups import day_of, usage_daily_app, usage_daily_model
+from tollway.ledger.rollups import MEASURES, day_of, usage_daily_app
 
 DATASET_FLOOR = date(2025, 1, 1)
 TOP_MODELS = 50
+_PROMPT, _COMPLETION = MEASURES.index("prompt_tokens"), MEASURES.index("completion_tokens")
 OTHER = "other"
 # rankings-daily's use-case categories -> the app categories whose traffic they cover.
 USE_CASES: Mapping[str, tuple[str, ...]] = {
@@ -122,26 +124,40 @@ class RankingsParams:
 
 
 def rankings_daily(conn: Connection, p: RankingsParams, viewer: Viewer) -> dict[str, Any]:
-    """Top 50 models per period by tokens, then the ``other`` row summing the rest."""
-    detail = p.context_bucket is not None or p.category is not None or not viewer.is_admin
-    t = usage_daily_detail if detail else usage_daily_model
-    bucket = periods.bucket_expr(conn.dialect.name, t.c.day, p.period, is_date=True)
-    tokens = func.sum(t.c.prompt_tokens + t.c.completion_tokens)
-    stmt = select(bucket, t.c.model, tokens).where(t.c.day >= p.start, t.c.day <= p.end)
-    if not viewer.is_admin:
-        stmt = stmt.where(t.c.key_id == (viewer.key_id or ""))
-    if p.context_bucket is not None:
-        stmt = stmt.where(t.c.context_bucket == p.context_bucket)
-    if p.category is not None:
-        wanted = set(USE_CASES[p.category])
-        stmt = stmt.where(t.c.app.in_(sorted(a for a, c in app_categories(conn).items() if c in wanted)))
-    per_period: dict[date, list[tuple[int, str]]] = defaultdict(list)
-    for day, model, total in conn.execute(stmt.group_by(bucket, t.c.model)):
-        if total:
-            per_period[day_of(day)].append((int(total), model))
+    """Top 50 models per period by tokens, then the ``other`` row summing the rest.
+
+    Unfiltered, the rows come from the rankings' own query (:func:`rankings.fetch_grouped`:
+    the smallest cube for the range, imports included, a non-admin key's own traffic only);
+    a context or category filter reads the analytics cube that has those columns.
+    """
+    per_period: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    if p.context_bucket is None and p.category is None:
+        query = RankingQuery(by="model", period=p.period, start=p.start, end=p.end,
+                             key_id=None if viewer.is_admin else viewer.key_id or "")
+        first = periods.floor(p.start, p.period)
+        for start, model, _key, measures in fetch_grouped(conn, query):
+            if start >= first:
+                per_period[start][model] += measures[_PROMPT] + measures[_COMPLETION]
+    else:
+        t = usage_daily_detail
+        bucket = periods.bucket_expr(conn.dialect.name, t.c.day, p.period, is_date=True)
+        tokens = func.sum(t.c.prompt_tokens + t.c.completion_tokens)
+        stmt = select(bucket, t.c.model, tokens).where(t.c.day >= p.start, t.c.day <= p.end)
+        if not viewer.is_admin:
+            stmt = stmt.where(t.c.key_id == (viewer.key_id or ""))
+        if p.context_bucket is not None:
+            stmt = stmt.where(t.c.context_bucket == p.context_bucket)
+        if p.category is not None:
+            wanted = set(USE_CASES[p.category])
+            stmt = stmt.where(t.c.app.in_(sorted(a for a, c in app_categories(conn).items() if c in wanted)))
+        for day, model, total in conn.execute(stmt.group_by(bucket, t.c.model)):
+            per_period[day_of(day)][model] += int(total or 0)
     rows: list[dict[str, Any]] = []
     for day in sorted(per_period):
-        ranked = sorted(per_period[day], key=lambda r: (-r[0], r[1]))
+        ranked = sorted(((total, model) for model, total in per_period[day].items() if total),
+                        key=lambda r: (-r[0], r[1]))
+        if not ranked:
+            continue
         for total, model in ranked[:TOP_MODELS]:
             rows.append({"date": day.isoformat(), "model_permaslug": model, "total_tokens": str(total)})
         rows.append({"date": day.isoformat(), "model_permaslug": OTHER,

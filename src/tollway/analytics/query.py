@@ -19,12 +19,14 @@ import time as clock
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, select
+from sqlalchemy import BigInteger, Connection, cast, func, literal, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from tollway.analytics import periods
 from tollway.analytics.attribution import Attribution
 from tollway.analytics.query_spec import METRICS, AnalyticsQuery, Filter, QueryError
 from tollway.ledger import schema
@@ -45,8 +47,11 @@ from tollway.ledger.detail import (
     usage_daily_perf,
     usage_hourly_detail,
     usage_hourly_perf,
+    usage_monthly_model_detail,
+    usage_monthly_perf,
 )
 from tollway.ledger.records import COLUMNS, GenerationRecord
+from tollway.ledger.rollups import GATEWAY_BATCH, usage_daily_app, usage_daily_key
 
 # Dimension -> the cube column it is derived from.
 SOURCE: Mapping[str, str] = {
@@ -58,6 +63,9 @@ SOURCE: Mapping[str, str] = {
 }
 _PERF_COLUMNS = frozenset(d.name for d in PERF_DIMS)
 _MODEL_COLUMNS = frozenset(d.name for d in MODEL_DIMS)
+# Metrics the ranking cubes' sums (requests, errors, tokens, cost) answer.
+_LEDGER_METRICS = frozenset({"request_count", "tokens_total", "tokens_prompt", "tokens_completion",
+                             "reasoning_tokens", "cached_tokens", "total_usage", "error_rate"})
 _M = {name: i for i, name in enumerate(MEASURE_NAMES)}
 
 
@@ -143,8 +151,14 @@ def _bucket(at: datetime, granularity: str | None) -> datetime | None:
     return day
 
 
-def _segments(start: datetime, end: datetime, hourly_only: bool) -> list[tuple[str, datetime, datetime]]:
-    """The range as (grain, from, to): hourly at the partial-day ends, daily in between."""
+def _next_month(day: datetime) -> datetime:
+    return (day + timedelta(days=32)).replace(day=1)
+
+
+def _segments(start: datetime, end: datetime, *, hourly_only: bool, monthly: bool
+              ) -> list[tuple[str, datetime, datetime]]:
+    """The range as (grain, from, to): hourly at the partial-day ends, daily in between, and
+    (``monthly``) monthly over the whole months in the middle."""
     lo = start.replace(minute=0, second=0, microsecond=0)
     hi = end if end == end.replace(minute=0, second=0, microsecond=0) else \
         end.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
@@ -155,7 +169,16 @@ def _segments(start: datetime, end: datetime, hourly_only: bool) -> list[tuple[s
     if hourly_only or first_day >= last_day:
         return [("hour", lo, hi)]
     out = [("hour", lo, first_day)] if lo < first_day else []
-    out.append(("day", first_day, last_day))
+    first_month = first_day if first_day.day == 1 else _next_month(first_day)
+    last_month = last_day.replace(day=1)
+    if monthly and first_month < last_month:
+        if first_day < first_month:
+            out.append(("day", first_day, first_month))
+        out.append(("month", first_month, last_month))
+        if last_month < last_day:
+            out.append(("day", last_month, last_day))
+    else:
+        out.append(("day", first_day, last_day))
     if last_day < hi:
         out.append(("hour", last_day, hi))
     return out
@@ -168,6 +191,7 @@ class Answer:
         self.query = query
         self.labels = labels
         self.groups: dict[tuple[Any, ...], _Group] = {}
+        self._buckets: dict[Any, datetime | None] = {}  # a period's rows share a few time values
         self.sources = sorted({SOURCE[d] for d in (*query.dimensions, *(f.field for f in query.filters))})
 
     def _key(self, at: Any, raw: Mapping[str, str]) -> tuple[Any, ...] | None:
@@ -176,7 +200,11 @@ class Answer:
         for flt in self.query.filters:
             if not _passes(flt, labels.candidates(flt.field, raw[SOURCE[flt.field]] or "")):
                 return None
-        bucket = _bucket(_as_datetime(at), self.query.granularity) if self.query.granularity else None
+        bucket = None
+        if self.query.granularity:
+            bucket = self._buckets.get(at)
+            if bucket is None:
+                bucket = self._buckets[at] = _bucket(_as_datetime(at), self.query.granularity)
         return (bucket, *(raw[SOURCE[d]] or "" for d in self.query.dimensions))
 
     def add_sums(self, at: Any, raw: Mapping[str, str], sums: Iterable[int]) -> None:
@@ -186,9 +214,7 @@ class Answer:
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = _Group()
-        acc = group.sums
-        for i, value in enumerate(sums):
-            acc[i] += int(value or 0)
+        group.sums = [a + b for a, b in zip(group.sums, sums, strict=True)]
 
     def add_hist(self, at: Any, raw: Mapping[str, str], metric: str, bucket: int, count: int) -> None:
         key = self._key(at, raw)
@@ -259,29 +285,49 @@ def _ratio(num: int, den: int, scale: float = 1.0) -> float | None:
     return num * scale / den if den else None
 
 
+def _sum_metric(*names: str, scale: float | None = None) -> Callable[[list[int]], Any]:
+    index = [_M[n] for n in names]
+    if scale is None:
+        return lambda s: sum(s[i] for i in index)
+    return lambda s: sum(s[i] for i in index) * scale
+
+
+def _rate_metric(num: tuple[str, ...], den: tuple[str, ...], scale: float = 1.0) -> Callable[[list[int]], Any]:
+    top, bottom = [_M[n] for n in num], [_M[n] for n in den]
+
+    def rate(s: list[int]) -> float | None:
+        d = sum(s[i] for i in bottom)
+        return sum(s[i] for i in top) * scale / d if d else None
+
+    return rate
+
+
+_ALL = ("requests", "errors")
+# Each summed or rate metric as a function of a group's sums (MEASURE_NAMES order).
+_FROM_SUMS: Mapping[str, Callable[[list[int]], Any]] = MappingProxyType({
+    "request_count": _sum_metric(*_ALL),
+    "tokens_total": _sum_metric("prompt_tokens", "completion_tokens"),
+    "tokens_prompt": _sum_metric("prompt_tokens"),
+    "tokens_completion": _sum_metric("completion_tokens"),
+    "reasoning_tokens": _sum_metric("reasoning_tokens"),
+    "cached_tokens": _sum_metric("cached_tokens"),
+    "total_usage": _sum_metric("cost_nanousd", scale=1e-9),
+    "usage_cache": _sum_metric("cache_hit_cost", scale=1e-9),
+    "avg_latency": _rate_metric(("latency_ms",), ("timed",)),
+    "avg_throughput": _rate_metric(("timed_tokens",), ("latency_ms",), 1000.0),
+    "cache_hit_rate": _rate_metric(("cache_hits",), ("requests",)),
+    "error_rate": _rate_metric(("errors",), _ALL),
+    "fallback_rate": _rate_metric(("fallbacks",), _ALL),
+})
+assert set(_FROM_SUMS) | {m.name for m in METRICS.values() if m.percentile} == set(METRICS)
+
+
 def metric_value(name: str, group: _Group) -> Any:
     """One metric of a group: sums as integers, money in USD, rates as ratios, percentiles from histograms."""
-    s, m = group.sums, _M
     metric = METRICS[name]
     if metric.percentile is not None:
         return _percentile(group.hist, *metric.percentile)
-    total_requests = s[m["requests"]] + s[m["errors"]]
-    values: dict[str, Callable[[], Any]] = {
-        "request_count": lambda: total_requests,
-        "tokens_total": lambda: s[m["prompt_tokens"]] + s[m["completion_tokens"]],
-        "tokens_prompt": lambda: s[m["prompt_tokens"]],
-        "tokens_completion": lambda: s[m["completion_tokens"]],
-        "reasoning_tokens": lambda: s[m["reasoning_tokens"]],
-        "cached_tokens": lambda: s[m["cached_tokens"]],
-        "total_usage": lambda: s[m["cost_nanousd"]] / 1e9,
-        "usage_cache": lambda: s[m["cache_hit_cost"]] / 1e9,
-        "avg_latency": lambda: _ratio(s[m["latency_ms"]], s[m["timed"]]),
-        "avg_throughput": lambda: _ratio(s[m["timed_tokens"]], s[m["latency_ms"]], 1000.0),
-        "cache_hit_rate": lambda: _ratio(s[m["cache_hits"]], s[m["requests"]]),
-        "error_rate": lambda: _ratio(s[m["errors"]], total_requests),
-        "fallback_rate": lambda: _ratio(s[m["fallbacks"]], total_requests),
-    }
-    return values[name]()
+    return _FROM_SUMS[name](group.sums)
 
 
 def run_query(conn: Connection, query: AnalyticsQuery, viewer: Viewer, attribution: Attribution
@@ -311,15 +357,26 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
         field = next(d for d in (*query.dimensions, *(f.field for f in query.filters)) if SOURCE[d] == extra)
         raise_percentile_split(field)
     hourly_only = query.granularity == "hour"
-    for grain, lo, hi in _segments(query.start, query.end, hourly_only):
-        if wants_sums:
-            small = viewer.is_admin and set(answer.sources) <= _MODEL_COLUMNS
-            table = usage_hourly_detail if grain == "hour" else \
-                usage_daily_model_detail if small else usage_daily_detail
-            _read(conn, table, grain, lo, hi, answer, viewer, perf=False)
-        if wants_hist:
-            table = usage_hourly_perf if grain == "hour" else usage_daily_perf
-            _read(conn, table, grain, lo, hi, answer, viewer, perf=True)
+    small = viewer.is_admin and set(answer.sources) <= _MODEL_COLUMNS
+    monthly = query.granularity in (None, "month")
+    sums_tables = {"hour": usage_hourly_detail, "day": usage_daily_model_detail if small else usage_daily_detail,
+                   "month": usage_monthly_model_detail}
+    if not small and set(query.metrics) <= _LEDGER_METRICS:
+        # The ranking cubes by key or by app are far smaller than the full analytics cube.
+        for table, column in ((usage_daily_key, "key_id"), (usage_daily_app, "app")):
+            if set(answer.sources) <= {column} and (viewer.is_admin or column == "key_id"):
+                sums_tables["day"] = table
+    hist_tables = {"hour": usage_hourly_perf, "day": usage_daily_perf, "month": usage_monthly_perf}
+    if wants_sums:
+        for grain, lo, hi in _segments(query.start, query.end, hourly_only=hourly_only, monthly=monthly and small):
+            _read(conn, sums_tables[grain], grain, lo, hi, answer, viewer, perf=False)
+    if wants_hist:
+        for grain, lo, hi in _segments(query.start, query.end, hourly_only=hourly_only, monthly=monthly):
+            _read(conn, hist_tables[grain], grain, lo, hi, answer, viewer, perf=True)
+
+
+_ANALYTICS_TABLES = frozenset({usage_hourly_detail, usage_daily_detail, usage_daily_model_detail,
+                               usage_monthly_model_detail})
 
 
 def raise_percentile_split(field: str) -> None:
@@ -333,14 +390,26 @@ def _read(conn: Connection, table: Any, grain: str, lo: datetime, hi: datetime, 
     t = table.c[grain]
     bounds = (lo, hi) if grain == "hour" else (lo.date(), hi.date())
     cols = [table.c[c] for c in answer.sources]
-    timed = answer.query.granularity is not None
-    head: list[ColumnElement[Any]] = [t] if timed else []
+    granularity = answer.query.granularity
+    timed = granularity is not None
+    head: list[ColumnElement[Any]] = []
+    if granularity in ("day", "week", "month") and granularity != grain:
+        # Bucketed in SQL: a year by month is 12 rows per group, not 365.
+        head = [periods.bucket_expr(conn.dialect.name, t, granularity, is_date=grain != "hour")]
+    elif timed:
+        head = [t]
     if perf:
         tail = [table.c.metric, table.c.bucket]
-        stmt = select(*head, *cols, *tail, func.sum(table.c.requests))
+        stmt = select(*head, *cols, *tail, cast(func.sum(table.c.requests), BigInteger))
     else:
         tail = []
-        stmt = select(*head, *cols, *[func.sum(table.c[m]) for m in MEASURE_NAMES])
+        # Cast: PostgreSQL's sum of bigints is numeric (Decimal in Python).  A ranking cube has
+        # only the ledger's sums (the others read 0) and imported batches (left out, as the
+        # analytics cubes have none).
+        stmt = select(*head, *cols, *[cast(func.sum(table.c[m]), BigInteger) if m in table.c else literal(0)
+                                      for m in MEASURE_NAMES])
+        if "batch_id" in table.c and table not in _ANALYTICS_TABLES:
+            stmt = stmt.where(table.c.batch_id == GATEWAY_BATCH)
     stmt = stmt.where(t >= bounds[0], t < bounds[1])
     if not viewer.is_admin:
         stmt = stmt.where(table.c.key_id == (viewer.key_id or ""))

@@ -2,21 +2,23 @@
 
 ``/api/v1/analytics/query`` splits traffic by more than the ranking cubes keep (the API
 used, the finish reason, the prompt-size bucket) and reports latency, throughput and
-time-to-first-token percentiles.  Those come from four tables:
+time-to-first-token percentiles.  Those come from these tables:
 
 * ``usage_hourly_detail`` / ``usage_daily_detail``: period x model x provider x app x key x
   api x finish reason x context bucket, summing :data:`DETAIL_MEASURES` (the ledger's
   token and cost sums plus fallbacks, cache hits and latency/TTFT sums for averages).
 * ``usage_daily_model_detail``: day x model x provider, the same sums (the cube most
   queries read).
+* ``usage_monthly_model_detail`` / ``usage_monthly_perf``: the same by month, for the
+  whole months of long ranges.
 * ``usage_hourly_perf`` / ``usage_daily_perf``: period x model x provider x
   metric (``latency``, ``throughput``, ``ttft``) x log bucket (:func:`token_bucket`, 4
   buckets per doubling), counting requests: percentiles known to within one bucket.
 
-Every dimension and measure is one :class:`Expr` row below: a Python function of a
-:class:`GenerationRecord` (the live writer's path, :class:`DetailDelta`) and the SQL that
-computes the same value from a staged row (the bulk path, :func:`detail_statements`).
-Adding a dimension is adding one row to :data:`DETAIL_DIMS` (and a migration for its column).
+Their dimensions and measures are the :class:`~tollway.ledger.definitions.Expr` rows of
+:mod:`tollway.ledger.definitions`: the live writer's path (:class:`DetailDelta`) calls their
+Python, the bulk path (:func:`detail_statements`) generates SQL from their SQL.  Adding a
+dimension is one row in ``DETAIL_DIMS`` (and a migration for its column).
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ usage_daily_detail = _table("usage_daily_detail", "day", DETAIL_DIMS, [], MEASUR
 usage_daily_model_detail = _table("usage_daily_model_detail", "day", MODEL_DIMS, [], MEASURE_NAMES)
 usage_hourly_perf = _table("usage_hourly_perf", "hour", PERF_DIMS, _perf_keys(), ("requests",))
 usage_daily_perf = _table("usage_daily_perf", "day", PERF_DIMS, _perf_keys(), ("requests",))
+# Whole months of a long range: a year of these is a few thousand rows per model and provider.
+usage_monthly_model_detail = _table("usage_monthly_model_detail", "month", MODEL_DIMS, [], MEASURE_NAMES)
+usage_monthly_perf = _table("usage_monthly_perf", "month", PERF_DIMS, _perf_keys(), ("requests",))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +87,7 @@ class DetailCube:
 
     def __post_init__(self) -> None:
         assert self.dims == DETAIL_DIMS[:len(self.dims)]
-        assert self.grain == "day" or self.dims == (PERF_DIMS if self.perf else DETAIL_DIMS)
+        assert self.grain != "hour" or self.dims == (PERF_DIMS if self.perf else DETAIL_DIMS)
 
 
 DETAIL_CUBES = (
@@ -91,6 +96,8 @@ DETAIL_CUBES = (
     DetailCube(usage_daily_model_detail, "day", MODEL_DIMS, False),
     DetailCube(usage_hourly_perf, "hour", PERF_DIMS, True),
     DetailCube(usage_daily_perf, "day", PERF_DIMS, True),
+    DetailCube(usage_monthly_model_detail, "month", MODEL_DIMS, False),
+    DetailCube(usage_monthly_perf, "month", PERF_DIMS, True),
 )
 DETAIL_TABLES = tuple(c.table for c in DETAIL_CUBES)
 
@@ -102,7 +109,9 @@ def m007_analytics(conn: Connection) -> None:
 
 
 def _period(at: datetime, grain: str) -> date | datetime:
-    return at.replace(minute=0, second=0, microsecond=0) if grain == "hour" else at.date()
+    if grain == "hour":
+        return at.replace(minute=0, second=0, microsecond=0)
+    return at.date().replace(day=1) if grain == "month" else at.date()
 
 
 class DetailDelta:
@@ -160,18 +169,23 @@ def apply_detail(conn: Connection, records: list[GenerationRecord]) -> None:
 
 
 _HOUR_SQL = {"sqlite": "substr(created_at, 1, 13) || ':00:00.000000'", "postgresql": "date_trunc('hour', created_at)"}
-_DAY_FROM_HOUR_SQL = {"sqlite": "substr(hour, 1, 10)", "postgresql": "hour::date"}
+_FROM_HOUR_SQL = {("sqlite", "day"): "substr(hour, 1, 10)", ("postgresql", "day"): "hour::date",
+                  ("sqlite", "month"): "substr(hour, 1, 7) || '-01'",
+                  ("postgresql", "month"): "date_trunc('month', hour)::date"}
 DETAIL_CELLS = "tollway_stage_detail"
 PERF_CELLS = "tollway_stage_perf"
 
 
 def ensure_detail_stage(conn: Connection) -> None:
     """This connection's TEMP tables for a batch's hourly cells (created once, emptied per batch)."""
-    dims = ", ".join(f"{d.name} text" for d in DETAIL_DIMS)
-    perf_dims = ", ".join(f"{d.name} text" for d in PERF_DIMS)
+    # Bytewise text on PostgreSQL (COLLATE "C"), as bulk.ensure_stage: the daily re-sums group
+    # and sort these columns, several times cheaper than under a locale collation.
+    text = 'text COLLATE "C"' if conn.dialect.name == "postgresql" else "text"
+    dims = ", ".join(f"{d.name} {text}" for d in DETAIL_DIMS)
+    perf_dims = ", ".join(f"{d.name} {text}" for d in PERF_DIMS)
     measures = ", ".join(f"{m} bigint" for m in MEASURE_NAMES)
     tables = {DETAIL_CELLS: f"hour timestamp, {dims}, {measures}",
-              PERF_CELLS: f"hour timestamp, {perf_dims}, metric text, bucket smallint, requests bigint"}
+              PERF_CELLS: f"hour timestamp, {perf_dims}, metric {text}, bucket smallint, requests bigint"}
     for name, columns in tables.items():
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DELETE ROWS")
@@ -218,7 +232,7 @@ def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
         if cube.grain == "hour":
             select = f"SELECT hour, {', '.join(dims)}, {GATEWAY_BATCH}, {', '.join(measures)} FROM {source}{where}"
         else:
-            select = (f"SELECT {_DAY_FROM_HOUR_SQL[kind]}, {', '.join(dims)}, {GATEWAY_BATCH}, "
+            select = (f"SELECT {_FROM_HOUR_SQL[(kind, cube.grain)]}, {', '.join(dims)}, {GATEWAY_BATCH}, "
                       f"{', '.join(f'sum({m})' for m in measures)} FROM {source}{where} "
                       f"GROUP BY {numbers(1 + len(dims))}")
         updates = ", ".join(_sum_updates(cube.table, measures))

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
+from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target, upstream_text
 from tollway.adapters.http import ensure_event_stream, error_from_exception, error_from_response, post_json
 from tollway.adapters.openai import GATEWAY_ONLY_FIELDS
 from tollway.adapters.sse import iter_events
@@ -105,12 +105,13 @@ class NativeRelay:
             raise UpstreamError(f"provider {provider} returned a body that is not a Responses response",
                                 provider=provider, upstream_status=status,
                                 raw=raw[:2048].decode("utf-8", "replace"))
-        upstream_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+        upstream_id = upstream_text("upstream_id", obj.get("id"))
         _stamp(obj, ctx)
         self.final = obj
         finish = finish_of(obj)
         return Completion(payload=obj, usage=usage_from_responses(obj.get("usage")), finish_reason=finish,
-                          native_finish_reason=str(obj.get("status")), upstream_id=upstream_id)
+                          native_finish_reason=upstream_text("native_finish_reason", str(obj.get("status"))),
+                          upstream_id=upstream_id)
 
     async def stream(self, target: Target, ctx: CallContext, state: StreamState) -> AsyncIterator[bytes]:
         provider = target.provider.name
@@ -161,12 +162,12 @@ class NativeRelay:
         if not isinstance(response, dict):
             return raw
         if isinstance(response.get("id"), str) and state.upstream_id is None:
-            state.upstream_id = response["id"]
+            state.upstream_id = upstream_text("upstream_id", response["id"])
         _stamp(response, ctx)
         if kind in _FINAL_EVENTS:
             state.usage = usage_from_responses(response.get("usage"))
             state.finish_reason = finish_of(response)
-            state.native_finish_reason = str(response.get("status"))
+            state.native_finish_reason = upstream_text("native_finish_reason", str(response.get("status")))
             self.final = response
         elif kind == "response.failed":
             state.finish_reason = "error"
