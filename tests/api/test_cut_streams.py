@@ -31,7 +31,8 @@ SENT_ESTIMATE = estimate_tokens_from_bytes(DELTAS * len(WORD.encode()))
 
 def _sse(name: str | None, doc: dict[str, Any]) -> bytes:
     head = f"event: {name}\n".encode() if name else b""
-    return head + b"data: " + json.dumps(doc).encode() + b"\n\n"
+    # Compact and UTF-8, as Anthropic and Google write their events.
+    return head + b"data: " + json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
 
 
 @dataclass

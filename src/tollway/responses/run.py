@@ -21,6 +21,7 @@ from tollway.adapters.base import CallContext, Completion, MidStreamError, Strea
 from tollway.auth import Principal
 from tollway.errors import BadRequest, NotFound
 from tollway.gateway import Closer, Gateway, RequestMeta, validate_chat_body
+from tollway.limits.capping import RESPONSES_OUTPUT_FIELDS, cap_output
 from tollway.metering import Usage
 from tollway.responses import store
 from tollway.responses.events import ResponseEventWriter, translate_stream
@@ -64,6 +65,9 @@ async def create_response(gateway: Gateway, principal: Principal, request: Respo
     if meta.session_id is None and isinstance(prompt_cache_key, str) and prompt_cache_key:
         meta.session_id = prompt_cache_key
     run, targets = await gateway._open_run(principal, request.chat, meta)
+    if run.hold is not None and run.hold.output_cap is not None:
+        # A limited key: the native pass-through body gets the cap its chat view was given.
+        cap_output(request.body, run.hold.output_cap, RESPONSES_OUTPUT_FIELDS)
     if request.forced_builtin is not None:
         targets = [t for t in targets if is_native(t)]
         if not targets:
