@@ -133,3 +133,9 @@ def test_metering_continues_after_the_bad_inputs(gw: Gw) -> None:
     assert gw.app.state.gateway.writer.flush(10)
     record = gw.call("GET", f"/api/v1/generation?id={resp.json()['id']}")
     assert record.status_code == 200 and record.json()["data"]["tokens_completion"] == 3
+
+
+def test_activity_for_an_unknown_key_hash_is_empty_not_a_500(gw: Gw) -> None:
+    resp = gw.call("GET", "/api/v1/activity?api_key_hash=0", admin=True)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["data"] == []

@@ -3,7 +3,6 @@ the admin key, an unlimited and a limited key, and a target key for the admin AP
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,22 +48,6 @@ class FuzzTarget:
 
 @contextmanager
 def fuzz_target() -> Iterator[FuzzTarget]:
-    # Hypothesis reseeds the global `random` before every example, and the gateway runs in
-    # this interpreter: its generation ids (random.getrandbits) would repeat from one
-    # example to the next.  A private generator keeps them unique, as in production.
-    import tollway.gateway as gateway_module
-
-    shared_random = gateway_module.random
-    gateway_module.random = random.Random()  # type: ignore[assignment]
-    try:
-        with _fuzz_target() as target:
-            yield target
-    finally:
-        gateway_module.random = shared_random
-
-
-@contextmanager
-def _fuzz_target() -> Iterator[FuzzTarget]:
     upstream = LenientUpstream()
     with aiohttp_server(upstream.app()) as upstream_url, postgres_database() as database:
         settings = make_settings(database, upstream_url, extra={"admin_key": ADMIN_KEY})
