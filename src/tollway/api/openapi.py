@@ -261,6 +261,17 @@ def _admin_paths() -> dict[str, Any]:
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
+def _with_url_errors(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation with a path or query parameter may answer 400 (e.g. a NUL byte in the URL,
+    refused at the edge for all endpoints: ``tollway.api.inputs.nul_in_url``)."""
+    for item in paths.values():
+        for method, op in item.items():
+            if method in _METHODS and (item.get("parameters") or op.get("parameters")):
+                op["responses"].setdefault("400", _json("the URL is invalid; the message names the parameter",
+                                                        "Error"))
+    return paths
+
+
 def _served_only(paths: dict[str, Any], served: frozenset[tuple[str, str]] | None) -> dict[str, Any]:
     """The documented operations the app routes ((METHOD, path) pairs); all of them when None."""
     if served is None:
@@ -293,7 +304,7 @@ def document(served: frozenset[tuple[str, str]] | None = None) -> dict[str, Any]
         "security": _KEY_AUTH,
         "tags": [{"name": n} for n in ("generate", "models", "keys", "ledger", "admin", "analytics", "console",
                                        "operations")],
-        "paths": _served_only(_paths(), served),
+        "paths": _served_only(_with_url_errors(_paths()), served),
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "a tollway key (sk-tw-...) "
