@@ -195,7 +195,8 @@ async def main() -> None:
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-cpu", action="store_true")
     ap.add_argument("--chunks", type=int, default=64, help="content chunks per streamed answer")
-    ap.add_argument("--profile", help="py-spy the gateway during the CPU rounds; raw collapsed stacks to this file")
+    ap.add_argument("--profile", help="py-spy (pip install py-spy) the gateway during the CPU rounds; "
+                    "raw collapsed stacks to this file")
     a = ap.parse_args()
     apis = tuple(a.apis.split(","))
     turns = conversation(a.prompt_bytes, a.turns)

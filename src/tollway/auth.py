@@ -69,7 +69,7 @@ class KeyCache:
         token = bearer_token(request)
         digest = hash_key(token) if token else None
         if digest is None and self.sessions is not None:
-            digest = self.sessions.digest_for(request)
+            digest = await self.sessions.digest_for(request)
         if digest is None:
             raise AuthenticationError(
                 "missing API key: send 'Authorization: Bearer <key>' (create one with 'tollway keys create')",

@@ -39,7 +39,7 @@ from tollway.auth import KeyCache, Principal
 from tollway.catalog import Catalog, build_catalog
 from tollway.catalog.agents import AgentDirectory, load_agents  # issue 12: agent attribution
 from tollway.config import Settings
-from tollway.console.sessions import SessionStore
+from tollway.console.sessions import build_sessions
 from tollway.embeddings import estimate_input_tokens, validate_embeddings_body  # issue 5
 from tollway.errors import AllAttemptsFailed, BadRequest, ServiceUnavailable, TollwayError, UpstreamError
 from tollway.ledger.apps import record_app_categories
@@ -140,7 +140,7 @@ class Gateway:
                                    journal=Journal(journal_dir(settings)),
                                    write_ahead=settings.ledger.write_ahead)
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
-        sessions = SessionStore(settings.console.session_ttl_s, settings.console.max_sessions)
+        sessions = build_sessions(settings.console.session_ttl_s, settings.console.max_sessions, settings.redis)
         self.keys = KeyCache(self.engine, settings.server.key_cache_ttl_s, admin, sessions,
                              stale_s=settings.server.key_cache_stale_s)
         self.metrics = Metrics()

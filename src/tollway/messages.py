@@ -128,6 +128,11 @@ def _parts(blocks: Any) -> list[dict[str, Any]]:
             continue
         part: dict[str, Any] | None = None
         if block.get("type") == "text":
+            if len(block) == 2 and isinstance(block.get("text"), str):
+                # Already an OpenAI text part: shared rather than copied (nothing downstream
+                # mutates parts), which keeps long conversations cheap to translate.
+                parts.append(block)
+                continue
             part = {"type": "text", "text": str(block.get("text", ""))}
         elif block.get("type") == "image" and isinstance(block.get("source"), dict):
             url = _image_url(block["source"])

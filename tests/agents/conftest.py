@@ -52,6 +52,17 @@ class AgentStack:
         finally:
             engine.dispose()
 
+    def task_requests(self, session_id: str) -> int:
+        """Requests the tasks rollup (what ``tollway report tasks`` reads) counts for a session."""
+        engine = create_db_engine(self.database)
+        try:
+            with engine.connect() as conn:
+                value = conn.exec_driver_sql("SELECT sum(requests) FROM usage_sessions WHERE session_id = %(s)s",
+                                             {"s": session_id}).scalar()
+                return int(value or 0)
+        finally:
+            engine.dispose()
+
     def clear_ledger(self) -> None:
         assert self.app.state.gateway.writer.flush(10), "ledger writer did not drain"
         engine = create_db_engine(self.database)

@@ -69,10 +69,17 @@ def assert_metered(stack: AgentStack, app: str, session_id: str, api: str) -> li
     assert sum(r["prompt_tokens"] for r in rows) == sum(s.input_tokens for s in served)
     assert sum(r["completion_tokens"] for r in rows) == sum(s.output_tokens for s in served)
     assert {(r["app_title"], r["session_id"], r["api"]) for r in rows} == {(app, session_id, api)}
+    assert stack.task_requests(session_id) == len(rows)  # one task in `tollway report tasks`
     # 3 and 15 USD per million tokens = 3000 and 15000 nano-USD per token
     assert sum(r["cost_nanousd"] for r in rows) == \
         sum(3000 * s.input_tokens + 15000 * s.output_tokens for s in served)
     return rows
+
+
+def _extra(row: dict[str, Any]) -> dict[str, Any]:
+    extra = row["extra"]
+    parsed: dict[str, Any] = json.loads(extra) if isinstance(extra, str) else extra or {}
+    return parsed
 
 
 def secret_file(scratch: Path) -> str:
@@ -97,15 +104,15 @@ def test_claude_code_one_turn(stack: AgentStack, scratch: Path, tmp_path: Path, 
         assert "context-management-2025-06-27" in first_headers["anthropic-beta"]
         assert first_body["context_management"] and first_body["output_config"]["effort"]
         assert [m["role"] for m in first_body["messages"]].count("system") >= 1
-        assert "dropped" not in json.loads(rows[0]["extra"] or "{}")  # nothing left out on a pass-through
+        assert "dropped" not in _extra(rows[0])  # nothing left out on a pass-through
     else:  # translated: the mid-conversation system message kept in place, effort mapped
         assert first_path == "/oa/v1/chat/completions"
         roles = [m["role"] for m in first_body["messages"]]
         assert roles[0] == "system" and "system" in roles[2:], roles
         assert first_body["reasoning"]["effort"] in {"low", "medium", "high", "xhigh"}
         assert "context_management" not in first_body
-        extra = json.loads(rows[0]["extra"]) if isinstance(rows[0]["extra"], str) else rows[0]["extra"]
-        assert "context_management" in extra["dropped"]
+        assert "context_management" in _extra(rows[0])["dropped"]
+    assert _extra(rows[0])["categories"] == ["cli-agent"]
 
 
 @pytest.mark.parametrize("model", ["test/claude", "test/oa"])

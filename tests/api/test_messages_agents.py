@@ -72,8 +72,10 @@ async def test_claude_code_request_passes_through_unchanged(stack: Stack) -> Non
     row = stack.generation(headers["x-generation-id"])
     session = CLAUDE_CODE["headers"]["X-Claude-Code-Session-Id"]
     assert (row["app_title"], row["session_id"]) == ("Claude Code", session)
-    # Nothing dropped on a pass-through; the caller's user id is kept for analytics (external_user).
-    assert json.loads(row["extra"]) == {"user": CLAUDE_CODE["body"]["metadata"]["user_id"]}
+    # Nothing dropped on a pass-through; the caller's user id is kept for analytics (external_user);
+    # the agent's default app category (agents.json) is recorded.
+    user = CLAUDE_CODE["body"]["metadata"]["user_id"]
+    assert json.loads(row["extra"]) == {"user": user, "categories": ["cli-agent"]}
 
 
 @pytest.mark.parametrize("fmt, model", [("openai", "test/oa"), ("gemini", "test/gem")])
@@ -95,7 +97,8 @@ async def test_claude_code_request_is_translated(stack: Stack, fmt: str, model: 
     row = stack.generation(headers["x-generation-id"])
     deferred = next(i for i, t in enumerate(CLAUDE_CODE["body"]["tools"]) if t.get("defer_loading"))
     assert json.loads(row["extra"]) == {"dropped": ["context_management", f"tools[{deferred}]"],
-                                        "user": CLAUDE_CODE["body"]["metadata"]["user_id"]}
+                                        "user": CLAUDE_CODE["body"]["metadata"]["user_id"],
+                                        "categories": ["cli-agent"]}
     assert row["app_title"] == "Claude Code"
 
 
@@ -167,6 +170,7 @@ async def test_an_explicit_title_wins_over_the_agent(stack: Stack) -> None:
         assert resp.status == 200
         row = stack.generation(resp.headers["x-generation-id"])
     assert (row["app_title"], row["session_id"]) == ("My IDE", "run-7")
+    assert "categories" not in json.loads(row["extra"] or "{}")  # the agent's category is not the app's
 
 
 def test_agents_data() -> None:
@@ -180,4 +184,6 @@ def test_agents_data() -> None:
     assert codex.session_id({"session-id": "s-1"}) == "s-1"
     assert agents.match("python-requests/2.32") is None and agents.match(None) is None
     with pytest.raises(ValueError, match=r"agents\[0\]"):
-        parse_agents({"agents": [{"name": "X", "user_agent_prefixes": [], "category": "c"}]})
+        parse_agents({"agents": [{"name": "X", "user_agent_prefixes": [], "category": None}]})
+    with pytest.raises(ValueError, match="unknown category 'agent-framework'"):
+        parse_agents({"agents": [{"name": "X", "user_agent_prefixes": ["x/"], "category": "agent-framework"}]})

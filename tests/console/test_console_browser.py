@@ -95,9 +95,15 @@ def test_admin_sees_every_page_with_data(visit: Visit, stack: Stack) -> None:
     charts_drawn(page, "chart-endpoints")
     endpoints = {row[0]: row for row in table_rows(page, "endpoints-table")}
     assert endpoints["stub"][4] == "100%" and endpoints["stub"][5] != "–"
+    page.select_option("#whatif-from", "test/echo")
     page.select_option("#whatif-to", ["open/moe"])
     page.click("#whatif-form button[type='submit']")
-    page.wait_for_selector("#whatif-table[data-rows='2']")
+    page.wait_for_selector("#whatif-table[data-rows]")
+    whatif = {row[0]: row[1] for row in table_rows(page, "whatif-table")}
+    cost = httpx.get(stack.url + "/api/v1/analytics/cost", params={"what_if": "open/moe", "model": "test/echo"},
+                     headers={"Authorization": f"Bearer {stack.admin_key}"}).json()
+    assert whatif["open/moe"] == f"${cost['scenarios'][0]['cost_usd']:.6f}"
+    assert cost["scenarios"][0]["cost_nanousd"] < cost["actual_cost_nanousd"]  # MoE is the cheaper model
     charts_drawn(page, "chart-whatif")
     shot(visit, "models-admin")
 

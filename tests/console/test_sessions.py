@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import os
 import re
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import openai
@@ -15,7 +19,10 @@ import pytest
 from tests.support.servers import aiohttp_server, gateway_server, make_settings, new_key
 from tests.support.stub_openai import StubOpenAI
 from tollway.console.cache import ResponseCache
-from tollway.console.sessions import SessionStore
+from tollway.console.sessions import RedisSessionStore, SessionStore
+
+# A Redis database of its own: gateways configured with Redis also share limits and health there.
+REDIS_URL = os.environ.get("TOLLWAY_TEST_CONSOLE_REDIS", "redis://127.0.0.1:6379/13")
 
 
 @dataclass
@@ -164,16 +171,73 @@ def test_console_can_be_turned_off(tmp_path: pytest.TempPathFactory) -> None:
                          headers={"Authorization": f"Bearer {srv.admin}"}).status_code == 404
 
 
+def run(coro: Any) -> Any:
+    """Run a coroutine on a loop of its own thread: the browser tests' sync Playwright owns this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(30)
+
+
 def test_session_store_expires_and_bounds_sessions() -> None:
+    run(_memory_store())
+
+
+async def _memory_store() -> None:
     now = [0.0]
     store = SessionStore(ttl_s=10, max_sessions=2, clock=lambda: now[0])
-    first, _ = store.open("digest-1")
-    second, _ = store.open("digest-2")
-    assert store.get(first) is not None
-    third, _ = store.open("digest-3")
-    assert store.get(first) is None and store.get(second) is not None and store.get(third) is not None
+    first, _ = await store.open("digest-1")
+    second, _ = await store.open("digest-2")
+    assert await store.get(first) is not None
+    third, _ = await store.open("digest-3")
+    assert await store.get(first) is None and await store.get(second) is not None and await store.get(third) is not None
     now[0] = 11
-    assert store.get(second) is None and store.get(third) is None
+    assert await store.get(second) is None and await store.get(third) is None
+
+
+def test_redis_session_store_keeps_sessions_under_hashed_ids() -> None:
+    run(_redis_store())
+
+
+async def _redis_store() -> None:
+    import redis
+
+    prefix = f"tollway-test:{secrets.token_hex(6)}:session:"
+    store = RedisSessionStore(600, REDIS_URL, prefix=prefix)
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        session_id, opened = await store.open("digest-a")
+        found = await store.get(session_id)
+        assert found is not None and (found.key_digest, found.csrf_token) == ("digest-a", opened.csrf_token)
+        keys = [k.decode() for k in client.keys(prefix + "*")]
+        assert len(keys) == 1 and session_id not in keys[0]
+        assert 0 < client.ttl(keys[0]) <= 600
+        await store.close(session_id)
+        assert await store.get(session_id) is None and client.keys(prefix + "*") == []
+    finally:
+        for key in client.keys(prefix + "*"):
+            client.delete(key)
+        client.close()
+
+
+def test_with_redis_a_session_works_on_every_replica(tmp_path: pytest.TempPathFactory) -> None:
+    """Two gateways on one ledger and one Redis: log in on one, use the console on the other."""
+    database = f"sqlite:///{tmp_path}/replicas.db"
+    upstream = StubOpenAI()
+    admin = "sk-tw-admin-" + secrets.token_hex(8)
+    with aiohttp_server(upstream.app()) as upstream_url:
+        settings = make_settings(database, upstream_url, extra={"admin_key": admin, "redis": REDIS_URL})
+        _, alice = new_key(database, "alice")
+        with gateway_server(settings) as (first, _a), gateway_server(settings) as (second, _b):
+            with httpx.Client(base_url=first) as client:
+                login(client, alice)
+                cookie = client.cookies["tollway_session"]
+                csrf = page_csrf(client)
+            elsewhere = httpx.Client(base_url=second, cookies={"tollway_session": cookie})
+            assert elsewhere.get("/api/v1/key").json()["data"]["label"].startswith(alice[:8])
+            assert elsewhere.get("/console/activity").status_code == 200
+            assert elsewhere.post("/console/logout", data={"csrf": csrf}).status_code == 303
+            with httpx.Client(base_url=first, cookies={"tollway_session": cookie}) as back:
+                assert back.get("/api/v1/key").status_code == 401
+            elsewhere.close()
 
 
 def test_response_cache_expires_and_bounds_entries() -> None:

@@ -120,12 +120,13 @@ def replicas(config: dict[str, Any], tmp_path: Path, n: int = 2, *, workers: int
                 replica.proc.kill()
 
 
-def wait_healthy(replica: Replica, timeout: float = 30) -> None:
+def wait_healthy(replica: Replica, timeout: float = 120) -> None:
+    # Generous: on a loaded 2-core machine a replica's start (imports, migrations) took over 30 s.
     deadline = time.monotonic() + timeout
     while True:
         assert replica.proc.poll() is None, f"replica exited:\n{replica.log()}"
         try:
-            if httpx.get(replica.url + "/health", timeout=1).status_code == 200:
+            if httpx.get(replica.url + "/health", timeout=5).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

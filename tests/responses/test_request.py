@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import orjson
 import pytest
 
 from tollway.errors import BadRequest
@@ -123,3 +125,40 @@ def test_malformed_tool_choice_falls_back_to_auto() -> None:
     assert "tool_choice" not in parse(input="hi", tools=tools, tool_choice={"type": {"a": 1}}).chat
     assert parse(input="hi", tools=tools, tool_choice={"type": "allowed_tools", "mode": ["x"]}).chat[
         "tool_choice"] == "auto"
+
+
+def _writer_events(texts: list[str], byte_path: bool) -> list[dict[str, Any]]:
+    writer = ResponseEventWriter(parse(input="hi"), "gen-1", "a/b", "p", 1)
+    taken: list[bool] = []
+    byte_level = writer._text_delta
+
+    def text_delta(event: bytes, out: list[bytes]) -> bool:
+        taken.append(byte_path and byte_level(event, out))
+        return taken[-1]
+
+    writer._text_delta = text_delta  # type: ignore[method-assign]
+    out = b""
+    for text in texts:
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]}
+        # json.dumps escapes non-ASCII, quotes and backslashes, as upstreams do
+        out += writer.feed(b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n")
+    out += writer.end({}, "stop")
+    assert any(taken) is byte_path  # the byte path served every delta after the first
+    events = [orjson.loads(line[6:]) for line in out.split(b"\n") if line.startswith(b"data: ")]
+    for event in events:  # ids and timestamps differ between two writers
+        event.pop("item_id", None)
+        event.pop("item", None)
+        if "response" in event:
+            event["response"] = {k: v for k, v in event["response"].items()
+                                 if k not in {"completed_at", "output"}}
+    return events
+
+
+def test_text_deltas_read_from_bytes_match_the_parsed_path() -> None:
+    texts = ["Hel", 'lo "quoted" \\', "", "caf\u00e9 \u2713", "end"]
+    fast, slow = _writer_events(texts, True), _writer_events(texts, False)
+    assert fast == slow
+    assert "".join(e["delta"] for e in fast if e["type"] == "response.output_text.delta") == "".join(texts)
+    done = next(e for e in fast if e["type"] == "response.output_text.done")
+    assert done["text"] == "".join(texts)

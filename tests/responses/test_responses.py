@@ -11,9 +11,10 @@ import httpx
 import openai
 import pytest
 
-from tests.adapters.harness import Reply, fixture
+from tests.adapters.harness import FORMATS, MODEL_OF, Reply, fixture
 from tests.responses.conftest import ResponsesStack
 from tests.responses.spec import event_errors, response_errors
+from tests.support.servers import new_key
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Current weather in a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"},
@@ -53,7 +54,7 @@ async def test_text_turn_to_a_chat_upstream(stack: ResponsesStack) -> None:
     assert got.path == "/oa/v1/chat/completions"
     assert got.body["model"] == "gpt-up" and got.body["max_tokens"] == 50 and got.body["temperature"] == 0.5
     assert got.body["messages"] == [{"role": "system", "content": "Be terse."},
-                                    {"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
+                                    {"role": "user", "content": "Hi"}]
     assert response.output_text == "Hello there!"
     assert response.status == "completed" and response.model == "test/oa"
     assert response.metadata == {"run": "1"}
@@ -116,9 +117,10 @@ async def test_function_call_then_its_output_via_previous_response_id(stack: Res
     assert messages[2] == {"role": "tool", "tool_call_id": call.call_id, "content": "21C"}
 
 
-async def test_stream_function_call_events(stack: ResponsesStack) -> None:
-    stack.stub.script(Reply.of("openai", "tools.sse"))
-    _resp, events = raw_events(stack, {"model": "test/oa", "input": "Weather?", "tools": [WEATHER]})
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_stream_function_call_events(stack: ResponsesStack, fmt: str) -> None:
+    stack.stub.script(Reply.of(fmt, "tools.sse"))
+    _resp, events = raw_events(stack, {"model": MODEL_OF[fmt], "input": "Weather?", "tools": [WEATHER]})
     done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
     call = next(i for i in done if i["type"] == "function_call")
     deltas = "".join(e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta")
@@ -413,3 +415,44 @@ async def test_json_schema_format_and_truncation(stack: ResponsesStack) -> None:
     doc = resp.json()
     assert doc["status"] == "incomplete" and doc["incomplete_details"] == {"reason": "max_output_tokens"}
     assert response_errors(doc) == []
+
+
+async def test_fallback_to_another_wire_format(stack: ResponsesStack) -> None:
+    stack.stub.script(Reply.of("anthropic", "error_500.json", status=500), Reply.of("openai", "plain.sse"))
+    resp, events = raw_events(stack, {"model": "test/mixed", "input": "Hi",
+                                      "provider": {"order": ["stub-anthropic", "stub-openai"]}})
+    assert [r.path for r in stack.stub.received] == ["/an/v1/messages", "/oa/v1/chat/completions"]
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == "Hello there!"
+    row = stack.generation(resp.headers["x-generation-id"])
+    assert row["provider"] == "stub-openai"
+    assert [a["provider"] for a in json.loads(row["attempts"])] == ["stub-anthropic", "stub-openai"]
+
+
+async def test_reasoning_content_goes_back_to_a_deepseek_style_upstream(stack: ResponsesStack) -> None:
+    call = {"index": 0, "id": "call_r1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}
+    usage = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-up", "choices": [],
+             "usage": {"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16}}
+    body = _sse([_chunk({"role": "assistant", "reasoning_content": "Need the "}),
+                 _chunk({"reasoning_content": "weather."}), _chunk({"tool_calls": [call]}),
+                 _chunk({}, "tool_calls"), (None, usage)]) + b"data: [DONE]\n\n"
+    stack.stub.script(Reply(200, body, "text/event-stream"), Reply.of("openai", "plain.json"))
+    client = stack.client()
+    async with client.responses.stream(model="test/oa", input="Weather?", tools=[WEATHER]) as stream:  # type: ignore[list-item]
+        first = await stream.get_final_response()
+    assert first.output[0].type == "reasoning" and first.output[0].summary[0].text == "Need the weather."
+    await client.responses.create(model="test/oa", previous_response_id=first.id, tools=[WEATHER],  # type: ignore[list-item]
+                                  input=[{"type": "function_call_output", "call_id": "call_r1", "output": "21C"}])
+    assistant = stack.stub.received[1].body["messages"][1]
+    assert assistant["reasoning_content"] == "Need the weather."
+    assert assistant["tool_calls"][0]["id"] == "call_r1"
+
+
+async def test_a_credit_limit_caps_the_output_a_native_upstream_is_asked_for(stack: ResponsesStack) -> None:
+    _key_id, capped = new_key(stack.database, name="capped", limit_nanousd=1_000_000)  # ~60 tokens at $15/M
+    stack.stub.script(Reply(200, json.dumps(NATIVE).encode()))
+    resp = httpx.post(stack.url + "/v1/responses", headers={"Authorization": f"Bearer {capped}"},
+                      json={"model": "test/native", "input": "Hi"})  # no max: the default, capped
+    assert resp.status_code == 200, resp.text
+    sent = stack.stub.received[-1].body["max_output_tokens"]
+    assert sent > 0 and sent * 15_000 <= 1_000_000

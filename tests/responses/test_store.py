@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import httpx
 import openai
 import pytest
+from sqlalchemy import text, update
 
 from tests.adapters.harness import Reply
 from tests.api.test_openapi_conformance import _errors
@@ -72,3 +73,41 @@ async def test_input_items_are_listed_newest_first(stack: ResponsesStack) -> Non
     assert _errors(SPEC, "ResponseItemList", raw) == []
     with pytest.raises(openai.NotFoundError):
         await stack.client(stack.other_key).responses.input_items.list(response.id)
+
+
+async def test_an_expired_response_answers_404(stack: ResponsesStack) -> None:
+    stack.stub.script(Reply.of("openai", "plain.json"))
+    client = stack.client()
+    response = await client.responses.create(model="test/oa", input="Hi")
+    engine = create_db_engine(stack.database)
+    try:
+        with engine.begin() as conn:
+            conn.execute(update(store.stored_responses).where(store.stored_responses.c.id == response.id)
+                         .values(expires_at=datetime(2000, 1, 1)))
+    finally:
+        engine.dispose()
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(response.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.create(model="test/oa", input="Hi", previous_response_id=response.id)
+
+
+async def test_a_store_failure_does_not_fail_the_answer(stack: ResponsesStack) -> None:
+    stack.stub.script(Reply.of("openai", "plain.json"), Reply.of("openai", "plain.sse"))
+    engine = create_db_engine(stack.database)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE stored_responses RENAME TO stored_responses_away"))
+        client = stack.client()
+        response = await client.responses.create(model="test/oa", input="Hi")
+        assert response.output_text == "Hello there!"
+        async with client.responses.stream(model="test/oa", input="Hi") as stream:
+            final = await stream.get_final_response()
+        assert final.output_text == "Hello there!"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE stored_responses_away RENAME TO stored_responses"))
+        engine.dispose()
+    assert stack.generation(response.id)["status"] == "success"
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(response.id)

@@ -59,13 +59,15 @@ def request_meta(request: Request, api: str) -> RequestMeta:
     session = headers.get("x-session-id")
     # A known agent CLI (catalog/data/agents.json) names the app and the task when the
     # request itself does not.
+    categories = tuple(parse_categories(headers.get("x-openrouter-categories")))
     agent = gateway_of(request).agents.match(headers.get("user-agent"))
     if agent is not None:
-        title = title if (app or title) else agent.name
+        if not (app or title):
+            title = agent.name
+            categories = categories or agent.categories
         session = session or agent.session_id(headers)
     return RequestMeta(app=bound_text("app", app), app_title=bound_text("app_title", title),
-                       session_id=bound_text("session_id", session), api=api,
-                       categories=tuple(parse_categories(headers.get("x-openrouter-categories"))))
+                       session_id=bound_text("session_id", session), api=api, categories=categories)
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

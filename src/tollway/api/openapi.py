@@ -106,31 +106,15 @@ def _paths() -> dict[str, Any]:
             "ChatCompletionRequest", "ChatCompletion", "generate")
         paths[f"{prefix}/messages"] = _generate("Anthropic's Messages API, to any model", "MessagesRequest",
                                                 "Message", "generate", anthropic=True)
+        paths[f"{prefix}/messages/count_tokens"] = {"post": {  # issue 12
+            "summary": "input tokens of a Messages request: the upstream's count (Anthropic format) or a local "
+                       "estimate, as the X-Tollway-Token-Count header (upstream|estimate) says; not metered",
+            "tags": ["generate"], "security": _KEY_AUTH, "requestBody": _body("MessagesCountTokensRequest"),
+            "responses": {"200": _json("the count", "MessageTokensCount"),
+                          **_errors(400, 401, 403, 404, 413, 502, 503, anthropic=True)}}}
         paths[f"{prefix}/embeddings"] = _generate("embeddings, metered", "EmbeddingsRequest", "Embeddings",
                                                   "generate", streams=False)
-        paths[f"{prefix}/messages/count_tokens"] = {"post": {
-            "summary": "count a Messages request's input tokens (the upstream's count or a local estimate; "
-                       "X-Tollway-Token-Count says which); not metered", "tags": ["generate"],
-            "security": _KEY_AUTH, "requestBody": _body("CountTokensRequest"),
-            "responses": {"200": _json("the count", "TokenCount"), **_errors(400, 401, 403, 404, 413, 502, 503,
-                                                                            anthropic=True)}}}
-        paths[f"{prefix}/responses"] = _generate("OpenAI's Responses API, to any model", "ResponsesRequest",
-                                                 "Response", "generate")
-        response_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
-                       "description": "a stored response's id (store: true)"}
-        paths[f"{prefix}/responses/{{id}}"] = {
-            "parameters": [response_id],
-            "get": _get("a stored response of the calling key", "generate", "Response", security=_KEY_AUTH,
-                        errors=(401, 404, 503)),
-            "delete": _get("delete a stored response", "generate", "ResponseDeleted", security=_KEY_AUTH,
-                           errors=(401, 404, 503))}
-        paths[f"{prefix}/responses/{{id}}/input_items"] = {
-            "parameters": [response_id],
-            "get": _get("the input items of a stored response", "generate", {"type": "object"},
-                        security=_KEY_AUTH, errors=(401, 404, 503),
-                        parameters=[_query("limit", "items", {"type": "integer", "minimum": 1}),
-                                    _query("order", "by position", {"enum": ["asc", "desc"]}),
-                                    *_strings("after")])}
+        paths.update(_responses_paths(prefix))
     paths["/api/v1/generation"] = {"get": _get(
         "the ledger record of one of the calling key's generations", "ledger", "Generation", security=_KEY_AUTH,
         parameters=[{"name": "id", "in": "query", "required": True, "description": "gen-... (X-Generation-Id)",
@@ -206,25 +190,49 @@ def _openrouter_analytics_paths() -> dict[str, Any]:
 
 
 def _console_paths() -> dict[str, Any]:
-    """The web console's JSON routes (``tollway.console.data``) and the redirect to it."""
-    errors = (400, 401, 503)
-    window = [_FROM, _TO]
+    """The web console's JSON routes (``tollway.console.data``): any key, scoped to its own traffic."""
+    key = _query("key", "only this key id (admin; any other key always gets its own)")
+
+    def get(summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"get": _get(summary, "console", {"type": "object"}, security=_KEY_AUTH, parameters=parameters,
+                            errors=(400, 401, 403, 503))}
+
     return {
-        "/": {"get": {"summary": "redirects to the web console (/console)", "tags": ["console"], "security": [],
+        "/": {"get": {"summary": "redirects to the web console", "tags": ["console"], "security": [],
                       "responses": {"307": {"description": "to /console"}}}},
-        "/api/v1/console/activity": {"get": _get("requests, tokens and cost per day", "console", "Report",
-                                                 security=_KEY_AUTH, errors=errors,
-                                                 parameters=[*window, _query("key", "admin: one key's traffic")])},
-        "/api/v1/console/generations": {"get": _get(
-            "the generation log, newest first", "console", "Report", security=_KEY_AUTH, errors=errors,
-            parameters=[*_strings("model", "app", "key", "task"),
-                        _query("before", "only generations before this timestamp"),
-                        _query("limit", "rows", {"type": "integer", "minimum": 1})])},
-        "/api/v1/console/tasks": {"get": _get("agent tasks (session_id) with their sizes", "console", "Report",
-                                              security=_KEY_AUTH, errors=errors,
-                                              parameters=[*window, _TOP, _query("key", "admin: one key's tasks")])},
-        "/api/v1/console/providers": {"get": _get("circuit state, uptime, latency and throughput per endpoint",
-                                                  "console", "Report", security=_KEY_AUTH, errors=(401,))},
+        "/api/v1/console/activity": get("requests, tokens and cost per day", [_FROM, _TO, key]),
+        "/api/v1/console/generations": get("the generation log, newest first", [
+            _query("model", "only this model"), _query("app", "only this app (URL or title)"),
+            _query("task", "only this task (session id)"), key,
+            _query("before", "page back: generations created before this ISO 8601 time",
+                   {"type": "string", "format": "date-time"}),
+            _query("limit", "rows per page", {"type": "integer", "minimum": 1, "maximum": 500})]),
+        "/api/v1/console/tasks": get("agent tasks (session ids) by size", [_FROM, _TO, key, _query(
+            "top", "tasks to return", {"type": "integer", "minimum": 1, "maximum": 500})]),
+        "/api/v1/console/providers": get("circuit state, uptime, latency and throughput per endpoint", []),
+    }
+
+
+def _responses_paths(prefix: str) -> dict[str, Any]:
+    """OpenAI's Responses API (``tollway.api.responses``): create, and the key's stored responses."""
+    response_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
+                   "description": "a stored response's id (X-Generation-Id)"}
+    stored_errors = (400, 401, 404, 503)
+    return {
+        f"{prefix}/responses": _generate("OpenAI's Responses API, to any model", "ResponsesRequest", "Response",
+                                         "generate"),
+        f"{prefix}/responses/{{id}}": {
+            "parameters": [response_id],
+            "get": _get("one of the calling key's stored responses", "generate", "Response", security=_KEY_AUTH,
+                        errors=stored_errors),
+            "delete": _get("delete one of the calling key's stored responses", "generate", "ResponseDeleted",
+                           security=_KEY_AUTH, errors=stored_errors)},
+        f"{prefix}/responses/{{id}}/input_items": {"parameters": [response_id], "get": _get(
+            "a stored response's input items, newest first by default", "generate", "ResponseItemList",
+            security=_KEY_AUTH, errors=stored_errors, parameters=[
+                _query("limit", "items per page", {"type": "integer", "minimum": 1, "maximum": 100}),
+                _query("order", "asc or desc", {"enum": ["asc", "desc"]}),
+                _query("after", "the item id to list after")])},
     }
 
 

@@ -122,10 +122,10 @@ _ANTHROPIC_BLOCK = obj({"type": STR, "text": STR, "source": ANY_OBJ, "id": STR, 
                         "is_error": BOOL, "cache_control": ANY_OBJ}, ("type",))
 _ANTHROPIC_CONTENT: Schema = {"anyOf": [STR, {"type": "array", "items": _ANTHROPIC_BLOCK}]}
 
-_MESSAGES_REQUEST = obj({
+_MESSAGES_FIELDS: dict[str, Schema] = {
     "model": STR, "max_tokens": {"type": "integer", "minimum": 1},
     "messages": {"type": "array", "minItems": 1,
-                 "items": obj({"role": {"enum": ["user", "assistant"]}, "content": _ANTHROPIC_CONTENT},
+                 "items": obj({"role": {"enum": ["user", "assistant", "system"]}, "content": _ANTHROPIC_CONTENT},
                               ("role", "content"))},
     "system": _ANTHROPIC_CONTENT, "stream": BOOL, "temperature": NUM, "top_p": NUM, "top_k": INT,
     "stop_sequences": {"type": "array", "items": STR},
@@ -135,7 +135,11 @@ _MESSAGES_REQUEST = obj({
     "thinking": obj({"type": {"enum": ["enabled", "disabled", "adaptive"]}, "budget_tokens": INT}, ("type",)),
     "metadata": obj({"user_id": STR}), "output_config": ANY_OBJ,
     "models": {"type": "array", "items": STR}, "provider": _PROVIDER_PREFS, "session_id": STR,
-}, ("model", "max_tokens", "messages"), description="Anthropic's Messages request, to any model")
+}
+_MESSAGES_REQUEST = obj(_MESSAGES_FIELDS, ("model", "max_tokens", "messages"),
+                        description="Anthropic's Messages request, to any model")
+_COUNT_TOKENS_REQUEST = obj(_MESSAGES_FIELDS, ("model", "messages"),
+                            description="a Messages request to count (max_tokens optional)")
 
 _MESSAGE = obj({
     "id": STR, "type": {"const": "message"}, "role": {"const": "assistant"}, "model": STR,
@@ -215,31 +219,41 @@ _KEY_FIELDS: dict[str, Schema] = {
     "policy": nullable(obj({}, description="routing policies the key's requests can only narrow")),
 }
 _KEY_CREATE = obj(_KEY_FIELDS | {"is_admin": BOOL}, ("name",))
-_KEY_UPDATE = obj(_KEY_FIELDS | {"disabled": {"type": "boolean", "description": "true revokes the key"}})
-_TOP_UP = obj({"amount": USD, "note": nullable({"type": "string", "maxLength": 1000})}, ("amount",))
-
+# The Responses API (tollway.responses): the fields tollway reads; anything else is echoed or,
+# for a Responses-native provider, passed through.
 _RESPONSES_REQUEST = obj({
-    "model": STR,
-    "input": {"anyOf": [STR, {"type": "array", "items": ANY_OBJ}],
-              "description": "a string, or a list of input items (messages, function call outputs...)"},
-    "instructions": nullable(STR), "max_output_tokens": {"type": "integer", "minimum": 1},
-    "stream": BOOL, "store": BOOL, "previous_response_id": nullable(STR),
-    "tools": {"type": "array", "items": ANY_OBJ}, "tool_choice": {"anyOf": [STR, ANY_OBJ]},
-    "parallel_tool_calls": BOOL, "reasoning": ANY_OBJ, "text": ANY_OBJ, "temperature": NUM, "top_p": NUM,
-    "metadata": ANY_OBJ, "user": STR, "models": {"type": "array", "items": STR}, "provider": _PROVIDER_PREFS,
-}, ("model", "input"), description="OpenAI's Responses API request, to any model")
+    "model": STR, "input": {"anyOf": [STR, {"type": "array", "items": ANY_OBJ}]},
+    "instructions": nullable(STR), "previous_response_id": nullable(STR), "stream": BOOL, "store": BOOL,
+    "max_output_tokens": {"type": "integer", "minimum": 1}, "temperature": {"type": "number", "minimum": 0,
+                                                                          "maximum": 2},
+    "top_p": {"type": "number", "minimum": 0, "maximum": 1}, "parallel_tool_calls": BOOL,
+    "tools": {"type": "array", "items": obj({"type": STR}, ("type",))}, "tool_choice": {"anyOf": [STR, ANY_OBJ]},
+    "reasoning": ANY_OBJ, "text": ANY_OBJ, "include": {"type": "array", "items": STR}, "metadata": ANY_OBJ,
+    "prompt_cache_key": STR, "models": {"type": "array", "items": STR}, "provider": _PROVIDER_PREFS,
+}, ("model", "input"), description="OpenAI's Responses request, to any model")
 
 _RESPONSE = obj({
-    "id": STR, "object": {"const": "response"}, "created_at": NUM, "status": STR, "model": STR,
-    "output": {"type": "array", "items": ANY_OBJ},
-    "usage": nullable(obj({"input_tokens": INT, "output_tokens": INT, "total_tokens": INT})),
-}, ("id", "object", "status", "output"))
+    "id": STR, "object": {"const": "response"}, "created_at": NUM, "model": STR,
+    "status": {"enum": ["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"]},
+    "output": {"type": "array", "items": obj({"type": STR}, ("type",))},
+    "usage": obj({"input_tokens": INT, "output_tokens": INT, "total_tokens": INT}),
+}, ("id", "object", "created_at", "model", "output"), description="OpenAI's response object")
+
+_KEY_UPDATE = obj(_KEY_FIELDS | {"disabled": {"type": "boolean", "description": "true revokes the key"}})
+_TOP_UP = obj({"amount": USD, "note": nullable({"type": "string", "maxLength": 1000})}, ("amount",))
 
 SCHEMAS: dict[str, Schema] = {
     "Error": _ERROR, "AnthropicError": _ANTHROPIC_ERROR,
     "ChatCompletionRequest": _CHAT_REQUEST, "ChatCompletion": _CHAT_COMPLETION,
     "MessagesRequest": _MESSAGES_REQUEST, "Message": _MESSAGE,
+    "MessagesCountTokensRequest": _COUNT_TOKENS_REQUEST,
+    "MessageTokensCount": obj({"input_tokens": INT}, ("input_tokens",)),
     "EmbeddingsRequest": _EMBEDDINGS_REQUEST, "Embeddings": _EMBEDDINGS,
+    "ResponsesRequest": _RESPONSES_REQUEST, "Response": _RESPONSE,
+    "ResponseDeleted": obj({"id": STR, "object": {"const": "response"}, "deleted": BOOL}, ("id", "deleted")),
+    "ResponseItemList": obj({"object": {"const": "list"}, "data": {"type": "array", "items": ANY_OBJ},
+                             "first_id": nullable(STR), "last_id": nullable(STR), "has_more": BOOL},
+                            ("object", "data", "has_more")),
     "Generation": _GENERATION,
     "ModelListOpenAI": _MODEL_LIST_OPENAI, "ModelListOpenRouter": _MODEL_LIST_OPENROUTER, "ModelEndpoints": _ENDPOINTS,
     "CurrentKey": _CURRENT_KEY, "Credits": _CREDITS, "Key": _KEY,
@@ -252,9 +266,5 @@ SCHEMAS: dict[str, Schema] = {
     "KeyUsage": obj({"data": obj({"hash": STR, "usage": NUM, "limit": nullable(NUM), "totals": ANY_OBJ,
                                   "tollway": _KEY_TOLLWAY}, ("hash", "usage", "totals"))}, ("data",)),
     "Health": obj({"status": STR, "version": STR}, ("status",)),
-    "ResponsesRequest": _RESPONSES_REQUEST, "Response": _RESPONSE,
-    "ResponseDeleted": obj({"id": STR, "object": {"const": "response"}, "deleted": BOOL}, ("id", "deleted")),
-    "CountTokensRequest": _MESSAGES_REQUEST | {"required": ["model", "messages"]},
-    "TokenCount": obj({"input_tokens": INT}, ("input_tokens",)),
     "Report": obj({}, description="the same document `tollway report ... --json` prints"),
 }

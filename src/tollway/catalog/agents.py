@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from tollway.ledger.apps import CATEGORIES
+
 
 @dataclass(frozen=True, slots=True)
 class AgentSignature:
@@ -23,7 +25,12 @@ class AgentSignature:
     name: str  # the app name attributed in the ledger ("Claude Code")
     user_agent_prefixes: tuple[str, ...]  # lower-case
     session_headers: tuple[str, ...]  # lower-case header names, first present wins
-    category: str  # default app category ("cli-agent")
+    category: str | None  # default app category ("cli-agent"); None for a library such as an SDK
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """The categories recorded for the agent's requests when they declare none."""
+        return (self.category,) if self.category else ()
 
     def session_id(self, headers: Mapping[str, str]) -> str | None:
         for name in self.session_headers:
@@ -60,10 +67,11 @@ def parse_agents(doc: Any) -> AgentDirectory:
                 name=_text(row["name"]),
                 user_agent_prefixes=tuple(_text(p).lower() for p in row["user_agent_prefixes"]),
                 session_headers=tuple(_text(h).lower() for h in row.get("session_headers", ())),
-                category=_text(row["category"])))
+                category=_category(row["category"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"agents.json: agents[{i}] needs name, user_agent_prefixes (non-empty strings), "
-                             f"session_headers and category: {exc}") from None
+                             f"session_headers and category (one of {', '.join(CATEGORIES)}, or null): "
+                             f"{exc}") from None
         if not agents[-1].user_agent_prefixes:
             raise ValueError(f"agents.json: agents[{i}].user_agent_prefixes is empty")
     return AgentDirectory(tuple(agents))
@@ -73,6 +81,14 @@ def load_agents() -> AgentDirectory:
     """The packaged agent list (called once, when the gateway is built)."""
     raw = (resources.files("tollway.catalog") / "data" / "agents.json").read_bytes()
     return parse_agents(orjson.loads(raw))
+
+
+def _category(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value not in CATEGORIES:
+        raise ValueError(f"unknown category {value!r}")
+    return str(value)
 
 
 def _text(value: Any) -> str:

@@ -59,7 +59,7 @@ def scoped_rankings(endpoint: Endpoint) -> Endpoint:
         gateway = gateway_of(request)
         sessions = gateway.keys.sessions
         # A stale session cookie (expired, logged out) on the public page is no login at all.
-        anonymous = bearer_token(request) is None and (sessions is None or sessions.of_request(request) is None)
+        anonymous = bearer_token(request) is None and (sessions is None or await sessions.of_request(request) is None)
         if anonymous and gateway.settings.console.public_rankings:
             _refuse_audience(request, "the public rankings")
             if request.query_params.get("key"):

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tollway.api import inputs
 from tollway.api.common import gateway_of, json_response
 from tollway.auth import Principal
 from tollway.console import queries
@@ -33,28 +34,24 @@ MAX_DAYS = 400
 
 
 def _date(request: Request, name: str) -> date | None:
-    value = request.query_params.get(name)
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise BadRequest(f"query parameter {name}={value!r} is not a date; use YYYY-MM-DD", code=400) from None
+    return inputs.query_date(request.query_params, name)
 
 
 def _int(request: Request, name: str, default: int, most: int) -> int:
-    value = request.query_params.get(name)
+    value = inputs.query_int(request.query_params, name, default, maximum=most)
     if not value:
-        return default
-    if not value.isdigit() or not 1 <= int(value) <= most:
-        raise BadRequest(f"query parameter {name}={value!r} must be an integer from 1 to {most}", code=400)
-    return int(value)
+        raise BadRequest(f"query parameter {name} must be an integer from 1 to {most}", code=400)
+    return value
+
+
+def _text(request: Request, name: str) -> str | None:
+    return inputs.query_text(request.query_params, name)
 
 
 def scope_key(principal: Principal, request: Request) -> str | None:
     """The key id whose data this caller may read: its own, or (admin) the ``key`` asked for."""
     if principal.is_admin:
-        return request.query_params.get("key") or None
+        return _text(request, "key")
     assert principal.key_id is not None
     return principal.key_id
 
@@ -74,7 +71,7 @@ async def _query(request: Request, work: Callable[[Any, str | None], dict[str, A
 def _range(request: Request, conn: Any, key_id: str | None, days: int = DEFAULT_DAYS) -> tuple[date, date]:
     """``from``/``to`` as given; by default the last ``days`` days up to the latest traffic."""
     end = _date(request, "to") or queries.latest_day(conn, key_id=key_id) or datetime.now().date()
-    start = _date(request, "from") or end - timedelta(days=days - 1)
+    start = _date(request, "from") or max(inputs.FIRST_DATE, end - timedelta(days=days - 1))
     if start > end:
         raise BadRequest(f"from={start} is after to={end}", code=400)
     if (end - start).days >= MAX_DAYS:
@@ -91,19 +88,14 @@ async def activity(request: Request) -> Response:
 
 
 async def generation_log(request: Request) -> Response:
-    params = request.query_params
-    before_raw = params.get("before")
-    before = None
-    if before_raw:
-        try:
-            before = datetime.fromisoformat(before_raw.removesuffix("Z"))
-        except ValueError:
-            raise BadRequest(f"before={before_raw!r} is not an ISO 8601 timestamp", code=400) from None
+    before = inputs.timestamp(_text(request, "before"), "before")
+    if before is not None and before.date() < inputs.FIRST_DATE:
+        raise BadRequest(f"'before' must be after {inputs.FIRST_DATE}", code=400)
     limit = _int(request, "limit", 50, 500)
+    model, app, task = _text(request, "model"), _text(request, "app"), _text(request, "task")
 
     def work(conn: Any, key_id: str | None) -> dict[str, Any]:
-        return queries.generation_log(conn, key_id=key_id, model=params.get("model") or None,
-                                      app=params.get("app") or None, session_id=params.get("task") or None,
+        return queries.generation_log(conn, key_id=key_id, model=model, app=app, session_id=task,
                                       before=before, limit=limit)
 
     return await _query(request, work)

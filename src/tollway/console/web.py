@@ -85,13 +85,13 @@ class ConsolePages:
 
     async def _viewer(self, request: Request) -> tuple[Session, Principal] | None:
         """The logged-in session and its key, or None (no session, expired, key revoked)."""
-        session = self.sessions.of_request(request)
+        session = await self.sessions.of_request(request)
         if session is None:
             return None
         try:
             principal = await self.gateway.keys.authenticate_digest(session.key_digest)
         except TollwayError:
-            self.sessions.close(request.cookies.get(SESSION_COOKIE))
+            await self.sessions.close(request.cookies.get(SESSION_COOKIE))
             return None
         return session, principal
 
@@ -140,7 +140,7 @@ class ConsolePages:
             await self.gateway.keys.authenticate_digest(digest)
         except TollwayError as exc:
             return await self.login_form(request, error=exc.message, status=401)
-        session_id, _ = self.sessions.open(digest)
+        session_id, _ = await self.sessions.open(digest)
         response = RedirectResponse(_safe_next(form.get("next")) or "/console/activity", status_code=303)
         response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="strict", path="/",
                             secure=request.url.scheme == "https", max_age=int(self.settings.session_ttl_s))
@@ -149,10 +149,10 @@ class ConsolePages:
 
     async def logout(self, request: Request) -> Response:
         form = _form(await read_body(request, 16 * 1024))
-        session = self.sessions.of_request(request)
+        session = await self.sessions.of_request(request)
         if session is not None and hmac.compare_digest(form.get("csrf", "").encode(),
                                                        session.csrf_token.encode()):
-            self.sessions.close(request.cookies.get(SESSION_COOKIE))
+            await self.sessions.close(request.cookies.get(SESSION_COOKIE))
         elif session is not None:
             return self._render("error.html", status=403, message="log-out needs the page's CSRF token",
                                 page=None, viewer=None)

@@ -28,6 +28,32 @@ class _Item:
     details: list[dict[str, Any]] = field(default_factory=list)
     call_id: str = ""
     name: str = ""
+    text_field: str | None = None  # where the upstream put its reasoning text
+    prefix: bytes = b""  # a message's text delta event, from item_id to "delta": (the fast path)
+
+
+# A chunk whose delta is text alone, of choice 0, not finishing (the fast path's test).
+_CONTENT_DELTA = b'"delta":{"content":'
+_DELTA_CLOSE = (b'},', b'}}')
+_FINISHED = b'"finish_reason":null'
+_FIRST_CHOICE = b'"index":0'
+
+
+def _string_end(data: bytes, start: int) -> int:
+    """The offset just past the JSON string starting at ``start`` (a quote), or -1."""
+    if data[start:start + 1] != b'"':
+        return -1
+    at = start + 1
+    while True:
+        at = data.find(b'"', at)
+        if at < 0:
+            return -1
+        backslashes = 0
+        while data[at - 1 - backslashes] == 0x5C:  # an escaped quote is preceded by an odd run
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return at + 1
+        at += 1
 
 
 class ResponseEventWriter:
@@ -69,6 +95,8 @@ class ResponseEventWriter:
         for event in data.split(b"\n\n"):
             if not event.startswith(b"data:"):
                 continue
+            if self._text_delta(event, out):
+                continue
             try:
                 chunk = orjson.loads(event[5:])
             except orjson.JSONDecodeError:
@@ -78,6 +106,29 @@ class ResponseEventWriter:
                 if isinstance(choice, dict) and choice.get("index", 0) == 0:
                     self._choice(choice, out)
         return b"".join(out)
+
+    def _text_delta(self, event: bytes, out: list[bytes]) -> bool:
+        """The common chunk, a bare text delta of an open message, turned into its event from the
+        bytes: the JSON string is copied as it came, parsed only to keep the text.  Anything
+        else (or any doubt) returns False for the parsing path."""
+        item = self.open
+        start = event.find(_CONTENT_DELTA)
+        if item is None or item.kind != "message" or start < 0 or _FINISHED not in event:
+            return False
+        start += len(_CONTENT_DELTA)
+        end = _string_end(event, start)
+        if end < 0 or event[end:end + 2] not in _DELTA_CLOSE or event.count(b'"index":') != 1 \
+                or _FIRST_CHOICE not in event:
+            return False
+        raw = event[start:end]
+        if raw == b'""':
+            return True  # nothing to say
+        item.text.append(orjson.loads(raw))
+        out.append(b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\","
+                   b"\"sequence_number\":" + str(self.sequence).encode() + item.prefix + raw
+                   + b',"logprobs":[]}\n\n')
+        self.sequence += 1
+        return True
 
     # -- items -------------------------------------------------------------------------------
 
@@ -95,7 +146,8 @@ class ResponseEventWriter:
     def _choice(self, choice: dict[str, Any], out: list[bytes]) -> None:
         delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
         assert isinstance(delta, dict)
-        reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+        text_field = "reasoning" if delta.get("reasoning") else "reasoning_content"
+        reasoning = delta.get(text_field)
         details = [d for d in delta.get("reasoning_details") or () if isinstance(d, dict)]
         if (isinstance(reasoning, str) and reasoning) or details:
             item = self.open if self.open is not None and self.open.kind == "reasoning" else None
@@ -107,6 +159,7 @@ class ResponseEventWriter:
             item.details.extend(details)
             if isinstance(reasoning, str) and reasoning:
                 item.text.append(reasoning)
+                item.text_field = text_field
                 out.append(self.event("response.reasoning_summary_text.delta",
                                       {**self._where(item), "summary_index": 0, "delta": reasoning}))
         text = delta.get("content")
@@ -118,6 +171,8 @@ class ResponseEventWriter:
                     **self._where(item), "content_index": 0,
                     "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}))
             item.text.append(text)
+            item.prefix = (b',"item_id":' + orjson.dumps(item.item_id) + b',"output_index":'
+                           + str(item.index).encode() + b',"content_index":0,"delta":')
             out.append(self.event("response.output_text.delta", {
                 **self._where(item), "content_index": 0, "delta": text, "logprobs": []}))
         for call in delta.get("tool_calls") or ():
@@ -158,7 +213,7 @@ class ResponseEventWriter:
             out.append(self.event("response.reasoning_summary_text.done", {**where, "summary_index": 0, "text": text}))
             out.append(self.event("response.reasoning_summary_part.done", {
                 **where, "summary_index": 0, "part": {"type": "summary_text", "text": text}}))
-            done = reasoning_item(item.item_id, text, self.provider, item.details)
+            done = reasoning_item(item.item_id, text, self.provider, item.details, item.text_field)
         elif item.kind == "message":
             done = message_item(item.item_id, text)
             out.append(self.event("response.output_text.done", {**where, "content_index": 0, "text": text,

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from tollway.metering import Usage, nano_to_usd
-from tollway.responses.request import ResponsesRequest, encode_reasoning
+from tollway.responses.request import REASONING_CONTENT_FORMAT, ResponsesRequest, encode_reasoning
 
 # chat finish_reason -> why a response is incomplete (None: it completed).
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -37,12 +37,16 @@ def usage_doc(usage: Usage, cost_nano: int) -> dict[str, Any]:
     }
 
 
-def reasoning_item(item_id: str, text: str, provider: str, details: list[dict[str, Any]]) -> dict[str, Any]:
-    """The reasoning the upstream showed, as a summary; its signed details (Anthropic thinking
-    signatures) as ``encrypted_content``, whether or not the client asked for it: a client that
-    sends the item back verbatim then keeps the signature the upstream will check."""
+def reasoning_item(item_id: str, text: str, provider: str, details: list[dict[str, Any]],
+                   text_field: str | None = None) -> dict[str, Any]:
+    """The reasoning the upstream showed, as a summary; what must go back to it as
+    ``encrypted_content`` (signed details such as Anthropic thinking signatures, or the
+    ``reasoning_content`` DeepSeek/Kimi-style APIs want back in a tool loop), whether or not
+    the client asked for it: a client that sends the item back verbatim then keeps it."""
     item: dict[str, Any] = {"type": "reasoning", "id": item_id,
                             "summary": [{"type": "summary_text", "text": text}] if text else []}
+    if not details and text and text_field == "reasoning_content":
+        details = [{"type": "reasoning.text", "text": text, "format": REASONING_CONTENT_FORMAT}]
     if details:
         item["encrypted_content"] = encode_reasoning(provider, details)
     return item
@@ -120,11 +124,12 @@ def from_completion(request: ResponsesRequest, response_id: str, created_at: int
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     assert isinstance(message, dict)
     output: list[dict[str, Any]] = []
-    text = message.get("reasoning") or message.get("reasoning_content")
+    text_field = "reasoning" if message.get("reasoning") else "reasoning_content"
+    text = message.get(text_field)
     details = [d for d in message.get("reasoning_details") or () if isinstance(d, dict)]
     if (isinstance(text, str) and text) or details:
         output.append(reasoning_item(new_item_id("rs"), text if isinstance(text, str) else "", provider,
-                                     details))
+                                     details, text_field))
     if isinstance(message.get("content"), str) and message["content"]:
         output.append(message_item(new_item_id("msg"), message["content"]))
     for call in message.get("tool_calls") or ():

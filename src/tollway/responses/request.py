@@ -24,8 +24,12 @@ from tollway.errors import BadRequest
 # Gateway fields (OpenRouter's) that the chat body carries under the same name.
 _ROUTING_FIELDS = ("models", "provider", "session_id")
 _ENCRYPTED_PREFIX = "tw1."
+# reasoning_details "format" of plain reasoning text that an OpenAI-compatible upstream
+# (DeepSeek, Kimi, GLM in thinking mode) wants back as the assistant's ``reasoning_content``.
+REASONING_CONTENT_FORMAT = "reasoning-content"
 # Function parameters of a ``custom`` (freeform) tool once it is a chat function.
 _CUSTOM_PARAMETERS = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
+_TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
 
@@ -91,7 +95,11 @@ class ResponsesRequest:
             return self.chat
         messages = list(self.chat["messages"])
         for index, details in mine:
-            messages[index] = {**messages[index], "reasoning_details": details}
+            if all(d.get("format") == REASONING_CONTENT_FORMAT for d in details):
+                text = "".join(str(d.get("text", "")) for d in details)
+                messages[index] = {**messages[index], "reasoning_content": text}
+            else:
+                messages[index] = {**messages[index], "reasoning_details": details}
         return {**self.chat, "messages": messages}
 
     @classmethod
@@ -227,7 +235,18 @@ def _messages(instructions: Any, items: list[Any]) -> tuple[list[dict[str, Any]]
             role = _ROLES.get(str(item.get("role")))
             if role is None:
                 raise _bad(f"{where}.role must be one of user, assistant, system or developer")
-            parts = _parts(item.get("content"), where)
+            content = item.get("content")
+            if isinstance(content, list) and len(content) == 1 and isinstance(content[0], dict) \
+                    and isinstance(content[0].get("text"), str) and str(content[0].get("type")) in _TEXT_PARTS:
+                content = content[0]["text"]  # the common case, kept a plain string (cheaper both ways)
+            if isinstance(content, str):
+                if role == "assistant":
+                    turn = assistant()
+                    turn["content"] = (turn["content"] or "") + content
+                else:
+                    messages.append({"role": role, "content": content})
+                continue
+            parts = _parts(content, where)
             if role == "assistant":
                 turn = assistant()
                 turn["content"] = (turn["content"] or "") + _joined(parts)

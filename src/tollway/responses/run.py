@@ -12,15 +12,18 @@ responses are saved before the client sees the end of the response, so a follow-
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target
 from tollway.auth import Principal
 from tollway.errors import BadRequest, NotFound
-from tollway.gateway import Closer, Gateway, RequestMeta, validate_chat_body
+from tollway.gateway import Closer, Gateway, RequestMeta, _Run, validate_chat_body
 from tollway.limits.capping import RESPONSES_OUTPUT_FIELDS, cap_output
 from tollway.metering import Usage
 from tollway.responses import store
@@ -30,6 +33,7 @@ from tollway.responses.output import from_completion, usage_doc
 from tollway.responses.request import ResponsesRequest
 
 Sink = ResponseEventWriter | NativeRelay
+log = logging.getLogger("tollway.responses")
 
 
 @dataclass(slots=True)
@@ -60,13 +64,14 @@ async def parse_request(gateway: Gateway, principal: Principal, body: dict[str, 
 
 async def create_response(gateway: Gateway, principal: Principal, request: ResponsesRequest,
                           meta: RequestMeta) -> ResponsesOutcome:
+    """Route, call, meter and (``store``) keep one response; a stream is returned unstarted."""
     validate_chat_body(request.chat)
     prompt_cache_key = request.body.get("prompt_cache_key")
     if meta.session_id is None and isinstance(prompt_cache_key, str) and prompt_cache_key:
         meta.session_id = prompt_cache_key
-    run, targets = await gateway._open_run(principal, request.chat, meta)
+    run, targets = await gateway._open_run(principal, request.chat, meta)  # caps the chat body's output
     if run.hold is not None and run.hold.output_cap is not None:
-        # A limited key: the native pass-through body gets the cap its chat view was given.
+        # ... and the Responses body, which a native upstream gets.
         cap_output(request.body, run.hold.output_cap, RESPONSES_OUTPUT_FIELDS)
     if request.forced_builtin is not None:
         targets = [t for t in targets if is_native(t)]
@@ -78,45 +83,58 @@ async def create_response(gateway: Gateway, principal: Principal, request: Respo
             gateway._record_failure(run, err, model=str(request.chat["model"]))
             raise err
     outcome = ResponsesOutcome(response_id=run.generation_id)
-    created = int(time.time())
 
     def chosen(target: Target) -> None:
+        """The attempt's target decides which built-in tools were left out (none if native)."""
         outcome.dropped_tools = () if is_native(target) else request.dropped_tools
         run.meta.extra = {"dropped_tools": list(outcome.dropped_tools)} if outcome.dropped_tools else None
 
     if request.stream:
-        sinks: list[Sink] = []
+        outcome.stream = await _stream(gateway, principal, request, run, targets, chosen)
+    else:
+        outcome.payload = await _complete(gateway, principal, request, run, targets, chosen)
+    return outcome
 
-        def open_stream(target: Target, ctx: CallContext,
-                        state: StreamState) -> tuple[AsyncIterator[bytes], Closer | None]:
-            chosen(target)
-            if is_native(target):
-                relay = NativeRelay(request)
-                sinks.append(relay)
-                return relay.stream(target, ctx, state), None
-            writer = ResponseEventWriter(request, run.generation_id, target.model.id, target.provider.name, created)
-            sinks.append(writer)
-            chunks = gateway.adapters[target.provider.kind].stream(target, request.chat_for(target.provider.name),
-                                                                   ctx, state)
 
-            def close(usage: Usage, cost: int) -> bytes:
-                # After a mid-stream error, response.failed was the end of the stream.
-                return b"" if state.finish_reason == "error" else writer.end(usage_doc(usage, cost),
-                                                                             state.finish_reason)
+async def _stream(gateway: Gateway, principal: Principal, request: ResponsesRequest, run: _Run,
+                  targets: list[Target], chosen: Callable[[Target], None]) -> AsyncIterator[bytes]:
+    created = int(time.time())
+    sinks: list[Sink] = []  # the current attempt's writer (or native relay) is the last
 
-            return translate_stream(chunks, writer), close
+    def open_stream(target: Target, ctx: CallContext,
+                    state: StreamState) -> tuple[AsyncIterator[bytes], Closer | None]:
+        chosen(target)
+        if is_native(target):
+            relay = NativeRelay(request)
+            sinks.append(relay)
+            return relay.stream(target, ctx, state), None
+        writer = ResponseEventWriter(request, run.generation_id, target.model.id, target.provider.name, created)
+        sinks.append(writer)
+        chunks = gateway.adapters[target.provider.kind].stream(target, request.chat_for(target.provider.name),
+                                                               ctx, state)
 
-        def failed(target: Target, exc: MidStreamError) -> bytes:
-            return sinks[-1].failed(exc.message)
+        def close(usage: Usage, cost: int) -> bytes:
+            # After a mid-stream error, response.failed was the end of the stream.
+            return b"" if state.finish_reason == "error" else writer.end(usage_doc(usage, cost),
+                                                                         state.finish_reason)
 
-        relayed = await gateway._attempt_stream(run, targets, open_stream, failed)
-        assert relayed.stream is not None
+        return translate_stream(chunks, writer), close
 
-        async def save(response: dict[str, Any]) -> None:
-            await _save(gateway, principal, request, response)
+    def failed(target: Target, exc: MidStreamError) -> bytes:
+        return sinks[-1].failed(exc.message)
 
-        outcome.stream = _saving(relayed.stream, sinks, save if request.store else None)
-        return outcome
+    relayed = await gateway._attempt_stream(run, targets, open_stream, failed)
+    assert relayed.stream is not None
+
+    async def save(response: dict[str, Any]) -> None:
+        await _save(gateway, principal, request, response)
+
+    return _saving(relayed.stream, sinks, save if request.store else None)
+
+
+async def _complete(gateway: Gateway, principal: Principal, request: ResponsesRequest, run: _Run,
+                    targets: list[Target], chosen: Callable[[Target], None]) -> dict[str, Any]:
+    created = int(time.time())
 
     async def call(target: Target, ctx: CallContext) -> Completion:
         chosen(target)
@@ -134,14 +152,18 @@ async def create_response(gateway: Gateway, principal: Principal, request: Respo
                                   usage_doc(usage, cost))
     if request.store:
         await _save(gateway, principal, request, payload)
-    outcome.payload = payload
-    return outcome
+    return payload
 
 
 async def _save(gateway: Gateway, principal: Principal, request: ResponsesRequest,
                 response: dict[str, Any]) -> None:
-    await asyncio.to_thread(store.save, gateway.engine, principal.key_id, response, request.items,
-                            now=gateway.clock(), ttl_s=gateway.settings.responses.store_ttl_s)
+    """Store the response; a failure is logged, not raised: the answer is generated and billed,
+    and only a later ``previous_response_id`` to it will miss (a 404 that says so)."""
+    try:
+        await asyncio.to_thread(store.save, gateway.engine, principal.key_id, response, request.items,
+                                now=gateway.clock(), ttl_s=gateway.settings.responses.store_ttl_s)
+    except SQLAlchemyError:
+        log.exception("could not store response %s", response.get("id"))
 
 
 async def _saving(stream: AsyncIterator[bytes], sinks: list[Sink],

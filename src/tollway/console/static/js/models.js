@@ -36,8 +36,11 @@
     if (!q.getAll("what_if").length) throw new Error("choose at least one model to re-price at");
     const doc = await C.api("/api/v1/analytics/cost?" + q);
     const targets = doc.scenarios;
-    const rows = [{ name: "actual", usd: doc.actual_cost_usd }].concat(
-      targets.map((t) => ({ name: t.model, usd: t.cost_usd })));
+    const rows = [{ name: "actual", usd: doc.actual_cost_usd }];
+    if (doc.list_cost_nanousd !== null && doc.list_cost_nanousd !== doc.actual_cost_nanousd) {
+      rows.push({ name: "its own list prices", usd: doc.list_cost_nanousd / 1e9 });  // traffic imported without costs
+    }
+    rows.push(...targets.map((t) => ({ name: t.model, usd: t.cost_usd })));
     const actual = rows[0].usd;
     C.chart("chart-whatif", {
       tooltip: {}, grid: { left: 200, right: 30, top: 10, bottom: 30 }, xAxis: { type: "value", name: "USD" },
