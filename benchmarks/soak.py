@@ -234,13 +234,14 @@ async def client_loop(session: aiohttp.ClientSession, replicas: list[Replica], k
 # -- the run ---------------------------------------------------------------------------------
 
 
-def write_config(path: Path, database: str, redis_url: str, upstreams: list[Upstream]) -> None:
+def write_config(path: Path, database: str, redis_url: str, upstreams: list[Upstream], journal: Path) -> None:
     providers = [{"name": name, "kind": "openai", "base_url": up.url + "/v1", "api_key": "sk-bench"}
                  for name, up in zip("ab", upstreams, strict=True)]
     config = {
         "database": database, "redis": redis_url, "admin_key": ADMIN, "catalog": False,
         "timeouts": {"connect": 2, "first_byte": 3, "idle": 3, "total": 15},
-        "ledger": {"flush_interval_ms": 50},
+        # Each replica its own journal, as on separate hosts; a restart replays its own.
+        "ledger": {"flush_interval_ms": 50, "journal_dir": str(journal)},
         "server": {"key_cache_ttl_s": 2, "key_cache_stale_s": 60},
         "routing": {"breaker_cooldown_s": 2, "seed": 7},
         "providers": providers,
@@ -314,10 +315,13 @@ async def run(args: argparse.Namespace, workdir: Path, direct_db: str) -> dict[s
     redis_proxy.up()
     redis_db = args.redis_db
     upstreams = [Upstream(workdir, "a", 11), Upstream(workdir, "b", 12)]
-    config = workdir / "tollway.yaml"
     proxied_db = pg_url.set(port=pg.port).render_as_string(hide_password=False)
-    write_config(config, proxied_db, f"redis://127.0.0.1:{redis_proxy.port}/{redis_db}", upstreams)
-    replicas = [Replica(0, config, workdir), Replica(1, config, workdir)]
+    replicas = []
+    for index in (0, 1):
+        config = workdir / f"tollway-{index}.yaml"
+        write_config(config, proxied_db, f"redis://127.0.0.1:{redis_proxy.port}/{redis_db}", upstreams,
+                     workdir / f"journal-{index}")
+        replicas.append(Replica(index, config, workdir))
     events: list[dict[str, Any]] = []
     outcomes: list[Outcome] = []
     timeout = aiohttp.ClientTimeout(total=30)

@@ -43,7 +43,8 @@ def reconcile(database: str, redis_url: str, keys: Any, outcomes: list[Any], ser
     statuses = Counter(str(o.status) if o.status is not None else f"no response ({o.error})" for o in outcomes)
     kill_at = next((e["at"] for e in events if e["event"].startswith("SIGKILL")), None)
     restarted_at = next((e["at"] for e in events if e["event"] == "replica 1 restarted"), None)
-    answered = [o for o in outcomes if o.status == 200 and o.generation_id]
+    # Answered: the whole response arrived (a stream cut by the SIGKILL got its 200 but not its end).
+    answered = [o for o in outcomes if o.status == 200 and o.generation_id and o.error is None]
     missing = [o for o in answered if o.generation_id not in generations]
     in_kill_window = [o for o in missing if kill_at is not None and o.replica == 1 and o.ended <= kill_at + 0.5
                       and kill_at - o.ended <= args.sigkill_window_s]
@@ -67,13 +68,21 @@ def reconcile(database: str, redis_url: str, keys: Any, outcomes: list[Any], ser
         tokens_by_status[f"{g['status']}{' (estimated)' if g['estimated'] else ''}"] += int(g["completion_tokens"])
     served_completion = served_total["completion_tokens"] + served_total["partial_completion_tokens"]
     lost_tokens = sum(o.max_tokens for o in in_kill_window)
-    cut_by_kill = [o for o in outcomes if kill_at is not None and o.replica == 1 and o.status is None
-                   and abs(o.ended - kill_at) < 2.0]
+    cut_by_kill = [o for o in outcomes if kill_at is not None and o.replica == 1 and o.error is not None
+                   and (o.status is None or o.status == 200) and abs(o.ended - kill_at) < 2.0]
     in_flight_tokens = sum(o.max_tokens for o in cut_by_kill)
     token_gap = served_completion - ledger_completion
-    if not -served_total["partial"] <= token_gap <= lost_tokens + in_flight_tokens + served_total["partial"]:
-        problems.append(f"ledger completion tokens {ledger_completion} vs upstreams served {served_completion} "
-                        f"(gap {token_gap}; SIGKILL bound {lost_tokens + in_flight_tokens})")
+    # Exact rows (the upstream's own usage) can never exceed what it served; what they fall
+    # short by is upstream-complete responses the ledger holds as cut rows (client cancels,
+    # timeouts: billed by estimate) or lost at the SIGKILL.
+    exact_tokens = sum(int(g["completion_tokens"]) for g in exact)
+    cut_tokens = ledger_completion - exact_tokens
+    exact_gap = served_total["completion_tokens"] - exact_tokens
+    if exact_gap < 0:
+        problems.append(f"ledger bills {-exact_gap} exact completion tokens more than the upstreams served")
+    if exact_gap > lost_tokens + in_flight_tokens + cut_tokens:
+        problems.append(f"{exact_gap} served completion tokens are in no ledger row (SIGKILL bound "
+                        f"{lost_tokens + in_flight_tokens}, cut rows {cut_tokens})")
 
     # -- money: key rows, ledger sums, Redis counters, limits
     per_key: dict[str, Any] = {}
@@ -107,6 +116,8 @@ def reconcile(database: str, redis_url: str, keys: Any, outcomes: list[Any], ser
                                                 if (o.status or 0) >= 500).most_common(12))},
         "ledger_vs_answers": {"answered_with_id": len(answered), "missing_from_ledger": len(missing),
                               "missing_in_sigkill_window": len(in_kill_window),
+                              "missing_answered_s_before_kill": sorted(round(kill_at - o.ended, 3)
+                                                                       for o in in_kill_window) if kill_at else [],
                               "sigkill_window_s": args.sigkill_window_s,
                               "cut_by_sigkill_no_response": len(cut_by_kill),
                               "replica_1_down_s": round(restarted_at - kill_at, 2) if kill_at and restarted_at
@@ -114,8 +125,11 @@ def reconcile(database: str, redis_url: str, keys: Any, outcomes: list[Any], ser
         "ledger_vs_upstreams": {"served": served_total, "ledger_rows": len(rows),
                                 "ledger_rows_by_status": {f"{s}{' (estimated)' if e else ''}": n
                                                           for (s, e), n in by_status.items()},
-                                "ledger_exact_success_completion_tokens": sum(int(g["completion_tokens"])
-                                                                              for g in exact),
+                                "ledger_exact_success_completion_tokens": exact_tokens,
+                                "upstream_complete_minus_ledger_exact": exact_gap,
+                                "cut_rows_estimated_tokens_vs_upstream_partial": [cut_tokens,
+                                                                                  served_total[
+                                                                                      "partial_completion_tokens"]],
                                 "ledger_completion_tokens": ledger_completion,
                                 "ledger_completion_tokens_by_status": dict(tokens_by_status),
                                 "upstream_served_completion_tokens": served_completion,
@@ -137,6 +151,10 @@ def summary(report: dict[str, Any]) -> str:
         f"{lvu['ledger_completion_tokens']} (gap {lvu['gap_tokens']}, SIGKILL bound {lvu['sigkill_bound_tokens']}); "
         f"ledger rows {lvu['ledger_rows_by_status']}, their completion tokens "
         f"{lvu['ledger_completion_tokens_by_status']}; upstream counters {lvu['served']}",
+        f"exact: upstreams' complete responses {lvu['served']['completion_tokens']} tokens, ledger exact rows "
+        f"{lvu['ledger_exact_success_completion_tokens']} (short by {lvu['upstream_complete_minus_ledger_exact']}); "
+        f"cut rows billed {lvu['cut_rows_estimated_tokens_vs_upstream_partial'][0]} vs upstream partial "
+        f"{lvu['cut_rows_estimated_tokens_vs_upstream_partial'][1]}",
         f"5xx causes {req['5xx_causes']}",
     ]
     for key_id, k in report["keys"].items():

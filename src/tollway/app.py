@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from tollway.api import chat, embeddings, generation, health, messages, openapi, responses
 from tollway.api.common import json_response
+from tollway.api.inputs import nul_in_url
 from tollway.api.outages import as_outage
 from tollway.config import Settings, load_settings
 from tollway.errors import TollwayError
@@ -163,6 +164,12 @@ class GatewayApp:
         self.state = app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refused = nul_in_url(scope["path"], scope.get("query_string", b""))
+            if refused is not None:
+                scope["app"] = self.app
+                await (await _tollway_error(Request(scope, receive), refused))(scope, receive, send)
+                return
         handler = _HOT_PATHS.get(scope["path"]) if scope["type"] == "http" else None
         if handler is not None and scope["method"] == "POST":
             scope["app"] = self.app

@@ -107,6 +107,11 @@ class ServiceUnavailable(TollwayError):
     status = 503
     type = "service_unavailable"
 
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        # A dependency outage is expected to be short: tell clients when to come back.
+        self.headers.setdefault("Retry-After", "1")
+
 
 class UpstreamError(TollwayError):
     """An upstream answered badly or not at all.

@@ -63,7 +63,8 @@ CASES: list[tuple[str, str, Any, bool, int, str]] = [
     ("GET", "/api/v1/analytics/rankings?top=%C2%B2", None, True, 400, "top="),
     ("GET", "/api/v1/analytics/rankings?top=" + "9" * 30, None, True, 400, "top="),
     ("GET", "/api/v1/analytics/tasks?top=" + "9" * 30, None, True, 400, "top="),
-    ("GET", "/api/v1/analytics/rankings?app=a%00b", None, True, 400, "app"),
+    ("GET", "/api/v1/analytics/rankings?app=a%00b", None, True, 400, "'app' contains a NUL"),
+    ("GET", "/api/v1/activity?api_key_hash=%00", None, True, 400, "'api_key_hash' contains a NUL"),
     ("POST", "/api/v1/keys", {"name": "x" * 201}, True, 400, "'name'"),
     ("POST", "/api/v1/keys", {"name": "n\x00"}, True, 400, "'name'"),
     ("POST", "/api/v1/keys", {"name": "n", "label": "l" * 201}, True, 400, "'label'"),
@@ -75,12 +76,15 @@ CASES: list[tuple[str, str, Any, bool, int, str]] = [
     ("POST", "/api/v1/keys", {"name": "n", "expires_at": "9999-12-31T23:59:59-05:00"}, True, 400, "'expires_at'"),
     ("POST", "/api/v1/keys", {"name": "n", "country": "ß1"}, True, 400, "'country'"),
     ("POST", "/api/v1/keys", {"name": "n", "allowed_models": ["m" * 201]}, True, 400, "allowed_models[0]"),
-    ("GET", "/api/v1/generation?id=a%00b", None, False, 404, "not found"),
-    ("GET", "/api/v1/keys/a%00b", None, True, 404, "not found"),
-    ("PATCH", "/api/v1/keys/a%00b", {"name": "z"}, True, 404, "not found"),
-    ("DELETE", "/api/v1/keys/a%00b", None, True, 404, "not found"),
-    ("GET", "/api/v1/keys/a%00b/usage", None, True, 404, "not found"),
-    ("POST", "/api/v1/keys/a%00b/credits", {"amount": 1}, True, 404, "not found"),
+    ("GET", "/api/v1/generation?id=a%00b", None, False, 400, "'id' contains a NUL"),
+    ("GET", "/api/v1/keys/a%00b", None, True, 400, "path contains a NUL"),
+    ("PATCH", "/api/v1/keys/a%00b", {"name": "z"}, True, 400, "path contains a NUL"),
+    ("DELETE", "/api/v1/keys/a%00b", None, True, 400, "path contains a NUL"),
+    ("GET", "/api/v1/keys/a%00b/usage", None, True, 400, "path contains a NUL"),
+    ("POST", "/api/v1/keys/a%00b/credits", {"amount": 1}, True, 400, "path contains a NUL"),
+    ("POST", "/v1/messages/count_tokens?beta=%00", _messages(messages=HI), False, 400, "'beta' contains a NUL"),
+    ("GET", "/api/v1/generation?id=" + "g" * 101, None, False, 404, "not found"),
+    ("GET", "/api/v1/keys/" + "k" * 101, None, True, 404, "not found"),
 ]
 
 
@@ -91,7 +95,7 @@ def test_bad_input_is_a_4xx_naming_the_fix(gw: Gw, method: str, path: str, body:
     resp = gw.call(method, path, body, admin=admin)
     assert resp.status_code == status, resp.text
     doc = resp.json()
-    if path.startswith("/v1/messages"):
+    if path.startswith("/v1/messages"):  # Anthropic's error shape
         assert doc["type"] == "error" and doc["error"]["type"] == "invalid_request_error"
     else:
         assert doc["error"]["code"] == status
@@ -129,3 +133,9 @@ def test_metering_continues_after_the_bad_inputs(gw: Gw) -> None:
     assert gw.app.state.gateway.writer.flush(10)
     record = gw.call("GET", f"/api/v1/generation?id={resp.json()['id']}")
     assert record.status_code == 200 and record.json()["data"]["tokens_completion"] == 3
+
+
+def test_activity_for_an_unknown_key_hash_is_empty_not_a_500(gw: Gw) -> None:
+    resp = gw.call("GET", "/api/v1/activity?api_key_hash=0", admin=True)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["data"] == []

@@ -106,6 +106,20 @@ MESSAGES = body_for({"model": MODEL, "max_tokens": 4, "messages": HI},
                          "content": st.one_of(hostile_text, anthropic_blocks)}), min_size=1, max_size=3)})
 EMBEDDINGS = body_for({"model": MODEL, "input": "hello"}, ["model", "input", "dimensions", "encoding_format",
                                                            "user", "provider"])
+RESPONSES = body_for({"model": MODEL, "input": "hi", "max_output_tokens": 4},
+                     ["model", "input", "instructions", "max_output_tokens", "stream", "store", "previous_response_id",
+                      "tools", "tool_choice", "reasoning", "text", "metadata", "provider", "models", "user"],
+                     {"stream": st.booleans(), "max_output_tokens": small_tokens,
+                      "input": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]),
+                                                               "content": st.one_of(hostile_text, json_value)},
+                                                              optional={"type": st.sampled_from(
+                                                                  ["message", "function_call_output", "?"])}),
+                                        min_size=1, max_size=3)})
+COUNT_TOKENS = body_for({"model": MODEL, "messages": HI}, ["model", "messages", "system", "tools", "thinking"])
+ANALYTICS_QUERY = body_for({"metrics": ["requests"], "dimensions": ["model"]},
+                           ["metrics", "dimensions", "filters", "time_range", "granularity", "order_by", "limit",
+                            "classifier_dimensions", "classifier_filters"],
+                           {"time_range": st.fixed_dictionaries({"start": hostile_text, "end": hostile_text})})
 KEY_FIELDS = ["name", "label", "limit", "limit_reset", "rpm", "tpm", "allowed_models", "expires_at", "country",
               "policy", "is_admin", "disabled"]
 KEY_CREATE = body_for({"name": "fuzzed"}, KEY_FIELDS)
@@ -128,7 +142,8 @@ def _send(client: httpx.Client, method: str, path: str, body: Any, headers: dict
 
 
 def _assert_handled(resp: httpx.Response) -> None:
-    assert resp.status_code < 500, f"{resp.request.method} {resp.request.url} -> {resp.status_code}: {resp.text[:500]}"
+    assert resp.status_code < 500, (f"{resp.request.method} {resp.request.url} -> {resp.status_code}: "
+                                    f"{resp.text[:300]}; request body {resp.request.content[:600]!r}")
     if resp.status_code >= 400 and resp.headers.get("content-type", "").startswith("application/json"):
         doc = resp.json()
         assert isinstance(doc.get("error"), dict) and doc["error"].get("message"), doc
@@ -137,16 +152,18 @@ def _assert_handled(resp: httpx.Response) -> None:
 # -- properties ---------------------------------------------------------------------------
 
 GENERATE = {"/v1/chat/completions": CHAT, "/api/v1/chat/completions": CHAT, "/v1/messages": MESSAGES,
-            "/api/v1/messages": MESSAGES, "/v1/embeddings": EMBEDDINGS, "/api/v1/embeddings": EMBEDDINGS}
+            "/api/v1/messages": MESSAGES, "/v1/embeddings": EMBEDDINGS, "/api/v1/embeddings": EMBEDDINGS,
+            "/v1/responses": RESPONSES, "/api/v1/responses": RESPONSES, "/v1/messages/count_tokens": COUNT_TOKENS,
+            "/api/v1/analytics/query": ANALYTICS_QUERY}
 
 
 @pytest.mark.parametrize("path", list(GENERATE))
-def test_generation_endpoints_never_answer_5xx(path: str, target: FuzzTarget, client: httpx.Client) -> None:
+def test_body_endpoints_never_answer_5xx(path: str, target: FuzzTarget, client: httpx.Client) -> None:
     @FUZZ
     @given(body=st.one_of(GENERATE[path], st.binary(max_size=64)), headers=hostile_headers, role=roles)
     def check(body: Any, headers: dict[str, Any], role: str) -> None:
         _assert_handled(_send(client, "POST", path, body,
-                              _headers(headers, role, target, anthropic=path.endswith("messages"))))
+                              _headers(headers, role, target, anthropic="/messages" in path)))
 
     check()
 
@@ -173,11 +190,18 @@ def test_admin_key_api_never_answers_5xx_and_keys_it_accepts_still_work(
 
 
 query_value = st.one_of(hostile_text, huge_int.map(str), st.dates().map(str))
-query = st.dictionaries(st.sampled_from(["by", "period", "from", "to", "top", "app", "key", "model", "provider",
-                                         "what_if", "id", "all", "include_disabled"]), query_value, max_size=5)
+query = st.dictionaries(st.sampled_from([
+    "by", "period", "from", "to", "top", "app", "key", "model", "provider", "what_if", "id", "all", "include_disabled",
+    "api_key_hash", "date", "group_by", "start_date", "end_date", "modality", "context_bucket", "category",
+    "subcategory", "language_type", "sort", "limit", "offset", "app_slug", "turn_range", "task", "before", "order",
+    "after"]), query_value, max_size=5)
+# Every GET of the API that takes no path parameter (those are fuzzed below).
 READS = ["/api/v1/analytics/rankings", "/api/v1/analytics/cost", "/api/v1/analytics/tasks",
          "/api/v1/analytics/requests", "/api/v1/generation", "/api/v1/keys", "/api/v1/key", "/api/v1/credits",
-         "/api/v1/models", "/v1/models", "/health", "/metrics", "/openapi.json"]
+         "/api/v1/models", "/v1/models", "/health", "/metrics", "/openapi.json", "/api/v1/analytics/meta",
+         "/api/v1/activity", "/api/v1/datasets/rankings-daily", "/api/v1/datasets/app-rankings",
+         "/api/v1/datasets/session-cost", "/api/v1/console/activity", "/api/v1/console/generations",
+         "/api/v1/console/tasks", "/api/v1/console/providers"]
 
 
 @FUZZ
@@ -198,6 +222,8 @@ def test_path_parameters_never_answer_5xx(segment: str, suffix: str, method: str
     headers = _headers({}, role, target)
     _assert_handled(client.request(method, f"/api/v1/keys/{escaped}{suffix}", json={}, headers=headers))
     _assert_handled(client.get(f"/api/v1/models/{escaped}/{escaped}/endpoints", headers=headers))
+    _assert_handled(client.get(f"/v1/responses/{escaped}{suffix and '/input_items'}", headers=headers))
+    _assert_handled(client.delete(f"/v1/responses/{escaped}", headers=headers))
 
 
 def test_metering_never_stopped(target: FuzzTarget) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, false, func, select
 
 from tollway.analytics import periods
 from tollway.analytics.query import Viewer
@@ -330,7 +330,8 @@ def activity(conn: Connection, p: ActivityParams, viewer: Viewer) -> dict[str, A
         stmt = stmt.where(t.c.key_id == (viewer.key_id or ""))
     if p.key_hash is not None:
         key_id = conn.execute(select(schema.keys.c.id).where(schema.keys.c.key_hash == p.key_hash)).scalar()
-        stmt = stmt.where(t.c.key_id == (key_id or "\x00"))
+        # An unknown hash matches nothing (not a NUL sentinel: PostgreSQL text refuses NUL).
+        stmt = stmt.where(t.c.key_id == key_id if key_id else false())
     stmt = stmt.group_by(t.c.day, t.c.model, t.c.provider).order_by(t.c.day, t.c.model, t.c.provider)
     rows = []
     for day, model, provider, cost, requests, prompt, completion, reasoning, cached in conn.execute(stmt):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import parse_qsl
 
 from tollway.errors import BadRequest
 from tollway.metering import usd_to_nano
@@ -136,3 +137,20 @@ def lookup_id(value: str | None) -> str | None:
     if value is None or "\x00" in value or len(value) > MAX_ID_CHARS:
         return None
     return value
+
+
+def nul_in_url(path: str, query_string: bytes) -> BadRequest | None:
+    """The 400 for a URL carrying a NUL byte, checked once for every endpoint.
+
+    No id, filter or name tollway stores can contain NUL (PostgreSQL text refuses it), so
+    such a URL can only be a mistake or a probe; refusing it at the edge keeps it away from
+    every query built from a path or query parameter.
+    """
+    if "\x00" in path:
+        return BadRequest("the URL path contains a NUL byte (%00); remove it", code=400)
+    if b"%00" in query_string or b"\x00" in query_string:
+        pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        names = [name[:40] for name, value in pairs if "\x00" in name or "\x00" in value]
+        where = f"query parameter {names[0]!r}" if names else "the query string"
+        return BadRequest(f"{where} contains a NUL byte (%00); remove it", code=400)
+    return None

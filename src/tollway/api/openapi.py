@@ -1,8 +1,9 @@
 """GET /openapi.json: an OpenAPI 3.1 document of tollway's own HTTP API.
 
 One source: the paths below and the schemas in ``tollway.api.openapi_schemas``, kept beside
-the handlers.  ``tests/api/test_openapi_document.py`` checks that every route the app
-serves is documented (and nothing else), and schemathesis fuzzes the gateway from it.
+the handlers.  The document served lists the operations this app actually routes (so it
+never describes an endpoint that is absent); ``tests/api/test_schemathesis.py`` checks that
+every route is documented, and fuzzes the gateway from the document.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from tollway import __version__
 from tollway.api.inputs import FIRST_DATE, LAST_DATE, MAX_QUERY_INT
@@ -145,8 +147,46 @@ def _paths() -> dict[str, Any]:
                                                [_FROM, _TO, _TOP])
     paths["/api/v1/analytics/requests"] = _report("tokens per request: percentiles and histogram",
                                                   [_FROM, _TO, _query("model", "only this model")])
+    paths.update(_openrouter_analytics_paths())
     paths.update(_console_paths())
     return paths
+
+
+def _strings(*names: str) -> list[dict[str, Any]]:
+    return [_query(name, name.replace("_", " ")) for name in names]
+
+
+def _openrouter_analytics_paths() -> dict[str, Any]:
+    """OpenRouter's analytics and datasets APIs (``tollway.api.openrouter_analytics``): any key;
+    the admin key sees every key's traffic, others their own."""
+    errors = (400, 401, 503)
+    window = [_query("start_date", "first day (YYYY-MM-DD)", _DATE), _query("end_date", "last day (YYYY-MM-DD)", _DATE)]
+    paging = [_query("limit", "rows", {"type": "integer", "minimum": 1}),
+              _query("offset", "rows to skip", {"type": "integer", "minimum": 0})]
+    return {
+        "/api/v1/analytics/meta": {"get": _get("the dimensions and metrics /analytics/query accepts", "analytics",
+                                               "Report", security=_KEY_AUTH, errors=(401,))},
+        "/api/v1/analytics/query": {"post": {
+            "summary": "an analytics query (OpenRouter's shape): metrics by dimensions over a time range",
+            "tags": ["analytics"], "security": _KEY_AUTH,
+            "requestBody": {"required": True, "content": {_JSON: {"schema": {"type": "object"}}}},
+            "responses": {"200": _json("the result rows", "Report"), **_errors(*errors, 413)}}},
+        "/api/v1/activity": {"get": _get("per-day activity of the last 30 completed UTC days", "analytics", "Report",
+                                         security=_KEY_AUTH, errors=errors,
+                                         parameters=[_query("date", "one day (YYYY-MM-DD)", _DATE),
+                                                     *_strings("api_key_hash", "group_by")])},
+        "/api/v1/datasets/rankings-daily": {"get": _get(
+            "daily model rankings from this gateway's ledger", "analytics", "Report", security=_KEY_AUTH,
+            errors=errors, parameters=[*window, _query("period", "bucket", {"enum": ["day", "week", "month"]}),
+                                       *_strings("modality", "context_bucket", "category", "language_type")])},
+        "/api/v1/datasets/app-rankings": {"get": _get(
+            "app rankings (popular or trending)", "analytics", "Report", security=_KEY_AUTH, errors=errors,
+            parameters=[*window, _query("sort", "order", {"enum": ["popular", "trending"]}),
+                        *_strings("category", "subcategory"), *paging])},
+        "/api/v1/datasets/session-cost": {"get": _get(
+            "cost per session (agent task) by app, model and turns", "analytics", "Report", security=_KEY_AUTH,
+            errors=errors, parameters=[*_strings("app_slug", "model", "turn_range"), *paging])},
+    }
 
 
 def _console_paths() -> dict[str, Any]:
@@ -226,9 +266,41 @@ def _admin_paths() -> dict[str, Any]:
     }
 
 
+_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def _with_url_errors(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation with a path or query parameter may answer 400 (e.g. a NUL byte in the URL,
+    refused at the edge for all endpoints: ``tollway.api.inputs.nul_in_url``)."""
+    for item in paths.values():
+        for method, op in item.items():
+            if method in _METHODS and (item.get("parameters") or op.get("parameters")):
+                op["responses"].setdefault("400", _json("the URL is invalid; the message names the parameter",
+                                                        "Error"))
+    return paths
+
+
+def _served_only(paths: dict[str, Any], served: frozenset[tuple[str, str]] | None) -> dict[str, Any]:
+    """The documented operations the app routes ((METHOD, path) pairs); all of them when None."""
+    if served is None:
+        return paths
+    kept: dict[str, Any] = {}
+    for path, item in paths.items():
+        operations = {m: op for m, op in item.items() if m in _METHODS and (m.upper(), path) in served}
+        if operations:
+            kept[path] = {k: v for k, v in item.items() if k not in _METHODS} | operations
+    return kept
+
+
+def served_operations(routes: list[Any]) -> frozenset[tuple[str, str]]:
+    """(METHOD, path) of every Starlette ``Route`` among ``routes``."""
+    return frozenset((method, route.path) for route in routes if isinstance(route, Route)
+                     for method in (route.methods or ()) if method != "HEAD")
+
+
 @functools.cache
-def document() -> dict[str, Any]:
-    """The OpenAPI document (built once per process; it depends on nothing configurable)."""
+def document(served: frozenset[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The OpenAPI document for an app routing ``served`` (built once per route set)."""
     return {
         "openapi": "3.1.0",
         "info": {"title": "tollway", "version": __version__,
@@ -238,8 +310,9 @@ def document() -> dict[str, Any]:
                                 "exact: every `tollway` object carries nano-dollar (1e-9 USD) integers."},
         "servers": [{"url": "/"}],
         "security": _KEY_AUTH,
-        "tags": [{"name": n} for n in ("generate", "models", "keys", "ledger", "admin", "analytics", "operations")],
-        "paths": _paths(),
+        "tags": [{"name": n} for n in ("generate", "models", "keys", "ledger", "admin", "analytics", "console",
+                                       "operations")],
+        "paths": _served_only(_with_url_errors(_paths()), served),
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "a tollway key (sk-tw-...) "
@@ -253,10 +326,10 @@ def document() -> dict[str, Any]:
 
 
 @functools.cache
-def _rendered() -> bytes:
-    return orjson.dumps(document())
+def _rendered(served: frozenset[tuple[str, str]]) -> bytes:
+    return orjson.dumps(document(served))
 
 
 async def openapi_json(request: Request) -> Response:
     """GET /openapi.json (no key needed: it describes the API, not anyone's data)."""
-    return Response(_rendered(), media_type="application/json")
+    return Response(_rendered(served_operations(request.app.routes)), media_type="application/json")
