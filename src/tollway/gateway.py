@@ -589,6 +589,13 @@ class Gateway:
                 http_status: int, finish_reason: str | None, native_finish_reason: str | None,
                 upstream_id: str | None, latency_s: float, ttft_s: float | None, streamed: bool,
                 cancelled: bool = False, error: str | None = None) -> None:
+        hold = run.hold
+        if usage.estimated and hold is not None and hold.reserved_nano is not None:
+            # The reservation is priced from hard bounds (the prompt's byte bound, the output
+            # cap sent upstream, the dearest endpoint), so no real generation costs more; a
+            # local estimate that does (bytes/4 over a cut stream) is the estimate's error,
+            # and billing it would push a key past its limit.
+            cost = min(cost, hold.reserved_nano)
         self.writer.submit(bounded_record(GenerationRecord(
             id=run.generation_id, key_id=run.principal.key_id, created_at=run.created_at,
             model=target.model.id, provider=target.provider.name, upstream_model=target.endpoint.model,
