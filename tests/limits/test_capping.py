@@ -69,3 +69,16 @@ def test_the_prompt_bound_reads_responses_bodies() -> None:
 
 def test_the_input_bound_of_embeddings() -> None:
     assert input_bound({"input": ["é" * 10, [1, 2, 3]]}) == 20 + 2 + 3
+
+
+def test_the_prompt_bound_covers_upstreams_that_bill_a_quarter_of_the_body() -> None:
+    """Fields no template renders (a long session_id, unknown options) still reach an
+    upstream that bills len(body) // 4, as the benchmark's does: the bound covers them."""
+    import orjson
+
+    from tollway.limits.capping import prompt_bound
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "session_id": "s" * 900,
+            "vendor_option": {"x": "y" * 2000}}
+    sent = orjson.dumps({**body, "stream": True, "stream_options": {"include_usage": True}})
+    assert prompt_bound(body) >= len(sent) // 4
