@@ -29,9 +29,18 @@ from tollway.adapters.anthropic_mapping import (
     to_openai_completion,
     usage_from_anthropic,
 )
-from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target, upstream_text
+from tollway.adapters.base import (
+    CallContext,
+    Completion,
+    MidStreamError,
+    StreamState,
+    Target,
+    stream_broke,
+    stream_truncated,
+    upstream_text,
+)
 from tollway.adapters.chunks import chunk_event, stamp
-from tollway.adapters.http import ensure_event_stream, error_from_exception, error_from_response, post_json
+from tollway.adapters.http import ensure_event_stream, error_from_response, post_json
 from tollway.adapters.sse import SSEEvent, iter_blocks, parse_block
 from tollway.errors import UpstreamError
 
@@ -79,7 +88,7 @@ class AnthropicAdapter:
                 state.relayed.append(out)
                 yield out
         if not translator.stopped and state.finish_reason is None:
-            _truncated(target.provider.name, bool(state.relayed))
+            raise stream_truncated(target.provider.name, bool(state.relayed))
 
     # -- the /v1/messages pass-through ----------------------------------------------------------
 
@@ -153,7 +162,7 @@ class AnthropicAdapter:
                 state.relayed.append(b"")  # marks "bytes reached the client"; text counted above
                 yield b"\n\n".join(out)
         if not stopped:
-            _truncated(target.provider.name, bool(state.relayed))
+            raise stream_truncated(target.provider.name, bool(state.relayed))
 
     async def count_tokens(self, target: Target, body: dict[str, Any], ctx: CallContext,
                            query: str = "") -> int:
@@ -208,10 +217,7 @@ class AnthropicAdapter:
                     state.mark_first_byte()
                     yield blocks
         except (TimeoutError, aiohttp.ClientError) as exc:
-            if state.relayed:
-                raise MidStreamError(f"provider {provider} stream broke: {type(exc).__name__}",
-                                     provider=provider) from exc
-            raise error_from_exception(exc, provider) from exc
+            raise stream_broke(exc, provider, bool(state.relayed)) from exc
 
 
 # Pass-through events relayed without parsing (the named ``event:`` line comes first).
@@ -258,13 +264,6 @@ def _stream_error(event: SSEEvent, provider: str, started: bool) -> Exception:
                               provider=provider)
     # Nothing reached the client: an ordinary upstream error, eligible for failover.
     return error_from_response(_error_status(obj), event.data, provider)
-
-
-def _truncated(provider: str, started: bool) -> None:
-    if started:
-        raise MidStreamError(f"provider {provider} closed the stream early", provider=provider)
-    raise UpstreamError(f"provider {provider} closed the stream without sending anything",
-                        provider=provider, retryable=True)
 
 
 def _merge_usage(usage: dict[str, Any], update: Any, state: StreamState, *, final: bool) -> None:

@@ -25,8 +25,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
-from tollway.adapters.http import ClientTimeouts
+from tollway.adapters.http import ClientTimeouts, error_from_exception
 from tollway.config import EndpointConfig, ModelConfig, ProviderConfig
+from tollway.errors import UpstreamError
 from tollway.ledger.bounds import bound_text
 from tollway.metering import Usage
 
@@ -102,6 +103,22 @@ class MidStreamError(Exception):
         self.message = message
         self.provider = provider
         self.upstream_status = upstream_status
+
+
+def stream_broke(exc: BaseException, provider: str, started: bool) -> Exception:
+    """The error for a transport failure while streaming: mid-stream once bytes reached the
+    client (no failover), else an ordinary upstream error, eligible for failover."""
+    if started:
+        return MidStreamError(f"provider {provider} stream broke: {type(exc).__name__}", provider=provider)
+    return error_from_exception(exc, provider)
+
+
+def stream_truncated(provider: str, started: bool) -> Exception:
+    """The error for an upstream that closed its stream before finishing it."""
+    if started:
+        return MidStreamError(f"provider {provider} closed the stream early", provider=provider)
+    return UpstreamError(f"provider {provider} closed the stream without sending anything",
+                         provider=provider, retryable=True)
 
 
 @dataclass(slots=True)

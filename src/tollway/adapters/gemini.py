@@ -21,6 +21,8 @@ from tollway.adapters.base import (
     MidStreamError,
     StreamState,
     Target,
+    stream_broke,
+    stream_truncated,
     upstream_text,
 )
 from tollway.adapters.chunks import chunk_event, stamp
@@ -34,7 +36,7 @@ from tollway.adapters.gemini_mapping import (
     tool_call,
     usage_from_gemini,
 )
-from tollway.adapters.http import ensure_event_stream, error_from_exception, error_from_response, post_json
+from tollway.adapters.http import ensure_event_stream, error_from_response, post_json
 from tollway.adapters.sse import iter_events
 from tollway.errors import BadRequest, UpstreamError
 from tollway.metering import Usage, estimate_tokens_from_bytes
@@ -146,15 +148,9 @@ class GeminiAdapter:
                         state.relayed.append(data)
                         yield data
         except (TimeoutError, aiohttp.ClientError) as exc:
-            if state.relayed:
-                raise MidStreamError(f"provider {provider} stream broke: {type(exc).__name__}",
-                                     provider=provider) from exc
-            raise error_from_exception(exc, provider) from exc
+            raise stream_broke(exc, provider, bool(state.relayed)) from exc
         if not finished:
-            if state.relayed:
-                raise MidStreamError(f"provider {provider} closed the stream early", provider=provider)
-            raise UpstreamError(f"provider {provider} closed the stream without sending anything",
-                                provider=provider, retryable=True)
+            raise stream_truncated(provider, bool(state.relayed))
 
     async def embed(self, target: Target, body: dict[str, Any], ctx: CallContext) -> EmbeddingResult:
         """``batchEmbedContents``; Gemini reports no token counts, so they are estimated."""

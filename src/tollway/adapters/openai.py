@@ -26,9 +26,11 @@ from tollway.adapters.base import (
     MidStreamError,
     StreamState,
     Target,
+    stream_broke,
+    stream_truncated,
     upstream_text,
 )
-from tollway.adapters.http import ensure_event_stream, error_from_exception, error_from_response, post_json
+from tollway.adapters.http import ensure_event_stream, error_from_response, post_json
 from tollway.errors import UpstreamError
 from tollway.metering import Usage
 
@@ -168,20 +170,14 @@ class OpenAIAdapter:
                         yielded = True
                         yield out
         except (TimeoutError, aiohttp.ClientError) as exc:
-            if yielded:
-                raise MidStreamError(f"provider {provider} stream broke: {type(exc).__name__}",
-                                     provider=provider) from exc
-            raise error_from_exception(exc, provider) from exc
+            raise stream_broke(exc, provider, yielded) from exc
         except _UpstreamStreamError as exc:
             if yielded:
                 raise MidStreamError(exc.message, provider=provider) from None
             raise error_from_response(502, exc.raw, provider) from None
         if not relay.done and not relay.finished:
             # The upstream closed without [DONE] or a finish reason: a truncated stream.
-            if yielded:
-                raise MidStreamError(f"provider {provider} closed the stream early", provider=provider)
-            raise UpstreamError(f"provider {provider} closed the stream without sending anything",
-                                provider=provider, retryable=True)
+            raise stream_truncated(provider, yielded)
 
 
 class _UpstreamStreamError(Exception):

@@ -16,8 +16,17 @@ from typing import Any
 import aiohttp
 import orjson
 
-from tollway.adapters.base import CallContext, Completion, MidStreamError, StreamState, Target, upstream_text
-from tollway.adapters.http import ensure_event_stream, error_from_exception, error_from_response, post_json
+from tollway.adapters.base import (
+    CallContext,
+    Completion,
+    MidStreamError,
+    StreamState,
+    Target,
+    stream_broke,
+    stream_truncated,
+    upstream_text,
+)
+from tollway.adapters.http import ensure_event_stream, error_from_response, post_json
 from tollway.adapters.openai import GATEWAY_ONLY_FIELDS
 from tollway.adapters.sse import iter_events
 from tollway.errors import UpstreamError
@@ -132,15 +141,9 @@ class NativeRelay:
                         state.text_bytes += len(data) // 4  # a rough basis if no usage ever comes
                         yield data
         except (TimeoutError, aiohttp.ClientError) as exc:
-            if state.relayed:
-                raise MidStreamError(f"provider {provider} stream broke: {type(exc).__name__}",
-                                     provider=provider) from exc
-            raise error_from_exception(exc, provider) from exc
+            raise stream_broke(exc, provider, bool(state.relayed)) from exc
         if not finished:
-            if state.relayed:
-                raise MidStreamError(f"provider {provider} closed the stream early", provider=provider)
-            raise UpstreamError(f"provider {provider} closed the stream without sending anything",
-                                provider=provider, retryable=True)
+            raise stream_truncated(provider, bool(state.relayed))
 
     def _event(self, name: str | None, data: bytes, raw: bytes, ctx: CallContext, state: StreamState,
                provider: str) -> bytes:
