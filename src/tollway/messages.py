@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -399,9 +399,16 @@ class EventWriter:
         return b"".join(out)
 
 
-async def translate_stream(chunks: AsyncIterator[bytes], writer: EventWriter) -> AsyncGenerator[bytes, None]:
-    """An adapter's OpenAI chunk stream as Anthropic events (the closing events come from
-    :meth:`EventWriter.end`, once usage is known); closing this closes the adapter's stream."""
+class ChunkTranslator(Protocol):
+    """What turns an adapter's OpenAI chunks into another API's events: :class:`EventWriter`
+    (Anthropic Messages), ``tollway.responses.events.ResponseEventWriter`` (Responses)."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+
+async def translate_stream(chunks: AsyncIterator[bytes], writer: ChunkTranslator) -> AsyncGenerator[bytes, None]:
+    """An adapter's OpenAI chunk stream as the writer's events (the closing events come from
+    the writer's ``end``, once usage is known); closing this closes the adapter's stream."""
     try:
         async for data in chunks:
             out = writer.feed(data)

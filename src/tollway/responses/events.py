@@ -9,7 +9,6 @@ Every event carries a ``sequence_number`` and goes out as ``event: <type>`` + ``
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,16 +247,3 @@ class ResponseEventWriter:
         out.append(self.event("response.failed", {"response": response}))
         return b"".join(out)
 
-
-async def translate_stream(chunks: AsyncIterator[bytes],
-                           writer: ResponseEventWriter) -> AsyncGenerator[bytes, None]:
-    """An adapter's chat chunk stream as Responses events; closing this closes the adapter's."""
-    try:
-        async for data in chunks:
-            out = writer.feed(data)
-            if out:
-                yield out
-    finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()

@@ -25,9 +25,10 @@ from tollway.auth import Principal
 from tollway.errors import BadRequest, NotFound
 from tollway.gateway import Closer, Gateway, RequestMeta, _Run, validate_chat_body
 from tollway.limits.capping import RESPONSES_OUTPUT_FIELDS, cap_output
+from tollway.messages import translate_stream
 from tollway.metering import Usage
 from tollway.responses import store
-from tollway.responses.events import ResponseEventWriter, translate_stream
+from tollway.responses.events import ResponseEventWriter
 from tollway.responses.native import NativeRelay, is_native
 from tollway.responses.output import from_completion, usage_doc
 from tollway.responses.request import ResponsesRequest
