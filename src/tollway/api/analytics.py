@@ -12,8 +12,6 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,6 +21,7 @@ from tollway.analytics.distributions import request_distribution, task_distribut
 from tollway.analytics.rankings import RankingQuery, ReportError, rankings
 from tollway.analytics.whatif import what_if
 from tollway.api import inputs
+from tollway.api.common import ledger_json
 from tollway.errors import BadRequest
 
 
@@ -36,17 +35,7 @@ def _int(request: Request, name: str, default: int | None) -> int | None:
 
 async def _run(request: Request, work: Callable[[Any], dict[str, Any]]) -> Response:
     """Run ``work(connection)`` in a thread; report errors become 400s."""
-    engine = request.app.state.gateway.engine
-
-    def call() -> dict[str, Any]:
-        with engine.connect() as conn:
-            return work(conn)
-
-    try:
-        doc = await run_in_threadpool(call)
-    except ReportError as exc:
-        raise BadRequest(str(exc)) from None
-    return Response(orjson.dumps(doc), media_type="application/json")
+    return await ledger_json(request, work, (ReportError,))
 
 
 async def rankings_endpoint(request: Request) -> Response:

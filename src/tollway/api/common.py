@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -92,3 +94,20 @@ class JSONBytesResponse:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
         await send({"type": "http.response.body", "body": self.body})
+
+
+async def ledger_json(request: Request, work: Callable[[Any], dict[str, Any]],
+                      invalid: tuple[type[Exception], ...], code: int | None = None) -> Response:
+    """Run ``work(connection)`` on the ledger in a thread and answer its document as JSON;
+    the ``invalid`` errors (a query the caller got wrong) become 400s with their message."""
+    engine = gateway_of(request).engine
+
+    def call() -> dict[str, Any]:
+        with engine.connect() as conn:
+            return work(conn)
+
+    try:
+        doc = await run_in_threadpool(call)
+    except invalid as exc:
+        raise BadRequest(str(exc), code=code) from None
+    return Response(orjson.dumps(doc), media_type="application/json")

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,7 +21,7 @@ from tollway.analytics import datasets
 from tollway.analytics.attribution import Attribution
 from tollway.analytics.query import Viewer, run_query
 from tollway.analytics.query_spec import QueryError, meta, parse_query
-from tollway.api.common import read_json_object
+from tollway.api.common import ledger_json, read_json_object
 from tollway.errors import BadRequest
 from tollway.ledger.schema import utcnow
 
@@ -36,17 +35,7 @@ async def _viewer(request: Request) -> Viewer:
 
 async def _answer(request: Request, work: Callable[[Any], dict[str, Any]]) -> Response:
     """Run ``work(connection)`` in a thread; an invalid query is a 400 naming the field."""
-    engine = request.app.state.gateway.engine
-
-    def call() -> dict[str, Any]:
-        with engine.connect() as conn:
-            return work(conn)
-
-    try:
-        doc = await run_in_threadpool(call)
-    except (QueryError, datasets.DatasetError) as exc:
-        raise BadRequest(str(exc), code=400) from None
-    return Response(orjson.dumps(doc), media_type="application/json")
+    return await ledger_json(request, work, (QueryError, datasets.DatasetError), code=400)
 
 
 def _parse(parse: Callable[[], T]) -> T:
