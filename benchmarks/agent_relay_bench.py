@@ -197,6 +197,7 @@ async def main() -> None:
     ap.add_argument("--chunks", type=int, default=64, help="content chunks per streamed answer")
     ap.add_argument("--profile", help="py-spy (pip install py-spy) the gateway during the CPU rounds; "
                     "raw collapsed stacks to this file")
+    ap.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")
     a = ap.parse_args()
     apis = tuple(a.apis.split(","))
     turns = conversation(a.prompt_bytes, a.turns)
@@ -239,7 +240,7 @@ async def cpu_phase(a: argparse.Namespace, apis: tuple[str, ...], bodies: dict[s
         await gw.ready()
         await cpu_round(gw, bodies, apis, 20, a.conns)  # warm-up
         spy = subprocess.Popen(["py-spy", "record", "-p", str(gw.proc.pid), "-f", "raw", "-o", a.profile,
-                                "-r", "200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) \
+                                "-r", str(a.profile_rate)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) \
             if a.profile else None
         rounds = []
         for r in range(a.rounds):

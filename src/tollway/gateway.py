@@ -103,6 +103,12 @@ class _Run:
     created_at: Any
     attempts: list[dict[str, Any]] = field(default_factory=list)
     hold: Hold | None = None  # the key's credit/rate-limit claim, settled when the run ends
+    # The whole chat body when ``body`` is only a routing view (a Messages pass-through):
+    # read for local token estimates, which need every message.
+    full_body: Callable[[], dict[str, Any]] | None = None
+
+    def prompt_estimate(self) -> int:
+        return estimate_prompt_tokens(self.full_body() if self.full_body is not None else self.body)
 
 
 # A stream opener returns the stream and what closes it (given the final usage and cost).
@@ -227,8 +233,12 @@ class Gateway:
         (with the client's beta headers and query string), translated to OpenAI chat for the
         others (what has no translation noted in the ledger record); the payload or events are
         Anthropic's."""
-        validate_chat_body(request.openai)
-        run, targets = await self._open_run(principal, request.openai, meta)
+        validate_chat_body(request.route)
+        # Routing reads the request's routing view (no conversation translated); a limited
+        # key's reservation bounds the whole prompt, so it reads the full chat translation.
+        limited = has_limits(principal.key)
+        run, targets = await self._open_run(principal, request.openai if limited else request.route, meta)
+        run.full_body = lambda: request.openai  # local token estimates, built only if needed
         if run.hold is not None and run.hold.output_cap is not None:
             cap_output(request.anthropic, run.hold.output_cap, MESSAGES_OUTPUT_FIELDS)  # the pass-through body
         headers = forward_headers or {}
@@ -256,7 +266,7 @@ class Gateway:
                     # After a mid-stream error the error event was the end of the stream.
                     return b"" if state.finish_reason == "error" else writer.end(usage, state.finish_reason)
 
-                return translate_stream(adapter.stream(target, run.body, ctx, state), writer), close
+                return translate_stream(adapter.stream(target, request.openai, ctx, state), writer), close
 
             return await self._attempt_stream(run, targets, open_messages,
                                               lambda target, exc: error_event(exc.message))
@@ -265,7 +275,7 @@ class Gateway:
             passthrough = passthrough_for(target, ctx)
             if passthrough is not None:
                 return await passthrough.passthrough_complete(target, request.anthropic, ctx, query)
-            return await self.adapters[target.provider.kind].complete(target, run.body, ctx)
+            return await self.adapters[target.provider.kind].complete(target, request.openai, ctx)
 
         target, completion, usage, _cost = await self._attempt_complete(run, targets, call)
         payload = completion.payload if self._passthrough(target) is not None else \
@@ -280,7 +290,7 @@ class Gateway:
         (Anthropic); otherwise, or when that endpoint is unavailable, a local estimate.
         Nothing is generated, so nothing is metered.
         """
-        targets = self.router.plan(request.openai, principal)
+        targets = self.router.plan(request.route, principal)
         target = targets[0]
         passthrough = self._passthrough(target)
         if passthrough is not None:
@@ -397,7 +407,7 @@ class Gateway:
             self.router.remember(targets, target, session)
             usage = completion.usage
             if usage is None:
-                usage = Usage(prompt_tokens=estimate_prompt_tokens(run.body),
+                usage = Usage(prompt_tokens=run.prompt_estimate(),
                               completion_tokens=_completion_tokens_estimate(completion.payload),
                               estimated=True)
             self.health.record_throughput((target.model.id, target.provider.name),
@@ -526,7 +536,7 @@ class Gateway:
                 record()
 
     def _stream_usage(self, run: _Run, state: StreamState) -> Usage:
-        return stream_usage(state, lambda: estimate_prompt_tokens(run.body))
+        return stream_usage(state, run.prompt_estimate)
 
 
     # -- bookkeeping ----------------------------------------------------------------------

@@ -12,7 +12,6 @@ format).  Replies go back the other way: :func:`to_anthropic_message` for a comp
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -33,12 +32,30 @@ _ROLES = frozenset({"user", "assistant", "system"})
 _DROPPED_WHEN_TRANSLATED = ("context_management", "container", "mcp_servers")
 
 
-@dataclass(frozen=True, slots=True)
 class MessagesRequest:
-    """An Anthropic Messages request, validated, and its OpenAI chat equivalent."""
+    """An Anthropic Messages request, validated, read once.
 
-    anthropic: dict[str, Any]
-    openai: dict[str, Any]
+    ``anthropic`` is the body as the client sent it (forwarded, model swapped, to providers
+    that speak Anthropic).  ``route`` is what routing, stickiness and the ledger read: every
+    top-level field of the OpenAI chat translation, but ``messages`` only as far as the
+    first two chat messages (the sticky-session fingerprint reads no more), so a pass-through
+    never translates the conversation.  ``openai``, the whole chat body, is built on first
+    use: for a translated attempt, a limited key's prompt bound, or a local token estimate.
+    """
+
+    __slots__ = ("_openai", "anthropic", "route")
+
+    def __init__(self, anthropic: dict[str, Any]) -> None:
+        self.anthropic = anthropic
+        self.route = to_openai_request(anthropic, head=True)
+        self._openai: dict[str, Any] | None = None
+
+    @property
+    def openai(self) -> dict[str, Any]:
+        """The whole request as an OpenAI chat body (translated once, when first needed)."""
+        if self._openai is None:
+            self._openai = to_openai_request(self.anthropic)
+        return self._openai
 
     @property
     def stream(self) -> bool:
@@ -67,15 +84,24 @@ class MessagesRequest:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise BadRequest("'messages' must be a non-empty list of {role, content} objects", code=400)
+        roles = _ROLES
         for i, message in enumerate(messages):
-            if not isinstance(message, dict) or message.get("role") not in _ROLES:
+            # The common message (a known role; text, or blocks that hold no tool result) is
+            # checked inline: this loop runs over every message of a long conversation.
+            if type(message) is not dict or message.get("role") not in roles:
                 raise BadRequest(f"messages[{i}].role must be 'user', 'assistant' or 'system'", code=400)
-            if not isinstance(message.get("content"), str | list):
+            content = message.get("content")
+            if type(content) is str:
+                continue
+            if type(content) is not list:
                 raise BadRequest(f"messages[{i}].content must be a string or a list of content blocks",
                                  code=400)
-            _check_content(message.get("content"), f"messages[{i}].content")
+            for block in content:
+                if type(block) is not dict or block.get("type") == "tool_result":
+                    _check_content(content, f"messages[{i}].content")
+                    break
         _check_shapes(body)
-        return cls(anthropic=body, openai=to_openai_request(body))
+        return cls(body)
 
 
 def _check_content(content: Any, where: str) -> None:
@@ -151,12 +177,16 @@ def _tool_result_text(content: Any) -> str:
                    if isinstance(b, dict) and isinstance(b.get("text"), str))
 
 
-def _openai_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+def _openai_messages(body: dict[str, Any], head: bool = False) -> list[dict[str, Any]]:
+    """The conversation as chat messages; with ``head``, only until there are two (what the
+    translation of the whole conversation starts with: each message maps on its own)."""
     out: list[dict[str, Any]] = []
     system = body.get("system")
     if system:
         out.append({"role": "system", "content": _parts(system)})
     for message in body["messages"]:
+        if head and len(out) >= 2:
+            break
         content = message.get("content")
         if message["role"] == "system":
             # Chat takes system messages anywhere, so a mid-conversation one stays in place.
@@ -216,10 +246,11 @@ def _reasoning(thinking: Any, config: Any) -> dict[str, Any]:
     return out
 
 
-def to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
-    """An Anthropic Messages body as an OpenAI chat body (routing fields kept)."""
+def to_openai_request(body: dict[str, Any], head: bool = False) -> dict[str, Any]:
+    """An Anthropic Messages body as an OpenAI chat body (routing fields kept); with ``head``,
+    only its first two messages (see :class:`MessagesRequest`)."""
     out: dict[str, Any] = {k: body[k] for k in _SAME_NAME if k in body}
-    out["messages"] = _openai_messages(body)
+    out["messages"] = _openai_messages(body, head)
     if "max_tokens" in body:  # count_tokens requests have none
         out["max_tokens"] = body["max_tokens"]
     if isinstance(body.get("stop_sequences"), list) and body["stop_sequences"]:

@@ -88,7 +88,7 @@ def stream_usage(state: StreamState, prompt_estimate: Callable[[], int]) -> Usag
 
 def estimate_stream_usage(state: StreamState, prompt_estimate: int) -> Usage:
     """Count tokens locally from the relayed chunks when the upstream reported none."""
-    text_bytes = state.text_bytes
+    text_bytes = state.sent_text_bytes()
     if not text_bytes:
         for block in state.relayed:
             for event in block.split(b"\n\n"):

@@ -118,16 +118,16 @@ class AnthropicAdapter:
         request = {**body, "model": target.endpoint.model, "stream": True}
         usage: dict[str, Any] = {}
         stopped = False
+        # Content deltas, the bulk of a stream, are relayed without being parsed: their text is
+        # counted (what a cut stream is billed by when no usage arrives) only if it is needed.
+        state.count_uncounted = _deltas_bytes
+        uncounted = state.uncounted
         async for blocks in self._blocks(target, request, ctx, state, query):
             out: list[bytes] = []
             for block in blocks:
                 if block.startswith(_UNPARSED):
                     if block.startswith(b"event: content_block_delta"):
-                        # The exact UTF-8 bytes of the text, tool JSON or thinking sent: what a
-                        # cut stream is billed by when no usage arrives (framing is no text).
-                        delta_event = parse_block(block)
-                        if delta_event is not None:
-                            state.text_bytes += _delta_bytes(_json(delta_event))
+                        uncounted.append(block)
                     out.append(block)
                     continue
                 event = parse_block(block)
@@ -151,7 +151,7 @@ class AnthropicAdapter:
                         state.native_finish_reason = upstream_text("native_finish_reason", stop)
                         state.finish_reason = STOP_TO_FINISH.get(stop, "stop")
                 elif event.name == "content_block_delta":
-                    state.text_bytes += _delta_bytes(_json(event))  # billed by it if the stream is cut
+                    uncounted.append(block)  # billed by it if the stream is cut
                 elif event.name == "message_stop":
                     stopped = True
                 elif event.name == "error":
@@ -247,6 +247,16 @@ def _delta_bytes(obj: dict[str, Any]) -> int:
         if isinstance(value, str):
             return len(value.encode("utf-8", "replace"))
     return 0
+
+
+def _deltas_bytes(blocks: list[bytes]) -> int:
+    """UTF-8 bytes of the generated text in raw content_block_delta event blocks."""
+    total = 0
+    for block in blocks:
+        event = parse_block(block)
+        if event is not None:
+            total += _delta_bytes(_json(event))
+    return total
 
 
 def _error_status(obj: dict[str, Any]) -> int:

@@ -19,7 +19,7 @@ Errors before the first byte raise :class:`tollway.errors.UpstreamError` (with
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -89,6 +89,17 @@ class StreamState:
     # reports no usage (or the client hangs up first).  Parsed only in that case.
     relayed: list[bytes] = field(default_factory=list)
     text_bytes: int = 0  # content bytes already counted by adapters that parse every chunk
+    # Events relayed unparsed whose text an adapter counts only if the stream has to be billed
+    # by estimate (the Anthropic pass-through's content deltas): bytes -> UTF-8 text bytes.
+    uncounted: list[bytes] = field(default_factory=list)
+    count_uncounted: Callable[[list[bytes]], int] | None = None
+
+    def sent_text_bytes(self) -> int:
+        """UTF-8 bytes of the text relayed so far, as far as the adapter counted it."""
+        if self.uncounted and self.count_uncounted is not None:
+            self.text_bytes += self.count_uncounted(self.uncounted)
+            self.uncounted.clear()
+        return self.text_bytes
 
     def mark_first_byte(self) -> None:
         if self.first_byte_at is None:
