@@ -19,6 +19,7 @@ import orjson
 from tollway.adapters.anthropic_mapping import FINISH_TO_STOP, anthropic_usage
 from tollway.errors import BadRequest, TollwayError
 from tollway.metering import Usage
+from tollway.streaming import TextDeltaRuns, plain_text_delta, valid_texts
 
 # Anthropic request fields the OpenAI body carries under the same name.
 _SAME_NAME = ("model", "temperature", "top_p", "top_k", "stream", "models", "provider", "session_id")
@@ -332,6 +333,11 @@ def error_event(exc: TollwayError | str) -> bytes:
     return sse("error", {"type": "error", "error": {"type": "api_error", "message": exc}})
 
 
+# A text delta of the open text block: the block's index, the text as a JSON string.
+_TEXT_EVENT = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+               b'"delta":{"type":"text_delta","text":%b}}\n\n')
+
+
 class EventWriter:
     """OpenAI chunk events -> Anthropic stream events, one content block at a time."""
 
@@ -343,6 +349,7 @@ class EventWriter:
         self.index = -1
         self.tools: dict[int, int] = {}  # OpenAI tool_calls index -> Anthropic block index
         self.finish: str | None = None
+        self.runs = TextDeltaRuns()
 
     def start(self) -> bytes:
         self.started = True
@@ -353,19 +360,56 @@ class EventWriter:
             sse("ping", {"type": "ping"})
 
     def feed(self, data: bytes) -> bytes:
-        """One run of OpenAI SSE events (no usage chunk, no [DONE]) as Anthropic events."""
+        """One run of OpenAI SSE events (no usage chunk, no [DONE]) as Anthropic events.
+
+        Once a plain text delta has shown how the upstream spells one, runs of them become
+        their events from the bytes (:class:`tollway.streaming.TextDeltaRuns`); only the
+        other events are parsed.
+        """
         out: list[bytes] = [] if self.started else [self.start()]
-        for event in data.split(b"\n\n"):
-            if not event.startswith(b"data:"):
+        events = data.split(b"\n\n")
+        at, count = 0, len(events)
+        while at < count:
+            if self.block == "text":
+                end, texts = self.runs.run(events, at)
+                if texts and valid_texts(texts) is not None:
+                    index = self.index
+                    out.extend(_TEXT_EVENT % (index, raw) for raw in texts if raw != b'""')
+                    at = end
+                    continue
+                for event in events[at:end]:  # a malformed text: the parsing path skips it
+                    self._event(event, out)
+                at = end
+                if not texts:
+                    self._event(events[at], out)
+                    at += 1
                 continue
-            try:
-                chunk = orjson.loads(event[5:])
-            except orjson.JSONDecodeError:
-                continue
-            for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
-                if isinstance(choice, dict):
-                    self._choice(choice, out)
+            self._event(events[at], out)
+            at += 1
         return b"".join(out)
+
+    def _event(self, event: bytes, out: list[bytes]) -> None:
+        if not event.startswith(b"data:"):
+            return
+        if self.block == "text":
+            span = plain_text_delta(event)
+            if span is not None:
+                raw = event[span[0]:span[1]]
+                try:
+                    orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    return
+                self.runs.learn(event, *span)
+                if raw != b'""':
+                    out.append(_TEXT_EVENT % (self.index, raw))
+                return
+        try:
+            chunk = orjson.loads(event[5:])
+        except orjson.JSONDecodeError:
+            return
+        for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
+            if isinstance(choice, dict):
+                self._choice(choice, out)
 
     def _open(self, kind: str, block: dict[str, Any], out: list[bytes]) -> None:
         self._close(out)
@@ -397,8 +441,7 @@ class EventWriter:
             if self.block != "text":
                 self._open("text", {"type": "text", "text": ""}, out)
             # Text deltas are most of a stream: their event is assembled from bytes.
-            out.append(b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
-                       b'"delta":{"type":"text_delta","text":%b}}\n\n' % (self.index, orjson.dumps(text)))
+            out.append(_TEXT_EVENT % (self.index, orjson.dumps(text)))
         if "tool_calls" not in delta:
             if choice.get("finish_reason"):
                 self.finish = str(choice["finish_reason"])

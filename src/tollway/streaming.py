@@ -9,6 +9,7 @@ cancelled stream is closed upstream at once and billed for what was generated.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -111,6 +112,102 @@ def estimate_stream_usage(state: StreamState, prompt_estimate: int) -> Usage:
                             text_bytes += len(fn["arguments"])
     return Usage(prompt_tokens=prompt_estimate, completion_tokens=estimate_tokens_from_bytes(text_bytes),
                  estimated=True)
+
+
+# -- plain text deltas: the bulk of a translated stream ------------------------------------------
+
+# A chunk whose delta is text alone, of choice 0, not finishing.
+_CONTENT_DELTA = b'"delta":{"content":'
+_DELTA_CLOSE = (b'},', b'}}')
+_NOT_FINISHED = b'"finish_reason":null'
+_FIRST_CHOICE = b'"index":0'
+
+
+def _string_end(data: bytes, start: int) -> int:
+    """The offset just past the JSON string starting at ``start`` (a quote), or -1."""
+    if data[start:start + 1] != b'"':
+        return -1
+    at = start + 1
+    while True:
+        at = data.find(b'"', at)
+        if at < 0:
+            return -1
+        backslashes = 0
+        while data[at - 1 - backslashes] == 0x5C:  # an escaped quote is preceded by an odd run
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return at + 1
+        at += 1
+
+
+def plain_text_delta(event: bytes) -> tuple[int, int] | None:
+    """Where the JSON string of ``event``'s text sits, if the event (one ``data:`` chat chunk,
+    no terminator) is a plain text delta: one choice, index 0, a delta of ``content`` alone,
+    no finish reason.  None for anything else, or on any doubt."""
+    start = event.find(_CONTENT_DELTA)
+    if start < 0 or _NOT_FINISHED not in event:
+        return None
+    start += len(_CONTENT_DELTA)
+    end = _string_end(event, start)
+    if end < 0 or event[end:end + 2] not in _DELTA_CLOSE or event.count(b'"index":') != 1 \
+            or _FIRST_CHOICE not in event:
+        return None
+    return start, end
+
+
+class TextDeltaRuns:
+    """Finds runs of plain text-delta chunks in a stream's events, without parsing them.
+
+    Translating a stream (to Anthropic's or to Responses events) means parsing every chunk;
+    but nearly all of a stream is text deltas that differ only in their text.  Once one has
+    been seen (:meth:`learn`: the bytes around its text), every later chunk spelt the same
+    way is recognised by its first and last bytes (:meth:`run`), and the writer turns the
+    run into its events with a byte template, after one JSON validation of all the texts
+    together (:func:`valid_texts`).  A chunk spelt any other way (another ``created``, more
+    fields) ends the run: it goes the writer's parsing path.
+    """
+
+    __slots__ = ("prefix", "suffix")
+
+    def __init__(self) -> None:
+        self.prefix: bytes | None = None
+        self.suffix = b""
+
+    def learn(self, event: bytes, start: int, end: int) -> None:
+        """``event[start:end]`` is the text of a plain text delta (see :func:`plain_text_delta`)."""
+        if self.prefix is None:
+            self.prefix, self.suffix = event[:start], event[end:]
+
+    def run(self, events: list[bytes], start: int) -> tuple[int, list[bytes]]:
+        """The run of learnt-spelling deltas from ``events[start]``: where it ends, and the raw
+        JSON string of each delta's text."""
+        prefix, suffix = self.prefix, self.suffix
+        texts: list[bytes] = []
+        if prefix is None:
+            return start, texts
+        head, tail = len(prefix), len(suffix)
+        end = start
+        for event in itertools.islice(events, start, None):
+            if not (event.startswith(prefix) and event.endswith(suffix)):
+                break
+            raw = event[head:len(event) - tail]
+            # One JSON string: quoted at both ends, no unescaped quote between.
+            if raw.count(b'"') != 2 or len(raw) < 2 or raw[0] != 0x22 or raw[-1] != 0x22:
+                if _string_end(raw, 0) != len(raw):
+                    break
+            texts.append(raw)
+            end += 1
+        return end, texts
+
+
+def valid_texts(texts: list[bytes]) -> list[str] | None:
+    """The run's texts decoded (one parse for the whole run), or None if any is not a valid
+    JSON string (the run then takes the parsing path, which skips what is malformed)."""
+    try:
+        decoded = orjson.loads(b"[" + b",".join(texts) + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    return decoded if isinstance(decoded, list) and len(decoded) == len(texts) else None
 
 
 class SSEResponse:

@@ -16,6 +16,7 @@ import orjson
 
 from tollway.responses.output import call_item, message_item, new_item_id, reasoning_item, response_object
 from tollway.responses.request import ResponsesRequest
+from tollway.streaming import TextDeltaRuns, plain_text_delta, valid_texts
 
 
 @dataclass(slots=True)
@@ -31,28 +32,9 @@ class _Item:
     prefix: bytes = b""  # a message's text delta event, from item_id to "delta": (the fast path)
 
 
-# A chunk whose delta is text alone, of choice 0, not finishing (the fast path's test).
-_CONTENT_DELTA = b'"delta":{"content":'
-_DELTA_CLOSE = (b'},', b'}}')
-_FINISHED = b'"finish_reason":null'
-_FIRST_CHOICE = b'"index":0'
-
-
-def _string_end(data: bytes, start: int) -> int:
-    """The offset just past the JSON string starting at ``start`` (a quote), or -1."""
-    if data[start:start + 1] != b'"':
-        return -1
-    at = start + 1
-    while True:
-        at = data.find(b'"', at)
-        if at < 0:
-            return -1
-        backslashes = 0
-        while data[at - 1 - backslashes] == 0x5C:  # an escaped quote is preceded by an odd run
-            backslashes += 1
-        if backslashes % 2 == 0:
-            return at + 1
-        at += 1
+# The event of a text delta of an open message: sequence number, the item's fields, the text.
+_TEXT_EVENT = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+               b'"sequence_number":%d%b%b,"logprobs":[]}\n\n')
 
 
 class ResponseEventWriter:
@@ -72,6 +54,7 @@ class ResponseEventWriter:
         self.calls: dict[int, _Item] = {}  # chat tool_calls index -> its item
         self.finish: str | None = None
         self.final: dict[str, Any] | None = None  # the finished response, once ended
+        self.runs = TextDeltaRuns()
 
     def event(self, kind: str, payload: dict[str, Any]) -> bytes:
         payload = {"type": kind, "sequence_number": self.sequence, **payload}
@@ -89,43 +72,73 @@ class ResponseEventWriter:
             self.event("response.in_progress", {"response": response})
 
     def feed(self, data: bytes) -> bytes:
-        """A run of chat chunk events (no usage chunk, no [DONE]) as Responses events."""
+        """A run of chat chunk events (no usage chunk, no [DONE]) as Responses events.
+
+        Once a plain text delta has shown how the upstream spells one, runs of them become
+        their events from the bytes (:class:`tollway.streaming.TextDeltaRuns`); only the
+        other events are parsed.
+        """
         out: list[bytes] = [] if self.started else [self.start()]
-        for event in data.split(b"\n\n"):
-            if not event.startswith(b"data:"):
-                continue
-            if self._text_delta(event, out):
-                continue
-            try:
-                chunk = orjson.loads(event[5:])
-            except orjson.JSONDecodeError:
-                continue
-            choices = chunk.get("choices") if isinstance(chunk, dict) else None
-            for choice in choices or ():
-                if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                    self._choice(choice, out)
+        events = data.split(b"\n\n")
+        at, count = 0, len(events)
+        while at < count:
+            item = self.open
+            if item is not None and item.kind == "message":
+                end, texts = self.runs.run(events, at)
+                decoded = valid_texts(texts) if texts else None
+                if texts and decoded is None:  # a malformed text: the parsing path skips it
+                    for event in events[at:end]:
+                        self._event(event, out)
+                    at = end
+                    continue
+                if decoded is not None:
+                    item.text.extend(decoded)
+                    seq, prefix = self.sequence, item.prefix
+                    emitted = [_TEXT_EVENT % (seq + i, prefix, raw)
+                               for i, raw in enumerate(raw for raw in texts if raw != b'""')]  # "" says nothing
+                    self.sequence += len(emitted)
+                    out.extend(emitted)
+                    at = end
+                    continue
+            event = events[at]
+            at += 1
+            if event.startswith(b"data:"):
+                self._event(event, out)
         return b"".join(out)
+
+    def _event(self, event: bytes, out: list[bytes]) -> None:
+        if self._text_delta(event, out):
+            return
+        try:
+            chunk = orjson.loads(event[5:])
+        except orjson.JSONDecodeError:
+            return
+        choices = chunk.get("choices") if isinstance(chunk, dict) else None
+        for choice in choices or ():
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                self._choice(choice, out)
 
     def _text_delta(self, event: bytes, out: list[bytes]) -> bool:
         """The common chunk, a bare text delta of an open message, turned into its event from the
         bytes: the JSON string is copied as it came, parsed only to keep the text.  Anything
         else (or any doubt) returns False for the parsing path."""
+        span = plain_text_delta(event)
+        if span is None:
+            return False
         item = self.open
-        start = event.find(_CONTENT_DELTA)
-        if item is None or item.kind != "message" or start < 0 or _FINISHED not in event:
+        if item is None or item.kind != "message":
             return False
-        start += len(_CONTENT_DELTA)
-        end = _string_end(event, start)
-        if end < 0 or event[end:end + 2] not in _DELTA_CLOSE or event.count(b'"index":') != 1 \
-                or _FIRST_CHOICE not in event:
-            return False
+        start, end = span
         raw = event[start:end]
+        try:
+            text = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return False
+        self.runs.learn(event, start, end)
         if raw == b'""':
             return True  # nothing to say
-        item.text.append(orjson.loads(raw))
-        out.append(b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\","
-                   b"\"sequence_number\":" + str(self.sequence).encode() + item.prefix + raw
-                   + b',"logprobs":[]}\n\n')
+        item.text.append(text)
+        out.append(_TEXT_EVENT % (self.sequence, item.prefix, raw))
         self.sequence += 1
         return True
 
