@@ -189,13 +189,30 @@ def _openai_messages(body: dict[str, Any], head: bool = False) -> list[dict[str,
         if head and len(out) >= 2:
             break
         content = message.get("content")
-        if message["role"] == "system":
+        role = message["role"]
+        # The common message of a long conversation, one text block (or a string), maps
+        # directly: the block (already an OpenAI text part) and its list are shared.
+        if type(content) is list and len(content) == 1:
+            block = content[0]
+            if type(block) is dict and len(block) == 2 and block.get("type") == "text" \
+                    and type(text := block.get("text")) is str:
+                if role == "user":
+                    out.append({"role": "user", "content": content})
+                    continue
+                if role == "assistant":
+                    out.append({"role": "assistant", "content": text or None})
+                    continue
+        elif type(content) is str and role != "system":
+            out.append({"role": "user", "content": [{"type": "text", "text": content}]} if role == "user"
+                       else {"role": "assistant", "content": content or None})
+            continue
+        if role == "system":
             # Chat takes system messages anywhere, so a mid-conversation one stays in place.
             parts = _parts(content)
             if parts:
                 out.append({"role": "system", "content": parts})
             continue
-        if message["role"] == "assistant":
+        if role == "assistant":
             blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
             text = "".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
             calls = [{"id": b.get("id", ""), "type": "function",

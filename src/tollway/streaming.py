@@ -192,9 +192,9 @@ class TextDeltaRuns:
                 break
             raw = event[head:len(event) - tail]
             # One JSON string: quoted at both ends, no unescaped quote between.
-            if raw.count(b'"') != 2 or len(raw) < 2 or raw[0] != 0x22 or raw[-1] != 0x22:
-                if _string_end(raw, 0) != len(raw):
-                    break
+            simple = raw.count(b'"') == 2 and len(raw) >= 2 and raw[0] == raw[-1] == 0x22
+            if not simple and _string_end(raw, 0) != len(raw):
+                break
             texts.append(raw)
             end += 1
         return end, texts

@@ -225,6 +225,22 @@ def _messages(instructions: Any, items: list[Any]) -> tuple[list[dict[str, Any]]
         return messages[-1]
 
     for i, item in enumerate(items):
+        # The common item of a long conversation, a message of one text part, maps directly.
+        if type(item) is dict and item.get("type", "message") == "message":
+            content = item.get("content")
+            if type(content) is list and len(content) == 1:
+                part = content[0]
+                kind = part.get("type") if type(part) is dict else None
+                content = part.get("text") if type(kind) is str and kind in _TEXT_PARTS else None
+            named = item.get("role")
+            role = _ROLES.get(named) if type(named) is str else None
+            if type(content) is str and role is not None:
+                if role == "assistant":
+                    turn = assistant()
+                    turn["content"] = (turn["content"] or "") + content
+                else:
+                    messages.append({"role": role, "content": content})
+                continue
         where = f"input[{i}]"
         if not isinstance(item, dict):
             raise _bad(f"{where} must be an object (a message or another input item)")
