@@ -114,6 +114,35 @@ def test_effort_and_thinking_mapping() -> None:
         assert openai.get("reasoning") == reasoning, extra
 
 
+def test_the_routing_view_is_the_translation_without_the_conversation() -> None:
+    """Routing, stickiness and the ledger read ``route`` (a pass-through never translates the
+    conversation): every field of the full translation, and its first messages (two at least)."""
+    tool_use = {"type": "tool_use", "id": "t1", "name": "f", "input": {"x": 1}}
+    tool_result = {"type": "tool_result", "tool_use_id": "t1", "content": "42"}
+    text = {"type": "text", "text": "hi"}
+    conversations = [
+        [{"role": "user", "content": "hi"}],
+        [{"role": "user", "content": [text]}, {"role": "assistant", "content": [text, tool_use]},
+         {"role": "user", "content": [tool_result, text]}, {"role": "assistant", "content": "ok"}],
+        [{"role": "user", "content": []}, {"role": "assistant", "content": []},
+         {"role": "user", "content": [tool_result, tool_result]}, {"role": "user", "content": "x"}],
+        [{"role": "system", "content": "env"}, {"role": "user", "content": [text, {**text, "cache_control": {}}]},
+         {"role": "assistant", "content": [{"type": "text", "text": ""}]}, {"role": "user", "content": ""}],
+    ]
+    for system in (None, "Be terse.", [text]):
+        for messages in conversations:
+            body = {"model": "m", "max_tokens": 5, "messages": messages, "stream": True,
+                    "tools": [{"name": "f", "input_schema": {"type": "object"}}], "stop_sequences": ["x"],
+                    "metadata": {"user_id": "u"}, **({"system": system} if system else {})}
+            request = MessagesRequest.parse(body)
+            full = request.openai
+            assert {k: v for k, v in request.route.items() if k != "messages"} == \
+                {k: v for k, v in full.items() if k != "messages"}
+            head = request.route["messages"]  # a prefix of the translation, two messages at least
+            assert head == full["messages"][:len(head)], (system, messages)
+            assert len(head) >= min(2, len(full["messages"]))
+
+
 async def test_malformed_requests_are_named(stack: Stack) -> None:
     client = anthropic.AsyncAnthropic(base_url=stack.url, api_key=stack.key, max_retries=0)
     for messages, fix in ([{"role": "tool", "content": "x"}], "messages[0].role"),\

@@ -1,0 +1,140 @@
+"""Runs of plain text deltas (tollway.streaming.TextDeltaRuns): the Anthropic and Responses event
+writers turn them into events from their bytes, and must say exactly what parsing every
+chunk says, however the stream is cut into reads and whatever it mixes in."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+
+import orjson
+import pytest
+
+from tests.responses.spec import event_errors
+from tollway.messages import EventWriter
+from tollway.metering import Usage
+from tollway.responses.events import ResponseEventWriter
+from tollway.responses.output import usage_doc
+from tollway.responses.request import ResponsesRequest
+from tollway.streaming import TextDeltaRuns, plain_text_delta
+
+_HEAD = b'data: {"id":"gen-1-abc","object":"chat.completion.chunk","created":%d,"model":"a/b","provider":"p",'
+
+
+def chunk(delta: bytes, *, created: int = 1700000000, finish: bytes = b"null") -> bytes:
+    return _HEAD % created + b'"choices":[{"index":0,"delta":' + delta + b',"finish_reason":' + finish + b"}]}\n\n"
+
+
+def text(value: str, **kwargs: int) -> bytes:
+    return chunk(b'{"content":' + orjson.dumps(value) + b"}", **kwargs)
+
+
+WORDS = [" alpha", ' "quoted"', " back\\slash", " üñí", " 🎉", "", " new\nline", " tab\t"]
+
+STREAMS: dict[str, list[bytes]] = {
+    "plain": [chunk(b'{"role":"assistant","content":""}'), *(text(w) for w in WORDS * 8),
+              chunk(b"{}", finish=b'"stop"')],
+    "created changes mid-stream": [chunk(b'{"role":"assistant","content":"a"}'), *(text(w) for w in WORDS),
+                                   *(text(w, created=1700000001) for w in WORDS), chunk(b"{}", finish=b'"stop"')],
+    "a malformed text is skipped": [chunk(b'{"role":"assistant","content":"a"}'), text(" one"), text(" two"),
+                                    chunk(b'{"content":"bad \\x escape"}'), text(" three"),
+                                    chunk(b"{}", finish=b'"stop"')],
+    "reasoning, text, a tool call": [
+        chunk(b'{"role":"assistant","reasoning":"think"}'), chunk(b'{"reasoning":" more"}'),
+        *(text(w) for w in WORDS), chunk(b'{"tool_calls":[{"index":0,"id":"c1","type":"function",'
+                                         b'"function":{"name":"f","arguments":""}}]}'),
+        chunk(b'{"tool_calls":[{"index":0,"function":{"arguments":"{\\"x\\":1}"}}]}'),
+        text(" after the call"), text(" and more"), chunk(b"{}", finish=b'"tool_calls"')],
+    "text with extra fields": [chunk(b'{"role":"assistant","content":"a"}'),
+                               *(text(w) for w in WORDS[:3]),
+                               chunk(b'{"content":"x","refusal":null}'), *(text(w) for w in WORDS[3:]),
+                               chunk(b"{}", finish=b'"length"')],
+}
+
+
+class _NeverLearns(TextDeltaRuns):
+    """The parsing path only: what the runs must reproduce."""
+
+    def learn(self, event: bytes, start: int, end: int) -> None:
+        return None
+
+
+def _reads(events: list[bytes], seed: int) -> list[bytes]:
+    """The stream cut into reads at random event boundaries (the adapter yields whole events)."""
+    rng = random.Random(seed)
+    reads, current = [], b""
+    for event in events:
+        current += event
+        if rng.random() < 0.3:
+            reads.append(current)
+            current = b""
+    return [*reads, current] if current else reads
+
+
+def _anthropic(parse_only: bool) -> tuple[Callable[[bytes], bytes], Callable[[], bytes]]:
+    writer = EventWriter("gen-1", "a/b")
+    if parse_only:
+        writer.runs = _NeverLearns()
+    return writer.feed, lambda: writer.end(Usage(prompt_tokens=10, completion_tokens=5), None)
+
+
+def _responses(parse_only: bool) -> tuple[Callable[[bytes], bytes], Callable[[], bytes]]:
+    request = ResponsesRequest.parse({"model": "a/b", "input": "hi", "tools": [
+        {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}]})
+    writer = ResponseEventWriter(request, "resp_1", "a/b", "p", 1700000000)
+    if parse_only:
+        writer.runs = _NeverLearns()
+    return writer.feed, lambda: writer.end(usage_doc(Usage(prompt_tokens=10, completion_tokens=5), 7), None)
+
+
+def _normalised(data: bytes) -> bytes:
+    """Item ids are random; everything else must be identical."""
+    return re.sub(rb"(msg|rs|fc)_[0-9a-f]{24}", rb"\1_ID", re.sub(rb'"completed_at":\d+', b"", data))
+
+
+def _run(make: Callable[[bool], tuple[Callable[[bytes], bytes], Callable[[], bytes]]], reads: list[bytes],
+         parse_only: bool) -> bytes:
+    feed, end = make(parse_only)
+    return b"".join(feed(r) for r in reads) + end()
+
+
+@pytest.mark.parametrize("name", sorted(STREAMS))
+@pytest.mark.parametrize("writer", ["anthropic", "responses"])
+def test_runs_say_what_parsing_every_chunk_says(name: str, writer: str) -> None:
+    make = _anthropic if writer == "anthropic" else _responses
+    events = STREAMS[name]
+    expected = _normalised(_run(make, [b"".join(events)], parse_only=True))
+    for seed in range(12):
+        reads = [b"".join(events)] if seed == 0 else [e for e in events] if seed == 1 else _reads(events, seed)
+        assert _normalised(_run(make, reads, parse_only=False)) == expected, (name, seed)
+
+
+def test_a_run_is_taken_without_parsing_each_chunk_and_its_events_are_valid() -> None:
+    events = STREAMS["plain"]
+    feed, end = _responses(False)
+    data = b"".join(feed(r) for r in _reads(events, 3)) + end()
+    parsed = [orjson.loads(block.split(b"\ndata: ", 1)[1]) for block in data.split(b"\n\n") if block]
+    assert [e["sequence_number"] for e in parsed] == list(range(len(parsed)))
+    deltas = [e["delta"] for e in parsed if e["type"] == "response.output_text.delta"]
+    assert "".join(deltas) == "".join(WORDS * 8)
+    assert "" not in deltas  # an empty delta says nothing
+    for event in parsed:
+        assert event_errors(event) == [], event["type"]
+
+
+def test_only_a_plain_text_delta_is_learnt() -> None:
+    assert plain_text_delta(text(" x").rstrip(b"\n")) is not None
+    for other in (chunk(b'{"role":"assistant","content":"x"}'), chunk(b'{"content":"x"}', finish=b'"stop"'),
+                  chunk(b'{"content":"x","refusal":null}'), chunk(b'{"reasoning":"x"}')):
+        assert plain_text_delta(other.rstrip(b"\n")) is None
+    two_choices = (_HEAD % 1 + b'"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null},'
+                   b'{"index":1,"delta":{"content":"b"},"finish_reason":null}]}')
+    assert plain_text_delta(two_choices) is None
+    runs = TextDeltaRuns()
+    event = text(' a "b"').rstrip(b"\n")
+    span = plain_text_delta(event)
+    assert span is not None
+    runs.learn(event, *span)
+    later = [text(" c").rstrip(b"\n"), text(' "d" \\ e').rstrip(b"\n"), text(" f", created=2).rstrip(b"\n")]
+    assert runs.run(later, 0) == (2, [b'" c"', b'" \\"d\\" \\\\ e"'])
