@@ -15,6 +15,11 @@ messages filling ``--prompt-bytes``.
   reported, so noise from other tenants hits every API alike: compare the ratios.
 * Memory: for each API a fresh gateway, warmed up, then a closed loop at ``--burst``
   connections (8 requests each); the peak RSS sampled every 20 ms.
+* ``--shared-load SECONDS``: instead, the shared harness's load generator
+  (``../shared/bench/load.py``, closed loop, streams, one ``--prompt-bytes`` user message)
+  with ``--api openai`` (chat) and ``--api anthropic`` (``/v1/messages`` passed through to
+  an Anthropic-format upstream) against one gateway, alternating for ``--rounds``: gateway
+  CPU per request, requests per second, TTFT p50.
 """
 
 from __future__ import annotations
@@ -204,6 +209,8 @@ async def main() -> None:
     ap.add_argument("--profile", help="py-spy (pip install py-spy) the gateway during the CPU rounds; "
                     "raw collapsed stacks to this file")
     ap.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")
+    ap.add_argument("--shared-load", type=float, metavar="SECONDS",
+                    help="drive ../shared/bench/load.py (--api openai vs anthropic) for this long per run")
     a = ap.parse_args()
     apis = tuple(a.apis.split(","))
     turns = conversation(a.prompt_bytes, a.turns)
@@ -219,6 +226,9 @@ async def main() -> None:
                     break
                 time.sleep(0.05)
             upstream_url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+            if a.shared_load:
+                await shared_load_phase(a, Path(tmp), upstream_url)
+                return
             print(f"prompt {len(bodies[apis[0]][1]):,} bytes in {a.turns} messages; load 1 {os.getloadavg()}")
             if not a.skip_cpu:
                 await cpu_phase(a, apis, bodies, Path(tmp), upstream_url)
@@ -269,6 +279,51 @@ async def cpu_phase(a: argparse.Namespace, apis: tuple[str, ...], bodies: dict[s
         ratios = (f"{med / base:.2f} | {med_loop:.2f} | {med_loop / base_loop:.2f}" if base and base_loop
                   else f" | {med_loop:.2f} | ")
         print(f"| {api} | {med:.2f} | {ratios} |")
+
+
+def shared_load(gw: Gateway, api: str, seconds: float, a: argparse.Namespace) -> dict[str, float]:
+    """One run of the shared load generator; the gateway's CPU over it, per answered request."""
+    model = "bench/claude" if api == "anthropic" else "bench/echo"
+    before = cpu_seconds(gw.proc.pid)
+    out = subprocess.run([sys.executable, str(BENCH / "load.py"), "--url", gw.url, "--key", gw.key, "--api", api,
+                          "--model", model, "--mode", "closed", "-c", str(a.conns), "-d", str(seconds), "--stream",
+                          "--max-tokens", str(a.chunks), "--prompt-bytes", str(a.prompt_bytes)],
+                         capture_output=True, text=True, check=True)
+    cpu = cpu_seconds(gw.proc.pid) - before
+    doc = orjson.loads(out.stdout)
+    if doc["errors"]:
+        raise RuntimeError(f"load.py --api {api}: errors {doc['errors']}")
+    return {"cpu_ms": cpu / doc["ok"] * 1000, "rps": doc["rps"], "ttft_p50": doc["ttft_ms"]["p50"]}
+
+
+async def shared_load_phase(a: argparse.Namespace, tmp: Path, upstream_url: str) -> None:
+    workdir = tmp / "shared"
+    workdir.mkdir()
+    gw = Gateway(workdir, upstream_url)
+    apis = ("openai", "anthropic")
+    try:
+        await gw.ready()
+        print(f"../shared/bench/load.py: {a.prompt_bytes:,}-byte prompts, {a.conns} connections, "
+              f"{a.shared_load:g} s per run; load 1 {os.getloadavg()}")
+        for api in apis:
+            await asyncio.to_thread(shared_load, gw, api, 2, a)  # warm-up
+        rounds = []
+        for r in range(a.rounds):
+            runs = {api: await asyncio.to_thread(shared_load, gw, api, a.shared_load, a)
+                    for api in (apis if r % 2 == 0 else apis[::-1])}
+            rounds.append(runs)
+            print(f"round {r + 1}: " + ", ".join(f"{api} {v['cpu_ms']:.2f} ms, {v['rps']:.0f} req/s"
+                                                 for api, v in runs.items()))
+    finally:
+        gw.stop()
+    names = {"openai": "chat (`--api openai`)", "anthropic": "messages pass-through (`--api anthropic`)"}
+    base = statistics.median(r["openai"]["cpu_ms"] for r in rounds)
+    print("\n| API | gateway CPU ms/request (median) | x chat | req/s | TTFT p50 ms |\n|---|---|---|---|---|")
+    for api in apis:
+        cpu = statistics.median(r[api]["cpu_ms"] for r in rounds)
+        print(f"| {names[api]} | {cpu:.2f} | {cpu / base:.2f} | "
+              f"{statistics.median(r[api]['rps'] for r in rounds):.0f} | "
+              f"{statistics.median(r[api]['ttft_p50'] for r in rounds):.1f} |")
 
 
 if __name__ == "__main__":

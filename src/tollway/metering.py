@@ -145,6 +145,11 @@ def estimate_tokens_from_bytes(n_bytes: int) -> int:
     return (n_bytes + 3) // 4 if n_bytes > 0 else 0
 
 
+def _utf8_len(text: str) -> int:
+    """UTF-8 bytes of ``text`` (ASCII, most prompts, counted without encoding a copy)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
+
+
 def estimate_prompt_tokens(body: dict[str, Any]) -> int:
     """A local estimate of a chat request's prompt tokens, from its message text."""
     total = 0
@@ -156,11 +161,11 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
             total += 4  # role and framing
             content = message.get("content")
             if isinstance(content, str):
-                total += estimate_tokens_from_bytes(len(content.encode("utf-8", "replace")))
+                total += estimate_tokens_from_bytes(_utf8_len(content))
             elif isinstance(content, list):
                 for part in content:
                     if isinstance(part, dict) and isinstance(part.get("text"), str):
-                        total += estimate_tokens_from_bytes(len(part["text"].encode("utf-8", "replace")))
+                        total += estimate_tokens_from_bytes(_utf8_len(part["text"]))
                     elif isinstance(part, dict):
                         total += 85  # an image or other media part, at its smallest
             for call in message.get("tool_calls") or ():

@@ -67,9 +67,13 @@ class ResponseEventWriter:
 
     def start(self) -> bytes:
         self.started = True
-        response = self._response("in_progress", usage=None)
-        return self.event("response.created", {"response": response}) + \
-            self.event("response.in_progress", {"response": response})
+        # The same response object in both events: serialised once.
+        response = orjson.dumps(self._response("in_progress", usage=None))
+        out = b"".join(b'event: %b\ndata: {"type":"%b","sequence_number":%d,"response":%b}\n\n'
+                       % (kind, kind, self.sequence + i, response)
+                       for i, kind in enumerate((b"response.created", b"response.in_progress")))
+        self.sequence += 2
+        return out
 
     def feed(self, data: bytes) -> bytes:
         """A run of chat chunk events (no usage chunk, no [DONE]) as Responses events.

@@ -127,10 +127,13 @@ async def _stream(gateway: Gateway, principal: Principal, request: ResponsesRequ
     relayed = await gateway._attempt_stream(run, targets, open_stream, failed)
     assert relayed.stream is not None
 
+    if not request.store:
+        return relayed.stream  # nothing to keep: no wrapper on the relay's path
+
     async def save(response: dict[str, Any]) -> None:
         await _save(gateway, principal, request, response)
 
-    return _saving(relayed.stream, sinks, save if request.store else None)
+    return _saving(relayed.stream, sinks, save)
 
 
 async def _complete(gateway: Gateway, principal: Principal, request: ResponsesRequest, run: _Run,
