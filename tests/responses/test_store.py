@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import httpx
 import openai
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import Engine, select, text, update
 
 from tests.adapters.harness import Reply
 from tests.api.test_openapi_conformance import _errors
@@ -111,3 +111,109 @@ async def test_a_store_failure_does_not_fail_the_answer(stack: ResponsesStack) -
     assert stack.generation(response.id)["status"] == "success"
     with pytest.raises(openai.NotFoundError):
         await client.responses.retrieve(response.id)
+
+
+def _turn(i: int) -> list[dict[str, object]]:
+    return [{"type": "message", "role": "user", "content": f"turn {i}: " + "x" * 500}]
+
+
+def _response(i: int) -> dict[str, object]:
+    return {"id": f"resp-chain-{i}", "model": "m",
+            "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text",
+                                                                             "text": f"answer {i}"}]}]}
+
+
+def _stored_bytes(engine: Engine, response_id: str) -> int:
+    with engine.connect() as conn:
+        return len(conn.execute(select(store.stored_responses.c.input)
+                                .where(store.stored_responses.c.id == response_id)).scalar_one())
+
+
+def test_a_long_conversation_stores_each_turn_once(stack: ResponsesStack) -> None:
+    """Each turn keeps its own items and a link; loading rebuilds exactly the whole conversation."""
+    engine = create_db_engine(stack.database)
+    now = datetime(2026, 1, 1)
+    turns = 3 * store.MAX_CHAIN + 2
+    try:
+        conversation: list[dict[str, object]] = []
+        chain: tuple[str, ...] = ()
+        sizes = []
+        for i in range(turns):
+            conversation = [*conversation, *_turn(i)]
+            store.save(engine, stack.key_id, _response(i), conversation, now=now, ttl_s=3600, chain=chain,
+                       own_items=1)
+            loaded = store.load(engine, stack.key_id, f"resp-chain-{i}", now=now)
+            assert loaded is not None
+            assert loaded.input == conversation, i  # what the old, whole-conversation rows held
+            assert 1 <= len(loaded.chain) <= store.MAX_CHAIN
+            sizes.append(_stored_bytes(engine, f"resp-chain-{i}"))
+            conversation, chain = loaded.conversation, loaded.chain
+        linked = [size for size in sizes if size < 1000]
+        assert len(linked) >= turns - turns // store.MAX_CHAIN - 1  # all but the checkpoints
+        assert sum(sizes) < turns * 1000 + (turns // store.MAX_CHAIN) * turns * 600  # O(n), not O(n^2)
+        assert store.load(engine, "another-key", f"resp-chain-{turns - 1}", now=now) is None
+    finally:
+        engine.dispose()
+
+
+def test_deleting_a_turn_keeps_the_turns_after_it(stack: ResponsesStack) -> None:
+    engine = create_db_engine(stack.database)
+    now = datetime(2026, 1, 1)
+    try:
+        conversation: list[dict[str, object]] = []
+        chain: tuple[str, ...] = ()
+        for i in range(5):
+            conversation = [*conversation, *_turn(i)]
+            store.save(engine, stack.key_id, {**_response(i), "id": f"resp-del-{i}"}, conversation, now=now,
+                       ttl_s=3600, chain=chain, own_items=1)
+            loaded = store.load(engine, stack.key_id, f"resp-del-{i}", now=now)
+            assert loaded is not None
+            conversation, chain = loaded.conversation, loaded.chain
+        before = store.load(engine, stack.key_id, "resp-del-4", now=now)
+        assert before is not None
+        assert not store.remove(engine, "another-key", "resp-del-2", now=now)
+        assert store.remove(engine, stack.key_id, "resp-del-2", now=now)
+        assert store.load(engine, stack.key_id, "resp-del-2", now=now) is None
+        after = store.load(engine, stack.key_id, "resp-del-4", now=now)
+        assert after is not None and after.input == before.input
+        assert "resp-del-2" not in after.chain
+        third = store.load(engine, stack.key_id, "resp-del-3", now=now)
+        assert third is not None and third.chain == ("resp-del-3",)  # the whole conversation, again
+    finally:
+        engine.dispose()
+
+
+def test_a_linked_turn_keeps_its_ancestors_alive(stack: ResponsesStack) -> None:
+    engine = create_db_engine(stack.database)
+    now = datetime(2026, 1, 1)
+    try:
+        store.save(engine, stack.key_id, {**_response(0), "id": "resp-ttl-0"}, _turn(0), now=now, ttl_s=60)
+        first = store.load(engine, stack.key_id, "resp-ttl-0", now=now)
+        assert first is not None
+        later = now + timedelta(seconds=50)
+        store.save(engine, stack.key_id, {**_response(1), "id": "resp-ttl-1"}, [*first.conversation, *_turn(1)],
+                   now=later, ttl_s=60, chain=first.chain, own_items=1)
+        # Past the first turn's own TTL, and after a save that purges what has expired:
+        store.save(engine, stack.key_id, {**_response(9), "id": "resp-other"}, _turn(9),
+                   now=now + timedelta(seconds=100), ttl_s=60)
+        second = store.load(engine, stack.key_id, "resp-ttl-1", now=now + timedelta(seconds=100))
+        assert second is not None and second.input == [*first.conversation, *_turn(1)]
+        assert store.load(engine, stack.key_id, "resp-ttl-1", now=later + timedelta(seconds=60)) is None
+    finally:
+        engine.dispose()
+
+
+async def test_a_follow_up_stores_only_its_own_turn(stack: ResponsesStack) -> None:
+    stack.stub.script(Reply.of("openai", "plain.json"), Reply.of("openai", "plain.json"))
+    client = stack.client()
+    first = await client.responses.create(model="test/oa", input="x" * 5000)
+    second = await client.responses.create(model="test/oa", input="And then?", previous_response_id=first.id)
+    engine = create_db_engine(stack.database)
+    try:
+        assert _stored_bytes(engine, first.id) > 5000
+        assert _stored_bytes(engine, second.id) < 1000
+    finally:
+        engine.dispose()
+    page = await client.responses.input_items.list(second.id, order="asc")
+    texts = [item.content[0].text for item in page.data]  # type: ignore[union-attr]
+    assert texts == ["x" * 5000, "Hello there!", "And then?"]

@@ -78,6 +78,10 @@ class ResponsesRequest:
     # (chat message index, provider, reasoning_details) restored only for that provider
     reasoning: tuple[tuple[int, str, list[dict[str, Any]]], ...] = ()
     store: bool = True
+    # The stored rows ``history`` was read from (``previous_response_id`` first), and how many of
+    # ``items`` are this turn's own: a stored turn keeps only those, linked to the previous.
+    chain: tuple[str, ...] = ()
+    own_items: int = 0
 
     @property
     def stream(self) -> bool:
@@ -104,8 +108,9 @@ class ResponsesRequest:
 
     @classmethod
     def parse(cls, body: dict[str, Any], history: list[dict[str, Any]] | None = None,
-              default_store: bool = True) -> ResponsesRequest:
-        """Validate and map; ``history`` is the stored conversation ``previous_response_id`` names."""
+              default_store: bool = True, chain: tuple[str, ...] = ()) -> ResponsesRequest:
+        """Validate and map; ``history`` is the stored conversation ``previous_response_id`` names
+        (read from the stored rows ``chain``)."""
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise _bad("'model' is required: name a model id such as 'openai/gpt-5'")
@@ -149,7 +154,8 @@ class ResponsesRequest:
             chat["user"] = user
         store = body["store"] if isinstance(body.get("store"), bool) else default_store
         return cls(body=body, chat=chat, items=items, tools=names, dropped_tools=dropped,
-                   forced_builtin=forced, reasoning=tuple(reasoning), store=store)
+                   forced_builtin=forced, reasoning=tuple(reasoning), store=store, chain=chain,
+                   own_items=len(new_items))
 
 
 # -- input items -> chat messages ---------------------------------------------------------------

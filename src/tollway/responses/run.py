@@ -50,6 +50,7 @@ class ResponsesOutcome:
 async def parse_request(gateway: Gateway, principal: Principal, body: dict[str, Any]) -> ResponsesRequest:
     """Validate the body; with ``previous_response_id``, continue the key's stored conversation."""
     history: list[dict[str, Any]] | None = None
+    chain: tuple[str, ...] = ()
     previous = body.get("previous_response_id")
     if previous is not None:
         if not isinstance(previous, str) or not previous:
@@ -59,8 +60,9 @@ async def parse_request(gateway: Gateway, principal: Principal, body: dict[str, 
         if stored is None:
             raise NotFound(f"previous response {previous!r} not found: it was not stored (store: false), "
                            "has expired, or belongs to another key", code=404)
-        history = stored.conversation
-    return ResponsesRequest.parse(body, history, default_store=gateway.settings.responses.store_default)
+        history, chain = stored.conversation, stored.chain
+    return ResponsesRequest.parse(body, history, default_store=gateway.settings.responses.store_default,
+                                  chain=chain)
 
 
 async def create_response(gateway: Gateway, principal: Principal, request: ResponsesRequest,
@@ -165,7 +167,8 @@ async def _save(gateway: Gateway, principal: Principal, request: ResponsesReques
     and only a later ``previous_response_id`` to it will miss (a 404 that says so)."""
     try:
         await asyncio.to_thread(store.save, gateway.engine, principal.key_id, response, request.items,
-                                now=gateway.clock(), ttl_s=gateway.settings.responses.store_ttl_s)
+                                now=gateway.clock(), ttl_s=gateway.settings.responses.store_ttl_s,
+                                chain=request.chain, own_items=request.own_items)
     except SQLAlchemyError:
         log.exception("could not store response %s", response.get("id"))
 
