@@ -160,7 +160,7 @@ class TextDeltaRuns:
 
     Translating a stream (to Anthropic's or to Responses events) means parsing every chunk;
     but nearly all of a stream is text deltas that differ only in their text.  Once one has
-    been seen (:meth:`learn`: the bytes around its text), every later chunk spelt the same
+    been parsed (:meth:`learn`: the bytes around its text), every later chunk spelt the same
     way is recognised by its first and last bytes (:meth:`run`), and the writer turns the
     run into its events with a byte template, after one JSON validation of all the texts
     together (:func:`valid_texts`).  A chunk spelt any other way (another ``created``, more
@@ -174,9 +174,11 @@ class TextDeltaRuns:
         self.suffix = b""
 
     def learn(self, event: bytes, start: int, end: int) -> None:
-        """``event[start:end]`` is the text of a plain text delta (see :func:`plain_text_delta`)."""
-        if self.prefix is None:
-            self.prefix, self.suffix = event[:start], event[end:]
+        """``event[start:end]`` is the text of a plain text delta (see :func:`plain_text_delta`):
+        later deltas spelt like it form runs.  Each delta the parsing path meets is learnt
+        again, so an upstream whose chunks change spelling (a new ``created`` every second)
+        is followed."""
+        self.prefix, self.suffix = event[:start], event[end:]
 
     def run(self, events: list[bytes], start: int) -> tuple[int, list[bytes]]:
         """The run of learnt-spelling deltas from ``events[start]``: where it ends, and the raw
