@@ -241,11 +241,13 @@ def _messages(instructions: Any, items: list[Any]) -> tuple[list[dict[str, Any]]
             named = item.get("role")
             role = _ROLES.get(named) if type(named) is str else None
             if type(content) is str and role is not None:
-                if role == "assistant":
+                if role != "assistant":
+                    messages.append({"role": role, "content": content})
+                elif pending is None and (not messages or messages[-1]["role"] != "assistant"):
+                    messages.append({"role": "assistant", "content": content})  # what assistant() starts
+                else:
                     turn = assistant()
                     turn["content"] = (turn["content"] or "") + content
-                else:
-                    messages.append({"role": role, "content": content})
                 continue
         where = f"input[{i}]"
         if not isinstance(item, dict):
