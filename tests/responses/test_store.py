@@ -217,3 +217,21 @@ async def test_a_follow_up_stores_only_its_own_turn(stack: ResponsesStack) -> No
     page = await client.responses.input_items.list(second.id, order="asc")
     texts = [item.content[0].text for item in page.data]  # type: ignore[union-attr]
     assert texts == ["x" * 5000, "Hello there!", "And then?"]
+
+
+def test_a_turn_whose_previous_was_purged_meanwhile_keeps_the_whole_conversation(stack: ResponsesStack) -> None:
+    engine = create_db_engine(stack.database)
+    now = datetime(2026, 1, 1)
+    try:
+        store.save(engine, stack.key_id, {**_response(0), "id": "resp-gone-0"}, _turn(0), now=now, ttl_s=60)
+        first = store.load(engine, stack.key_id, "resp-gone-0", now=now)
+        assert first is not None
+        whole = [*first.conversation, *_turn(1)]
+        # The follow-up was generated past the first response's expiry; the save purges it first.
+        store.save(engine, stack.key_id, {**_response(1), "id": "resp-gone-1"}, whole,
+                   now=now + timedelta(seconds=61), ttl_s=60, chain=first.chain, own_items=1)
+        assert store.load(engine, stack.key_id, "resp-gone-0", now=now) is None
+        second = store.load(engine, stack.key_id, "resp-gone-1", now=now + timedelta(seconds=61))
+        assert second is not None and second.input == whole and second.chain == ("resp-gone-1",)
+    finally:
+        engine.dispose()

@@ -36,6 +36,7 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
+    func,
     select,
     update,
 )
@@ -102,14 +103,19 @@ def save(engine: Engine, key_id: str | None, response: dict[str, Any], items: li
     turn's own, only those are written, linked to ``chain[0]``.
     """
     expires = now + timedelta(seconds=ttl_s)
-    linked = bool(chain) and own_items is not None and len(chain) < MAX_CHAIN
-    stored: Any = {"previous": chain[0], "items": items[len(items) - (own_items or 0):]} if linked else items
+    table = stored_responses.c
     with engine.begin() as conn:
-        conn.execute(delete(stored_responses).where(stored_responses.c.expires_at <= now))
-        if linked:
-            table = stored_responses.c
-            conn.execute(update(stored_responses).where(table.id.in_(chain), table.expires_at < expires)
-                         .values(expires_at=expires))
+        conn.execute(delete(stored_responses).where(table.expires_at <= now))
+        stored: Any = items
+        if chain and own_items is not None and len(chain) < MAX_CHAIN:
+            # Link only to a chain still whole (a previous response may have expired and been
+            # purged while this one was generated): else keep the whole conversation.
+            present = conn.execute(select(func.count()).select_from(stored_responses)
+                                   .where(table.id.in_(chain))).scalar_one()
+            if present == len(chain):
+                conn.execute(update(stored_responses).where(table.id.in_(chain), table.expires_at < expires)
+                             .values(expires_at=expires))
+                stored = {"previous": chain[0], "items": items[len(items) - own_items:]}
         conn.execute(stored_responses.insert().values(
             id=response["id"], key_id=key_id, created_at=now, expires_at=expires,
             model=str(response.get("model") or "")[:200], input=orjson.dumps(stored).decode(),
