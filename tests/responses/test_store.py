@@ -235,3 +235,17 @@ def test_a_turn_whose_previous_was_purged_meanwhile_keeps_the_whole_conversation
         assert second is not None and second.input == whole and second.chain == ("resp-gone-1",)
     finally:
         engine.dispose()
+
+
+async def test_an_id_no_row_can_have_is_not_found(stack: ResponsesStack) -> None:
+    """A NUL byte (PostgreSQL refuses it in text) or an overlong id names nothing: 404, not 500."""
+    client = stack.client()
+    for bad in ("resp\x00x", "r" * 49):
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.create(model="test/oa", input="Hi", previous_response_id=bad)
+    engine = create_db_engine(stack.database)
+    try:
+        assert store.load(engine, stack.key_id, "a\x00b", now=datetime(2026, 1, 1)) is None
+        assert not store.remove(engine, stack.key_id, "a\x00b", now=datetime(2026, 1, 1))
+    finally:
+        engine.dispose()

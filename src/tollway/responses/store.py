@@ -43,10 +43,12 @@ from sqlalchemy import (
 
 from tollway.ledger.schema import metadata
 
+_ID_CHARS = 48
+
 stored_responses = Table(
     "stored_responses",
     metadata,
-    Column("id", String(48), primary_key=True),
+    Column("id", String(_ID_CHARS), primary_key=True),
     Column("key_id", String(40), nullable=True),
     Column("created_at", DateTime, nullable=False),
     Column("expires_at", DateTime, nullable=False),
@@ -126,6 +128,8 @@ def _read(conn: Connection, key_id: str | None, response_id: str, now: datetime)
     """A response and its whole input, following its links (ancestors are read whatever their
     own expiry: a linked turn keeps them alive, see the module docstring)."""
     table = stored_responses.c
+    if "\x00" in response_id or len(response_id) > _ID_CHARS:
+        return None  # names no row (and PostgreSQL refuses NUL in text)
     row = conn.execute(select(table.response, table.input).where(_owned(response_id, key_id, now))).first()
     if row is None:
         return None
