@@ -61,6 +61,7 @@ DIMENSIONS: Mapping[str, str] = MappingProxyType({
     "provider_country": "Provider Country", "task": "Task", "api": "API", "category": "Category",
 })
 PER_REQUEST_DIMENSIONS = frozenset({"generation_id", "external_user", "task"})
+
 OPERATORS: Mapping[str, str] = MappingProxyType({
     "eq": "scalar", "neq": "scalar", "in": "array", "not_in": "array",
     "gt": "scalar", "gte": "scalar", "lt": "scalar", "lte": "scalar",
@@ -137,9 +138,14 @@ class AnalyticsQuery:
 
     @property
     def per_request(self) -> bool:
-        """Whether it needs the ledger's rows (a per-request dimension, or minutes)."""
+        """Whether it needs the ledger's rows (a per-request dimension, minutes, or hourly
+        percentiles: histograms are kept by day)."""
         fields = {*self.dimensions, *(f.field for f in self.filters)}
-        return self.granularity == "minute" or bool(fields & PER_REQUEST_DIMENSIONS)
+        return self.granularity == "minute" or bool(fields & PER_REQUEST_DIMENSIONS) or self.hourly_percentiles
+
+    @property
+    def hourly_percentiles(self) -> bool:
+        return self.granularity == "hour" and any(METRICS[m].percentile is not None for m in self.metrics)
 
 
 def _naive_utc(value: Any, field: str) -> datetime:
@@ -238,9 +244,11 @@ def parse_query(body: Any, now: datetime) -> AnalyticsQuery:
             raise QueryError("time_range.end must be after time_range.start")
     filters = _filters(body)
     query_fields = {*dimensions, *(f.field for f in filters)}
-    if (granularity == "minute" or query_fields & PER_REQUEST_DIMENSIONS) and end - start > RAW_WINDOW:
+    hourly = granularity == "hour" and any(METRICS[m].percentile is not None for m in metrics)
+    if (granularity == "minute" or query_fields & PER_REQUEST_DIMENSIONS or hourly) and end - start > RAW_WINDOW:
         what = "granularity minute" if granularity == "minute" else \
-            f"dimension {sorted(query_fields & PER_REQUEST_DIMENSIONS)[0]}"
+            f"dimension {sorted(query_fields & PER_REQUEST_DIMENSIONS)[0]}" if query_fields & PER_REQUEST_DIMENSIONS \
+            else "granularity hour with percentile metrics (histograms are kept by day; use granularity day)"
         raise QueryError(f"time_range: {what} reads single requests, so the window is at most 3 hours; "
                          "narrow time_range")
     order = body.get("order_by")

@@ -32,7 +32,13 @@ import orjson
 from sqlalchemy import BigInteger, Boolean, Connection, DateTime, Integer, String, Text
 
 from tollway.ledger.definitions import DIMENSIONS, LEDGER_MEASURES, PERF_STAGE_COLUMNS, perf_buckets
-from tollway.ledger.detail import detail_statements, ensure_detail_stage
+from tollway.ledger.detail import (
+    DETAIL_CELLS,
+    DetailDelta,
+    detail_statements,
+    ensure_detail_stage,
+    session_delta,
+)
 from tollway.ledger.records import COLUMNS, GenerationRecord
 from tollway.ledger.rollups import (
     CUBES,
@@ -88,6 +94,13 @@ _FROM_DAY_SQL = {
     "postgresql": {"day": "day", "week": "date_trunc('week', day)::date",
                    "month": "date_trunc('month', day)::date"},
 }
+# A cell's hour as its day, week or month.
+_CELL_PERIOD_SQL = {
+    "sqlite": {"day": _FROM_HOUR_SQL["sqlite"], "week": "date(substr(hour, 1, 10), 'weekday 0', '-6 days')",
+               "month": "substr(hour, 1, 7) || '-01'"},
+    "postgresql": {"day": _FROM_HOUR_SQL["postgresql"], "week": "date_trunc('week', hour)::date",
+                   "month": "date_trunc('month', hour)::date"},
+}
 CELLS = "tollway_stage_cells"
 DM = "tollway_stage_dm"
 _CELL_DIMS = ("model", "provider", "app", "key_id")
@@ -127,6 +140,8 @@ class Prepared:
     rows: list[tuple[Any, ...]]
     # The batch's tokens-per-request histogram and task sums (:func:`per_record_sums`).
     sums: RollupDelta | None = None
+    # The batch's task cube (:func:`~tollway.ledger.detail.session_delta`).
+    tasks: DetailDelta | None = None
 
 
 _STAGE_COLUMNS = (*COLUMNS, "bucket", *PERF_STAGE_COLUMNS)
@@ -154,16 +169,17 @@ def prepare(records: Sequence[GenerationRecord], sqlite: bool, *, with_sums: boo
     """
     rows = [staged(r, sqlite) for r in records]
     sums = per_record_sums(records) if with_sums else None
+    perf = session_delta(records) if with_sums else None
     if not sqlite or not rows:
-        return Prepared(_STAGE_COLUMNS, rows, sums)
+        return Prepared(_STAGE_COLUMNS, rows, sums, perf)
     keep = [i for i in range(len(_STAGE_COLUMNS))
             if list(map(itemgetter(i), rows)).count(None) != len(rows)]
     if len(keep) == len(_STAGE_COLUMNS):
-        return Prepared(_STAGE_COLUMNS, rows, sums)
+        return Prepared(_STAGE_COLUMNS, rows, sums, perf)
     pick = itemgetter(*keep)
     if len(keep) == 1:  # itemgetter of one index returns the value, not a 1-tuple
-        return Prepared((_STAGE_COLUMNS[keep[0]],), [(pick(row),) for row in rows], sums)
-    return Prepared(tuple(_STAGE_COLUMNS[i] for i in keep), list(map(pick, rows)), sums)
+        return Prepared((_STAGE_COLUMNS[keep[0]],), [(pick(row),) for row in rows], sums, perf)
+    return Prepared(tuple(_STAGE_COLUMNS[i] for i in keep), list(map(pick, rows)), sums, perf)
 
 
 def per_record_sums(records: Sequence[GenerationRecord]) -> RollupDelta:
@@ -267,7 +283,8 @@ def drop_known(conn: Connection) -> None:
                          f"(SELECT min(rowid) FROM temp.{STAGE} GROUP BY id)")
 
 
-def apply_staged(conn: Connection, *, rollups: bool = True, sums: RollupDelta | None = None) -> None:
+def apply_staged(conn: Connection, *, rollups: bool = True, sums: RollupDelta | None = None,
+                 tasks: DetailDelta | None = None) -> None:
     """Insert the staged rows into ``generations``, roll them up, add their cost to key spend.
 
     The order matters when several transactions write at once (replicas, or
@@ -276,18 +293,24 @@ def apply_staged(conn: Connection, *, rollups: bool = True, sums: RollupDelta | 
     the upserts into rows other batches also touch come last, each statement in key
     order, so a transaction holds those locks only briefly and every writer takes them in
     one global order (table by table, key by key): no two can deadlock.  ``sums`` is the
-    batch's :func:`per_record_sums`, upserted in place of the SQL for those two tables.
+    batch's :func:`per_record_sums`, upserted in place of the SQL for those two tables;
+    ``tasks`` its task cube (:func:`~tollway.ledger.detail.session_delta`), which has no SQL.
     """
     cols = ", ".join(COLUMNS)
     conn.exec_driver_sql(f"INSERT INTO generations ({cols}) SELECT {cols} FROM {STAGE}")
     if rollups:
+        detail = detail_statements(conn.dialect.name, STAGE)
+        assert detail[0][0] == DETAIL_CELLS
+        conn.exec_driver_sql(detail[0][1])  # the batch's finest hourly cells: the rollups' re-sum them
         for table, sql in rollup_statements(conn.dialect.name):
             if sums is None or table not in _PER_RECORD_TABLES:
                 conn.exec_driver_sql(sql)
             elif table == _PER_RECORD_TABLES[0]:
                 sums.apply(conn)  # the histogram, then the tasks: the SQL's order
-        for _, sql in detail_statements(conn.dialect.name, STAGE):
+        for _, sql in detail[1:]:
             conn.exec_driver_sql(sql)
+        if tasks is not None:
+            tasks.apply(conn)
     spend = f"SELECT key_id, sum(cost_nanousd) AS cost FROM {STAGE} WHERE key_id IS NOT NULL GROUP BY key_id"
     if conn.dialect.name == "postgresql":
         # An UPDATE ... FROM locks rows in its join's order; lock them in key order first.
@@ -321,8 +344,10 @@ def rollup_statements(dialect: str) -> list[tuple[str, str]]:
     resums = ", ".join(f"sum({m})" for m in MEASURES)
     kind = "postgresql" if pg else "sqlite"
     cell_group = ", ".join(str(i + 1) for i in range(1 + len(_CELL_DIMS)))
-    out = [(CELLS, f"INSERT INTO {CELLS} SELECT {grains['hour']}, {', '.join(map(dim, _CELL_DIMS))}, {sums} "
-                   f"FROM {STAGE} WHERE {ROLLUP_INPUT_SQL} GROUP BY {cell_group}"),
+    # The analytics cubes' hourly cells (DETAIL_CELLS: every dimension, the same rows and sums
+    # of the same definitions) re-summed: a smaller input than the staged batch.
+    out = [(CELLS, f"INSERT INTO {CELLS} SELECT hour, {', '.join(_CELL_DIMS)}, {resums} "
+                   f"FROM {DETAIL_CELLS} GROUP BY {cell_group}"),
            (DM, f"INSERT INTO {DM} SELECT {_FROM_HOUR_SQL[kind]}, model, provider, {resums} FROM {CELLS} "
                 "GROUP BY 1, 2, 3")]
     from_day = _FROM_DAY_SQL[kind]
@@ -336,8 +361,8 @@ def rollup_statements(dialect: str) -> list[tuple[str, str]]:
         elif cube.dims == ("model", "provider"):
             exprs, source, measures, grouped = [from_day[cube.grain], *cube.dims], DM, resums, True
         else:
-            assert cube.grain == "day" and set(cube.dims) <= set(_CELL_DIMS)
-            exprs, source, measures, grouped = [_FROM_HOUR_SQL[kind], *cube.dims], CELLS, resums, True
+            assert set(cube.dims) <= set(_CELL_DIMS)
+            exprs, source, measures, grouped = [_CELL_PERIOD_SQL[kind][cube.grain], *cube.dims], CELLS, resums, True
         group = ", ".join(str(i + 1) for i in range(len(exprs)))
         updates = ", ".join(f"{m} = {cube.table.name}.{m} + excluded.{m}" for m in MEASURES)
         (fine if cube.grain == "hour" else coarse).append((cube.table.name,
@@ -416,8 +441,13 @@ def ingest_batch(conn: Connection, records: Sequence[GenerationRecord], *, rollu
                     kept.discard(r.id)  # a repeated id is written once, as its first occurrence
                     written.append(r)
             records = written
-        # A deduplicated batch is no longer the one its sums were taken over: SQL sums it.
-        apply_staged(conn, rollups=rollups, sums=None if dedupe or prepared is None else prepared.sums)
+        # A deduplicated batch is no longer the one its sums were taken over: SQL sums it (and
+        # Python its histograms).
+        reuse = prepared if not dedupe else None
+        tasks = None
+        if rollups:
+            tasks = reuse.tasks if reuse is not None and reuse.tasks is not None else session_delta(records)
+        apply_staged(conn, rollups=rollups, sums=reuse.sums if reuse is not None else None, tasks=tasks)
     finally:
         if sqlite:
             conn.exec_driver_sql(f"PRAGMA cache_size = {int(cache or -2000)}")
