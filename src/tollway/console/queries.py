@@ -47,8 +47,21 @@ def activity_series(conn: Connection, *, key_id: str | None, start: date, end: d
 
 def latest_day(conn: Connection, *, key_id: str | None) -> date | None:
     """The last day with traffic in scope (the default end of the console's ranges)."""
+    return _edge_day(conn, key_id, last=True)
+
+
+def first_day(conn: Connection, *, key_id: str | None) -> date | None:
+    """The first day with traffic in scope."""
+    return _edge_day(conn, key_id, last=False)
+
+
+def _edge_day(conn: Connection, key_id: str | None, *, last: bool) -> date | None:
+    # ORDER BY day LIMIT 1 rather than min/max: the cube's primary key leads with the day,
+    # so one key's newest (oldest) day is found by walking from that end until the key shows
+    # up, instead of reading every key's days (neither SQLite nor PostgreSQL turns a
+    # filtered max() into that walk).
     t = usage_daily_key if key_id is not None else usage_daily_model
-    query = select(func.max(t.c.day))
+    query = select(t.c.day).order_by(t.c.day.desc() if last else t.c.day).limit(1)
     if key_id is not None:
         query = query.where(t.c.key_id == key_id)
     value = conn.execute(query).scalar()

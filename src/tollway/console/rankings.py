@@ -1,0 +1,102 @@
+"""The Rankings page's reports in one answer (``GET /api/v1/console/rankings``).
+
+The page shows five rankings (tokens by model, author, author country and open/closed
+weights, plus top apps) and, for a logged-in viewer, tokens by app category.  Four of the
+five rank the same rows: author, country and weights are functions of the model, so one
+grouped read of the model rollup (:func:`tollway.analytics.rankings.fetch_grouped`) feeds
+all four :func:`~tollway.analytics.rankings.build_report` calls, instead of four reads of
+the same rows by four requests.  Each report is the very document
+``/api/v1/analytics/rankings`` answers for that query; the categories are the
+``/api/v1/analytics/query`` document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from tollway.analytics import periods
+from tollway.analytics.attribution import Attribution
+from tollway.analytics.query import Viewer, run_query
+from tollway.analytics.query_spec import parse_query
+from tollway.analytics.rankings import GroupedRow, RankingQuery, build_report, fetch_grouped
+from tollway.console import queries
+from tollway.ledger.schema import utcnow
+
+AUTHOR_TOP = 10
+APP_TOP = 10
+CATEGORY_DAYS = 28  # the categories chart covers the last four weeks of the range
+CATEGORY_LIMIT = 12
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """The page's form: period of the time charts, range (inclusive dates), top N models."""
+
+    period: str = "week"
+    start: date | None = None
+    end: date | None = None
+    top: int = 8
+    key_id: str | None = None  # None: every key's traffic
+
+    def ranking(self, by: str, period: str, top: int | None) -> RankingQuery:
+        return RankingQuery(by=by, period=period, start=self.start, end=self.end, top=top, key_id=self.key_id)
+
+
+def model_reports(conn: Connection, page: PageQuery, attribution: Attribution) -> dict[str, dict[str, Any]]:
+    """Tokens by model, author (whole range), author country and weights, from one read."""
+    models = page.ranking("model", page.period, page.top)
+    rows = fetch_grouped(conn, models)
+    out = {by: build_report(rows, replace(models, by=by, top=top), attribution.resolver(by))
+           for by, top in (("model", page.top), ("origin", None), ("weights", None))}
+    total = page.ranking("author", "total", AUTHOR_TOP)
+    out["author"] = build_report(_as_total(conn, rows, page), total, attribution.resolver("author"))
+    return out
+
+
+def _as_total(conn: Connection, rows: list[GroupedRow], page: PageQuery) -> list[GroupedRow]:
+    """The range's rows as one period, as ``period=total`` reads them: the rows of the period
+    before the range (read for rank change) left out, dated at ``from`` or else at the first
+    day of traffic (not the start of its week or month)."""
+    if page.start is not None:
+        first = periods.floor(page.start, page.period)
+        rows = [r for r in rows if r[0] >= first]
+    if not rows:
+        return []
+    first_day = page.start or queries.first_day(conn, key_id=page.key_id) or min(r[0] for r in rows)
+    return [(first_day, raw, key, measures) for _, raw, key, measures in rows]
+
+
+def app_report(conn: Connection, page: PageQuery, attribution: Attribution) -> dict[str, Any]:
+    query = page.ranking("app", "total", APP_TOP)
+    return build_report(fetch_grouped(conn, query), query, attribution.resolver("app"))
+
+
+def category_range(page: PageQuery, last_period: date | None) -> tuple[datetime, datetime] | None:
+    """The four weeks the categories chart covers: up to ``to``, else to the end of the week
+    that starts at the last period of the model chart (as the page always showed it)."""
+    if page.end is not None:
+        end = datetime.combine(page.end + timedelta(days=1), time())
+    elif last_period is not None:
+        end = datetime.combine(last_period + timedelta(days=7), time())
+    else:
+        return None
+    return end - timedelta(days=CATEGORY_DAYS), end
+
+
+def category_report(conn: Connection, span: tuple[datetime, datetime], viewer: Viewer,
+                    attribution: Attribution) -> dict[str, Any]:
+    """Tokens by app category over ``span``: the ``/api/v1/analytics/query`` document."""
+    start, end = span
+    body = {"metrics": ["tokens_total"], "dimensions": ["category"],
+            "time_range": {"start": start.isoformat() + "Z", "end": end.isoformat() + "Z"},
+            "order_by": {"field": "tokens_total", "direction": "desc"}, "limit": CATEGORY_LIMIT}
+    return run_query(conn, parse_query(body, utcnow()), viewer, attribution)
+
+
+def last_period(report: dict[str, Any]) -> date | None:
+    found = report["periods"]
+    return date.fromisoformat(found[-1]["period_start"]) if found else None
