@@ -51,7 +51,7 @@ from tollway.ledger.detail import (
     usage_monthly_perf,
 )
 from tollway.ledger.records import COLUMNS, GenerationRecord
-from tollway.ledger.rollups import GATEWAY_BATCH, usage_daily_app, usage_daily_key
+from tollway.ledger.rollups import GATEWAY_BATCH, usage_daily_app, usage_daily_key, usage_daily_key_model
 
 # Dimension -> the cube column it is derived from.
 SOURCE: Mapping[str, str] = {
@@ -63,6 +63,7 @@ SOURCE: Mapping[str, str] = {
 }
 _PERF_COLUMNS = frozenset(d.name for d in PERF_DIMS)
 _MODEL_COLUMNS = frozenset(d.name for d in MODEL_DIMS)
+_KEY_MODEL_COLUMNS = frozenset({"key_id", "model", "provider", "app"})
 # Metrics the ranking cubes' sums (requests, errors, tokens, cost) answer.
 _LEDGER_METRICS = frozenset({"request_count", "tokens_total", "tokens_prompt", "tokens_completion",
                              "reasoning_tokens", "cached_tokens", "total_usage", "error_rate"})
@@ -362,10 +363,14 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
     sums_tables = {"hour": usage_hourly_detail, "day": usage_daily_model_detail if small else usage_daily_detail,
                    "month": usage_monthly_model_detail}
     if not small and set(query.metrics) <= _LEDGER_METRICS:
-        # The ranking cubes by key or by app are far smaller than the full analytics cube.
+        # The ranking cubes by key or by app are far smaller than the full analytics cube; a
+        # plain key's own traffic is one slice of the key-first cube.
         for table, column in ((usage_daily_key, "key_id"), (usage_daily_app, "app")):
             if set(answer.sources) <= {column} and (viewer.is_admin or column == "key_id"):
                 sums_tables["day"] = table
+        if sums_tables["day"] is usage_daily_detail and set(answer.sources) <= _KEY_MODEL_COLUMNS and \
+                not viewer.is_admin:
+            sums_tables["day"] = usage_daily_key_model
     hist_tables = {"hour": usage_hourly_perf, "day": usage_daily_perf, "month": usage_monthly_perf}
     if wants_sums:
         for grain, lo, hi in _segments(query.start, query.end, hourly_only=hourly_only, monthly=monthly and small):

@@ -32,6 +32,7 @@ from tollway.ledger.rollups import (
     day_of,
     usage_daily_app,
     usage_daily_key,
+    usage_daily_key_model,
     usage_daily_model,
 )
 from tollway.metering import nano_to_usd
@@ -91,8 +92,11 @@ def _aligned(query: RankingQuery, grain: str) -> bool:
 
 def choose_cube(query: RankingQuery) -> Cube:
     """The smallest rollup that answers ``query`` exactly."""
-    if query.app is not None or query.key_id is not None:
-        return CUBES[0]  # hourly, the only cube with every dimension
+    if query.key_id is not None:
+        # Key first: one key's slice of a cube with every dimension, by day.
+        return next(c for c in CUBES if c.table is usage_daily_key_model)
+    if query.app is not None:
+        return CUBES[0]  # hourly, the only other cube with every dimension
     if query.by in ("app",):
         return next(c for c in CUBES if c.table is usage_daily_app)
     if query.by in AUDIENCE_DIMENSIONS:

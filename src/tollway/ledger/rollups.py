@@ -15,6 +15,9 @@ Tables (all measures are exact integers; cost in nano-dollars):
   what makes a year of weekly rankings answer in well under a second at any volume.
 * ``usage_daily_key`` (day x key x batch) and ``usage_daily_app`` (day x app x batch), for
   rankings by key, the key owner's country and app, and for counting distinct users.
+* ``usage_daily_key_model``: key x day x model x provider x app x batch, key first (its
+  primary key leads with ``key_id``): one key's rankings and analytics (a plain key sees
+  only its own traffic) read a contiguous slice instead of filtering the hourly cube.
 * ``usage_daily_request_hist``: day x model x log bucket of tokens per request, counts of
   requests; gives p50/p90/p99 of tokens per request *approximately* (4 buckets per
   doubling, so a percentile is known to within one bucket, about +-12%).
@@ -96,6 +99,20 @@ usage_weekly_model = _cube("usage_weekly_model", "week", _MODEL_DIMS)
 usage_monthly_model = _cube("usage_monthly_model", "month", _MODEL_DIMS)
 usage_daily_key = _cube("usage_daily_key", "day", (("key_id", 40),))
 usage_daily_app = _cube("usage_daily_app", "day", (("app", 500),))
+# Key first (migration ``m009_fast_cubes``): one key's days are one contiguous range of the
+# primary key, so a plain key's rankings, activity and analytics read only its own rows.
+usage_daily_key_model = Table(
+    "usage_daily_key_model",
+    schema.metadata,
+    Column("key_id", String(40), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("provider", String(100), primary_key=True),
+    Column("app", String(500), primary_key=True),
+    Column("batch_id", Integer, primary_key=True),
+    *_measure_columns(),
+    sqlite_with_rowid=False,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +131,7 @@ CUBES = (
     Cube(usage_monthly_model, "month", ("model", "provider")),
     Cube(usage_daily_key, "day", ("key_id",)),
     Cube(usage_daily_app, "day", ("app",)),
+    Cube(usage_daily_key_model, "day", ("key_id", "model", "provider", "app")),
 )
 
 
@@ -156,9 +174,21 @@ ROLLUP_TABLES = (*(c.table for c in CUBES), usage_daily_request_hist, usage_sess
 
 
 def m002_rollups(conn: Connection) -> None:
-    """Migration ``m002_rollups``: create the rollup and import tables."""
+    """Migration ``m002_rollups``: create the rollup and import tables (as they were then)."""
     for table in (*ROLLUP_TABLES, import_batches):
-        table.create(conn, checkfirst=True)
+        if table is not usage_daily_key_model:  # m009_fast_cubes
+            table.create(conn, checkfirst=True)
+
+
+def m009_fast_cubes(conn: Connection) -> None:
+    """Migration ``m009_fast_cubes``: the key-first daily cube, filled from ``usage_hourly``
+    (which has every key, model, provider and app, imports included)."""
+    usage_daily_key_model.create(conn, checkfirst=True)
+    day = "hour::date" if conn.dialect.name == "postgresql" else "substr(hour, 1, 10)"
+    sums = ", ".join(f"sum({m})" for m in MEASURES)
+    conn.exec_driver_sql(
+        f"INSERT INTO usage_daily_key_model (key_id, day, model, provider, app, batch_id, {', '.join(MEASURES)}) "
+        f"SELECT key_id, {day}, model, provider, app, batch_id, {sums} FROM usage_hourly GROUP BY 1, 2, 3, 4, 5, 6")
 
 
 class RollupDelta:

@@ -135,6 +135,12 @@ def _m008_app_categories(conn: Connection) -> None:
     m008_app_categories(conn)
 
 
+def _m009_fast_cubes(conn: Connection) -> None:
+    from tollway.ledger.rollups import m009_fast_cubes  # late: rollups.py imports this module
+
+    m009_fast_cubes(conn)
+
+
 Migration = tuple[str, Callable[[Connection], None]]
 
 # Append only; never reorder or rename.  Other modules register theirs in MIGRATIONS below.
@@ -146,6 +152,7 @@ MIGRATIONS: list[Migration] = [
     ("m005_dead_letters", _m005_dead_letters),
     ("m007_analytics", _m007_analytics),
     ("m008_app_categories", _m008_app_categories),
+    ("m009_fast_cubes", _m009_fast_cubes),
 ]
 
 
