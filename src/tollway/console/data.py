@@ -150,14 +150,14 @@ def page_rankings_endpoint() -> Callable[[Request], Any]:
         page = _page_query(request, None if principal is None else scope_key(principal, request))
         scope = "public" if principal is None else "admin" if principal.is_admin else f"key:{principal.key_id}"
         ttl = gateway_of(request).settings.console.rankings_cache_s
-        cache_key = (scope, repr(page))
+        cache_key = (scope, str(sorted(request.query_params.multi_items())))
         body = cache.get(cache_key) if ttl > 0 else None
         if body is None:
             # The admin's ``key`` filter reads as that key would: the same scoped queries.
             viewer = None if principal is None else Viewer(key_id=page.key_id, is_admin=page.key_id is None)
-            body = json_response(await _page_rankings(request, page, viewer)).body
+            body = bytes(json_response(await _page_rankings(request, page, viewer)).body)
             if ttl > 0:
-                cache.put(cache_key, bytes(body), ttl)
+                cache.put(cache_key, body, ttl)
         return Response(body, media_type="application/json")
 
     return endpoint
