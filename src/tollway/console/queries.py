@@ -109,8 +109,6 @@ def generation_log(conn: Connection, *, key_id: str | None, model: str | None = 
         query = query.where((g.c.app == app) | (g.c.app_title == app))
     if session_id:
         query = query.where(g.c.session_id == session_id)
-    if before is not None:
-        query = query.where(g.c.created_at < before)
     spans: list[Span] | None = None
     if model or app or session_id:
         # A filter that matches rarely would walk the key's (or the whole ledger's) history
@@ -119,21 +117,20 @@ def generation_log(conn: Connection, *, key_id: str | None, model: str | None = 
             *([g.c.key_id == key_id] if key_id is not None else []))).scalar()
         if newest is not None:
             window_start = newest - FILTER_WINDOW
-            query = query.where(g.c.created_at >= window_start)
+            end = before or newest + timedelta(seconds=1)
             # With the model the only filter the rollups cannot check, every span found holds a
             # row, so the newest ``limit`` spans are enough; with a task or app too, they may not.
-            spans = _spans(conn, key_id=key_id, model=model, session_id=session_id, start=window_start,
-                           end=before or newest + timedelta(seconds=1),
-                           limit=None if app or session_id else limit)
+            narrowed = _spans(conn, key_id=key_id, model=model, session_id=session_id, start=window_start,
+                              end=end, limit=None if app or session_id else limit)
+            spans = [(window_start, end)] if narrowed is None else narrowed
     found: list[Any] = []
     if spans is None:
-        found = list(conn.execute(query.limit(limit)))
-    else:
-        for lo, hi in spans:
-            found.extend(conn.execute(query.where(g.c.created_at >= lo, g.c.created_at < hi)
-                                      .limit(limit - len(found))))
-            if len(found) >= limit:
-                break
+        found = list(conn.execute((query.where(g.c.created_at < before) if before else query).limit(limit)))
+    # One range condition per read: given two lower bounds, SQLite ranges its index on the first only.
+    for lo, hi in spans or ():
+        found.extend(conn.execute(query.where(g.c.created_at >= lo, g.c.created_at < hi).limit(limit - len(found))))
+        if len(found) >= limit:
+            break
     rows = []
     for r in found:
         row = {name: getattr(r, name) for name in LOG_COLUMNS}
