@@ -24,6 +24,13 @@ def test_series_log_pages_and_tasks(db_url: str) -> None:
             assert [d["requests"] for d in series["days"]] == [0, 1] * 5
             assert series["totals"]["cost_nanousd"] == sum(1_000 * i for i in range(1, 10, 2))
             assert queries.latest_day(conn, key_id="k0") == (START + timedelta(days=88)).date()
+            assert queries.first_day(conn, key_id="k1") == (START + timedelta(days=1)).date()
+            assert queries.latest_day(conn, key_id=None) == (START + timedelta(days=89)).date()
+            everyone = queries.activity_series(conn, key_id=None, start=START.date(), end=START.date() + timedelta(4))
+            assert [d["requests"] for d in everyone["days"]] == [1] * 5
+            assert [d["prompt_tokens"] for d in everyone["days"]] == [100, 101, 102, 103, 104]
+            assert queries.activity_series(conn, key_id="k9", start=START.date(), end=START.date())["totals"][
+                "requests"] == 0
 
             first = queries.generation_log(conn, key_id=None, limit=50)
             assert [r["id"] for r in first["data"]] == [f"gen-{i:08d}" for i in range(89, 39, -1)]

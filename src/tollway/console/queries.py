@@ -18,6 +18,7 @@ from tollway.ledger.rollups import (
     GATEWAY_BATCH,
     MEASURES,
     day_of,
+    usage_daily_app,
     usage_daily_key_model,
     usage_daily_model,
     usage_hourly,
@@ -31,10 +32,11 @@ def activity_series(conn: Connection, *, key_id: str | None, start: date, end: d
     """Requests, tokens and cost per day from ``start`` to ``end`` (inclusive), zero-filled.
 
     One key's days come from the key-first ``usage_daily_key_model`` (its primary key leads
-    with the key, so this reads that key's rows only); the whole gateway's from the smaller
-    ``usage_daily_model`` (days x models x providers rather than days x keys).
+    with the key, so this reads that key's rows only); the whole gateway's from
+    ``usage_daily_app``, the smallest daily cube that every record (imports too) enters:
+    days x apps, where the model cube has days x models x providers.
     """
-    t = usage_daily_key_model if key_id is not None else usage_daily_model
+    t = usage_daily_key_model if key_id is not None else usage_daily_app
     sums = [func.sum(t.c[name]).label(name) for name in MEASURES]
     query = select(t.c.day, *sums).where(t.c.day >= start, t.c.day <= end).group_by(t.c.day)
     if key_id is not None:
