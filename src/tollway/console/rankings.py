@@ -12,6 +12,7 @@ the same rows by four requests.  Each report is the very document
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -50,11 +51,37 @@ def model_reports(conn: Connection, page: PageQuery, attribution: Attribution) -
     """Tokens by model, author (whole range), author country and weights, from one read."""
     models = page.ranking("model", page.period, page.top)
     rows = fetch_grouped(conn, models)
-    out = {by: build_report(rows, replace(models, by=by, top=top), attribution.resolver(by))
-           for by, top in (("model", page.top), ("origin", None), ("weights", None))}
-    total = page.ranking("author", "total", AUTHOR_TOP)
-    out["author"] = build_report(_as_total(conn, rows, page), total, attribution.resolver("author"))
+    out = {"model": build_report(rows, models, attribution.resolver("model"))}
+    # Author, country and weights rank a handful of labels: fold the (period, model) rows into
+    # (period, label) rows in one pass, then rank those (the same report: build_report sums
+    # rows by their resolved label, and here a label resolves to itself).
+    folded = _fold(rows, {by: attribution.resolver(by) for by in ("origin", "weights")})
+    folded.update(_fold(_as_total(conn, rows, page), {"author": attribution.resolver("author")}))
+    for by, top in (("origin", None), ("weights", None), ("author", AUTHOR_TOP)):
+        query = page.ranking(by, "total", top) if by == "author" else replace(models, by=by, top=top)
+        out[by] = build_report(folded[by], query, _itself)
     return out
+
+
+def _itself(label: str) -> str:
+    return label
+
+
+def _fold(rows: list[GroupedRow], resolvers: dict[str, Callable[[str], str]]) -> dict[str, list[GroupedRow]]:
+    """Rows summed by (period start, resolved label), one list per resolver."""
+    names = list(resolvers)
+    labels_of: dict[str, tuple[str, ...]] = {}
+    sums: list[dict[tuple[date, str], list[int]]] = [{} for _ in names]
+    for start, raw, _, measures in rows:
+        labels = labels_of.get(raw)
+        if labels is None:
+            labels = labels_of[raw] = tuple(resolvers[name](raw) for name in names)
+        for target, label in zip(sums, labels, strict=True):
+            cell = target.get((start, label))
+            target[(start, label)] = list(measures) if cell is None else [
+                a + b for a, b in zip(cell, measures, strict=True)]
+    return {name: [(start, label, "", cell) for (start, label), cell in target.items()]
+            for name, target in zip(names, sums, strict=True)}
 
 
 def _as_total(conn: Connection, rows: list[GroupedRow], page: PageQuery) -> list[GroupedRow]:
