@@ -23,10 +23,9 @@ from types import MappingProxyType
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Connection, cast, func, literal, select
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Connection, select
 
-from tollway.analytics import periods
+from tollway.analytics import cube_read
 from tollway.analytics.attribution import Attribution
 from tollway.analytics.query_spec import METRICS, AnalyticsQuery, Filter, QueryError
 from tollway.ledger import schema
@@ -51,7 +50,7 @@ from tollway.ledger.detail import (
     usage_monthly_perf,
 )
 from tollway.ledger.records import COLUMNS, GenerationRecord
-from tollway.ledger.rollups import GATEWAY_BATCH, usage_daily_app, usage_daily_key, usage_daily_key_model
+from tollway.ledger.rollups import usage_daily_app, usage_daily_key, usage_daily_key_model
 
 # Dimension -> the cube column it is derived from.
 SOURCE: Mapping[str, str] = {
@@ -193,6 +192,7 @@ class Answer:
         self.labels = labels
         self.groups: dict[tuple[Any, ...], _Group] = {}
         self._buckets: dict[Any, datetime | None] = {}  # a period's rows share a few time values
+        self._labels: dict[tuple[str, str], str] = {}
         self.sources = sorted({SOURCE[d] for d in (*query.dimensions, *(f.field for f in query.filters))})
 
     def _key(self, at: Any, raw: Mapping[str, str]) -> tuple[Any, ...] | None:
@@ -206,7 +206,17 @@ class Answer:
             bucket = self._buckets.get(at)
             if bucket is None:
                 bucket = self._buckets[at] = _bucket(_as_datetime(at), self.query.granularity)
-        return (bucket, *(raw[SOURCE[d]] or "" for d in self.query.dimensions))
+        return (bucket, *(self._group(d, raw[SOURCE[d]] or "") for d in self.query.dimensions))
+
+    def _group(self, dim: str, raw: str) -> str:
+        """A row's group along ``dim``: the raw value, or for a derived dimension (author,
+        country, category, ...) its label, so models of one author make one row."""
+        if dim in cube_read.RAW_DIMENSIONS:
+            return raw
+        label = self._labels.get((dim, raw))
+        if label is None:
+            label = self._labels[(dim, raw)] = self.labels.value(dim, raw)
+        return label
 
     def add_sums(self, at: Any, raw: Mapping[str, str], sums: Iterable[int]) -> None:
         key = self._key(at, raw)
@@ -237,7 +247,7 @@ class Answer:
             if time_key is not None:
                 row[time_key] = key[0].strftime("%Y-%m-%dT%H:%M:%S.000Z")
             for dim, raw in zip(q.dimensions, key[1:], strict=True):
-                row[dim] = self.labels.value(dim, raw) if dim not in ("api_key_id",) else raw
+                row[dim] = self.labels.value(dim, raw) if dim == "app" else raw  # derived: a label already
                 if dim == "api_key_id":
                     row["api_key_name"] = self.labels.key_names.get(raw, "")
                 elif dim == "app":
@@ -357,31 +367,51 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
         extra = sorted(set(answer.sources) - _PERF_COLUMNS)[0]
         field = next(d for d in (*query.dimensions, *(f.field for f in query.filters)) if SOURCE[d] == extra)
         raise_percentile_split(field)
+    labels = answer.labels
+    where_in, exact = cube_read.pushed_filters(query, labels.key_names, labels.titles, SOURCE)
+    key_id = None if viewer.is_admin else viewer.key_id or ""
+    one_key = key_id is not None or "key_id" in where_in
     hourly_only = query.granularity == "hour"
     small = viewer.is_admin and set(answer.sources) <= _MODEL_COLUMNS
     monthly = query.granularity in (None, "month")
     sums_tables = {"hour": usage_hourly_detail, "day": usage_daily_model_detail if small else usage_daily_detail,
                    "month": usage_monthly_model_detail}
     if not small and set(query.metrics) <= _LEDGER_METRICS:
-        # The ranking cubes by key or by app are far smaller than the full analytics cube; a
-        # plain key's own traffic is one slice of the key-first cube.
+        # The ranking cubes by key or by app are far smaller than the full analytics cube; one
+        # key's traffic is one slice of the key-first cube.
         for table, column in ((usage_daily_key, "key_id"), (usage_daily_app, "app")):
-            if set(answer.sources) <= {column} and (viewer.is_admin or column == "key_id"):
+            if set(answer.sources) <= {column} and (viewer.is_admin or column == "key_id") and not \
+                    (one_key and column == "app"):
                 sums_tables["day"] = table
-        if sums_tables["day"] is usage_daily_detail and set(answer.sources) <= _KEY_MODEL_COLUMNS and \
-                not viewer.is_admin:
+        if one_key and set(answer.sources) <= _KEY_MODEL_COLUMNS and sums_tables["day"] is not usage_daily_key:
             sums_tables["day"] = usage_daily_key_model
     hist_tables = {"hour": usage_hourly_perf, "day": usage_daily_perf, "month": usage_monthly_perf}
-    if wants_sums:
-        for grain, lo, hi in _segments(query.start, query.end, hourly_only=hourly_only, monthly=monthly and small):
-            _read(conn, sums_tables[grain], grain, lo, hi, answer, viewer, perf=False)
-    if wants_hist:
-        for grain, lo, hi in _segments(query.start, query.end, hourly_only=hourly_only, monthly=monthly):
-            _read(conn, hist_tables[grain], grain, lo, hi, answer, viewer, perf=True)
-
-
-_ANALYTICS_TABLES = frozenset({usage_hourly_detail, usage_daily_detail, usage_daily_model_detail,
-                               usage_monthly_model_detail})
+    measures = cube_read.measures_for(query.metrics)
+    # Every group is one SQL row, and SQL can order them as the answer does: limit in SQL.
+    in_sql = exact and not wants_hist and query.group_limit is None and \
+        set(query.dimensions) <= cube_read.RAW_DIMENSIONS and \
+        (query.order_field is None or query.order_field in cube_read.SUM_ORDER)
+    dialect = conn.dialect.name
+    timed = query.granularity is not None
+    for lo, hi in cube_read.time_chunks(query):
+        if wants_sums:
+            segments = [cube_read.Segment(sums_tables[grain], grain, a, b) for grain, a, b in
+                        _segments(lo, hi, hourly_only=hourly_only, monthly=monthly and small)]
+            parts = [cube_read.segment_select(dialect, seg, answer.sources, query.granularity, where_in, key_id,
+                                              perf=False, measures=measures) for seg in segments]
+            stmt = cube_read.combined(parts, timed, answer.sources, perf=False, measures=measures)
+            if in_sql:
+                stmt = cube_read.ordered(stmt, query, timed, answer.sources, query.limit + 1 - len(answer.groups))
+            _add_rows(conn, stmt, answer, timed, measures, perf=False)
+        if wants_hist:
+            segments = [cube_read.Segment(hist_tables[grain], grain, a, b) for grain, a, b in
+                        _segments(lo, hi, hourly_only=hourly_only, monthly=monthly)]
+            parts = [cube_read.segment_select(dialect, seg, answer.sources, query.granularity, where_in, key_id,
+                                              perf=True, measures=()) for seg in segments]
+            _add_rows(conn, cube_read.combined(parts, timed, answer.sources, perf=True, measures=()), answer, timed,
+                      (), perf=True)
+        if len(answer.groups) > query.limit:
+            break  # time first: the later chunks' rows would all be cut
 
 
 def raise_percentile_split(field: str) -> None:
@@ -390,44 +420,22 @@ def raise_percentile_split(field: str) -> None:
                      f"metrics or {field}")
 
 
-def _read(conn: Connection, table: Any, grain: str, lo: datetime, hi: datetime, answer: Answer,
-          viewer: Viewer, *, perf: bool) -> None:
-    t = table.c[grain]
-    bounds = (lo, hi) if grain == "hour" else (lo.date(), hi.date())
-    cols = [table.c[c] for c in answer.sources]
-    granularity = answer.query.granularity
-    timed = granularity is not None
-    head: list[ColumnElement[Any]] = []
-    if granularity in ("day", "week", "month") and granularity != grain:
-        # Bucketed in SQL: a year by month is 12 rows per group, not 365.
-        head = [periods.bucket_expr(conn.dialect.name, t, granularity, is_date=grain != "hour")]
-    elif timed:
-        head = [t]
-    if perf:
-        tail = [table.c.metric, table.c.bucket]
-        stmt = select(*head, *cols, *tail, cast(func.sum(table.c.requests), BigInteger))
-    else:
-        tail = []
-        # Cast: PostgreSQL's sum of bigints is numeric (Decimal in Python).  A ranking cube has
-        # only the ledger's sums (the others read 0) and imported batches (left out, as the
-        # analytics cubes have none).
-        stmt = select(*head, *cols, *[cast(func.sum(table.c[m]), BigInteger) if m in table.c else literal(0)
-                                      for m in MEASURE_NAMES])
-        if "batch_id" in table.c and table not in _ANALYTICS_TABLES:
-            stmt = stmt.where(table.c.batch_id == GATEWAY_BATCH)
-    stmt = stmt.where(t >= bounds[0], t < bounds[1])
-    if not viewer.is_admin:
-        stmt = stmt.where(table.c.key_id == (viewer.key_id or ""))
-    stmt = stmt.group_by(*head, *cols, *tail)
-    n = len(cols)
+def _add_rows(conn: Connection, stmt: Any, answer: Answer, timed: bool, measures: tuple[str, ...], *,
+              perf: bool) -> None:
+    sources = answer.sources
+    n = len(sources)
     offset = 1 if timed else 0
+    index = [_M[m] for m in measures]
     for row in conn.execute(stmt):
         at = row[0] if timed else None
-        raw = dict(zip(answer.sources, row[offset:offset + n], strict=True))
+        raw = dict(zip(sources, row[offset:offset + n], strict=True))
         if perf:
             answer.add_hist(at, raw, row[offset + n], row[offset + n + 1], row[offset + n + 2])
         else:
-            answer.add_sums(at, raw, row[offset + n:])
+            sums = [0] * len(MEASURE_NAMES)
+            for i, value in zip(index, row[offset + n:], strict=True):
+                sums[i] = int(value or 0)
+            answer.add_sums(at, raw, sums)
 
 
 def _from_ledger(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer: Answer) -> None:

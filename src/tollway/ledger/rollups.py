@@ -184,6 +184,10 @@ def m009_fast_cubes(conn: Connection) -> None:
     """Migration ``m009_fast_cubes``: the key-first daily cube, filled from ``usage_hourly``
     (which has every key, model, provider and app, imports included)."""
     usage_daily_key_model.create(conn, checkfirst=True)
+    # One key's days and tasks (the console's activity series, latest day and largest tasks).
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_usage_daily_key_key_day ON usage_daily_key (key_id, day)")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_usage_sessions_key_first_seen "
+                         "ON usage_sessions (key_id, first_seen)")
     day = "hour::date" if conn.dialect.name == "postgresql" else "substr(hour, 1, 10)"
     sums = ", ".join(f"sum({m})" for m in MEASURES)
     conn.exec_driver_sql(
