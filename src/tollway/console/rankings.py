@@ -55,8 +55,8 @@ def model_reports(conn: Connection, page: PageQuery, attribution: Attribution) -
     # Author, country and weights rank a handful of labels: fold the (period, model) rows into
     # (period, label) rows in one pass, then rank those (the same report: build_report sums
     # rows by their resolved label, and here a label resolves to itself).
-    folded = _fold(rows, {by: attribution.resolver(by) for by in ("origin", "weights")})
-    folded.update(_fold(_as_total(conn, rows, page), {"author": attribution.resolver("author")}))
+    folded = _fold(rows, {by: attribution.resolver(by) for by in ("origin", "weights", "author")})
+    folded["author"] = _as_total(conn, folded["author"], page)  # (period, author) rows: a few thousand
     for by, top in (("origin", None), ("weights", None), ("author", AUTHOR_TOP)):
         query = page.ranking(by, "total", top) if by == "author" else replace(models, by=by, top=top)
         out[by] = build_report(folded[by], query, _itself)
