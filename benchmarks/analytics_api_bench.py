@@ -30,8 +30,10 @@ from tollway.analytics import datasets
 from tollway.analytics.attribution import Attribution
 from tollway.analytics.query import Viewer, run_query
 from tollway.analytics.query_spec import parse_query
+from tollway.analytics.rankings import RankingQuery, rankings
 from tollway.ledger import schema
 from tollway.ledger.db import create_db_engine, migrate
+from tollway.ledger.rollups import usage_daily_key
 
 ADMIN = Viewer(key_id=None, is_admin=True)
 END = YEAR_START + timedelta(days=364)
@@ -41,8 +43,10 @@ MONTH = {"start": (END - timedelta(days=30, hours=5)).isoformat() + "Z",
 HOURS = {"start": (END - timedelta(hours=3)).isoformat() + "Z", "end": END.isoformat() + "Z"}
 
 
-def queries(key_id: str) -> dict[str, tuple[Viewer, dict[str, Any]]]:
+def queries(key_id: str, busiest: str) -> dict[str, tuple[Viewer, dict[str, Any]]]:
     own = Viewer(key_id=key_id, is_admin=False)
+    top = Viewer(key_id=busiest, is_admin=False)
+    four_weeks = {"start": (END - timedelta(days=28)).isoformat() + "Z", "end": END.isoformat() + "Z"}
     return {
         "year by model, day": (ADMIN, {"metrics": ["request_count", "tokens_total", "total_usage"],
                                        "dimensions": ["model"], "granularity": "day", "time_range": YEAR}),
@@ -61,6 +65,12 @@ def queries(key_id: str) -> dict[str, tuple[Viewer, dict[str, Any]]]:
                                              "granularity": "week", "time_range": YEAR}),
         "non-admin year by model, day": (own, {"metrics": ["request_count", "tokens_total"],
                                                "dimensions": ["model"], "granularity": "day", "time_range": YEAR}),
+        "busiest key: year by model, ordered": (top, {"metrics": ["tokens_total", "total_usage"],
+                                                      "dimensions": ["model"], "time_range": YEAR}),
+        "4 weeks by category, key filter": (ADMIN, {"metrics": ["tokens_total"], "dimensions": ["category"],
+                                                    "filters": [{"field": "api_key_id", "operator": "eq",
+                                                                 "value": busiest}],
+                                                    "time_range": four_weeks}),
         "3 h by minute": (ADMIN, {"metrics": ["request_count", "p50_latency"], "granularity": "minute",
                                   "time_range": HOURS}),
         "3 h by generation_id": (ADMIN, {"metrics": ["tokens_total"], "dimensions": ["generation_id"],
@@ -68,7 +78,7 @@ def queries(key_id: str) -> dict[str, tuple[Viewer, dict[str, Any]]]:
     }
 
 
-def dataset_calls(key_id: str) -> dict[str, Callable[[Any], Any]]:
+def dataset_calls(key_id: str, busiest: str, attribution: Attribution) -> dict[str, Callable[[Any], Any]]:
     now = END + timedelta(days=1)
     own = Viewer(key_id=key_id, is_admin=False)
     year = {"start_date": YEAR_START.date().isoformat(), "end_date": END.date().isoformat()}
@@ -84,6 +94,8 @@ def dataset_calls(key_id: str) -> dict[str, Callable[[Any], Any]]:
         "session-cost 30 d": lambda c: datasets.session_cost(c, datasets.SessionCostParams.parse({}, now), ADMIN),
         "activity (non-admin)": lambda c: datasets.activity(
             c, datasets.ActivityParams.parse({}, now.date()), own),
+        "rankings: busiest key by model, weekly, all": lambda c: rankings(
+            c, RankingQuery(by="model", period="week", key_id=busiest), attribution),
     }
 
 
@@ -92,6 +104,7 @@ def main() -> None:
     parser.add_argument("--database", required=True)
     parser.add_argument("--records", type=int, default=10_000_000)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--only", default=None, help="Run only the queries whose name contains this.")
     args = parser.parse_args()
     engine = create_db_engine(args.database)
     migrate(engine)
@@ -103,14 +116,19 @@ def main() -> None:
         print(f"ingest: {spent:.0f} s, {args.records / spent:,.0f} records/s", file=sys.stderr)
     with engine.connect() as conn:
         key_id = conn.execute(select(schema.generations.c.key_id).limit(1)).scalar() or ""
+        k = usage_daily_key
+        busiest = conn.execute(select(k.c.key_id).group_by(k.c.key_id).order_by(func.sum(k.c.requests).desc())
+                               .limit(1)).scalar() or ""
         attribution = Attribution.load(conn, None, with_keys=True)
         work: dict[str, Callable[[Any], Any]] = {}
-        for name, (viewer, body) in queries(key_id).items():
+        for name, (viewer, body) in queries(key_id, busiest).items():
             parsed = parse_query(body, END)
             work[name] = lambda c, q=parsed, v=viewer: run_query(c, q, v, attribution)
-        work.update(dataset_calls(key_id))
+        work.update(dataset_calls(key_id, busiest, attribution))
         print(f"{'query':45} {'p50 ms':>8} {'p95 ms':>8}")
         for name, call in work.items():
+            if args.only and args.only not in name:
+                continue
             times = []
             for _ in range(args.runs):
                 t = time.perf_counter()

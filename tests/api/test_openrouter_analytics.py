@@ -476,3 +476,49 @@ def test_known_agents_get_their_default_category(env: Env) -> None:
     rows = query(env, metrics=["tokens_total"], dimensions=["category"], time_range=RANGE,
                  filters=[{"field": "category", "operator": "eq", "value": "cli-agent"}])["data"]
     assert rows == [{"category": "cli-agent", "tokens_total": 10}]
+
+
+def test_limits_and_order_in_sql_keep_the_full_answers_rows(env: Env) -> None:
+    """A limited answer (ordered and cut in SQL, or read in whole-period chunks) is the start of
+    the unlimited one."""
+    for body in ({"metrics": ["total_usage", "request_count"], "dimensions": ["model", "api_key_id"],
+                  "order_by": {"field": "total_usage", "direction": "desc"}},
+                 {"metrics": ["error_rate"], "dimensions": ["finish_reason", "api_key_id"],
+                  "order_by": {"field": "error_rate", "direction": "asc"}},
+                 {"metrics": ["tokens_total"], "dimensions": ["model"], "granularity": "day"},
+                 {"metrics": ["tokens_total"], "dimensions": ["app"], "granularity": "week"},
+                 {"metrics": ["request_count", "p50_latency"], "granularity": "hour"}):
+        window = {"start": "2026-02-09T05:00:00Z", "end": "2026-02-22T19:00:00Z"}
+        full = query(env, **body, time_range=window, limit=10_000)["data"]
+        assert len(full) > 3
+        cut = query(env, **body, time_range=window, limit=3)
+        assert cut["metadata"]["truncated"] and len(cut["data"]) == 3
+        if "order_by" in body:  # ties in the ordered metric may come in either order
+            field = body["order_by"]["field"]
+            assert [r[field] for r in cut["data"]] == [r[field] for r in full[:3]]
+        else:
+            assert cut["data"] == full[:3]
+
+
+def test_derived_dimensions_make_one_row_per_label(env: Env) -> None:
+    """Two models of one author are one row by author (not one per model)."""
+    other = "anthropic/claude-sonnet-4.5"
+    with ledger(env.database) as engine:
+        write(engine, [record(800_000 + i, DAY0 + timedelta(hours=5 * i), other, key_id=env.alice_id,
+                              provider="anthropic", prompt_tokens=10, completion_tokens=1) for i in range(6)])
+    rows = query(env, metrics=["tokens_total"], dimensions=["author"], time_range=RANGE)["data"]
+    authors = [r["author"] for r in rows]
+    assert len(authors) == len(set(authors)) and "anthropic" in authors
+    [(total,)] = env.sql("SELECT sum(prompt_tokens + completion_tokens) FROM generations "
+                         "WHERE model LIKE 'anthropic/%'")
+    assert next(r for r in rows if r["author"] == "anthropic")["tokens_total"] == int(total)
+
+
+def test_hourly_percentiles_split_by_model_read_at_most_three_hours(env: Env) -> None:
+    """Hourly histograms are the whole gateway's: split by model they come from a short window's rows."""
+    body = {"metrics": ["p50_latency"], "dimensions": ["model"], "granularity": "hour"}
+    short = query(env, **body, time_range={"start": "2026-02-10T00:00:00Z", "end": "2026-02-10T03:00:00Z"})
+    assert short["data"] and all(r["p50_latency"] is not None for r in short["data"])
+    resp = httpx.post(env.url + "/api/v1/analytics/query", json={**body, "time_range": RANGE},
+                      headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
+    assert resp.status_code == 400 and "time_range" in resp.json()["error"]["message"]

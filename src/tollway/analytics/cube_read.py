@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from tollway.analytics import periods
 from tollway.analytics.query_spec import AnalyticsQuery
 from tollway.ledger.definitions import MEASURE_NAMES
-from tollway.ledger.rollups import GATEWAY_BATCH
+from tollway.ledger.rollups import CUBES, GATEWAY_BATCH
 
 # Dimensions whose group is the raw cube value itself (the others resolve several raw values
 # to one label: a model to its author, a key to its owner's country, an app to its category).
@@ -112,8 +112,7 @@ def segment_select(dialect: str, seg: Segment, sources: list[str], granularity: 
 
 # Ranking cubes (tollway.ledger.rollups) hold imported batches too, which the analytics cubes
 # do not: the analytics answer reads gateway traffic only.
-_RANKING_CUBES = frozenset({"usage_daily_key", "usage_daily_app", "usage_daily_key_model", "usage_hourly",
-                            "usage_daily_model", "usage_weekly_model", "usage_monthly_model"})
+_RANKING_CUBES = frozenset(c.table.name for c in CUBES)
 
 
 def combined(parts: list[Select[Any]], timed: bool, sources: list[str], *, perf: bool,

@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, false, func, select
+from sqlalchemy import Connection, func, select
 
 from tollway.analytics import periods
 from tollway.analytics.query import Viewer
-from tollway.analytics.rankings import RankingQuery, fetch_grouped
+from tollway.analytics.rankings import RankingQuery, choose_cube
 from tollway.ledger import schema
 from tollway.ledger.apps import CATEGORIES, CATEGORY_GROUPS, app_categories, app_titles, known_agent_categories
 from tollway.ledger.definitions import CONTEXT_BUCKETS, CONTEXT_TOP
-from tollway.ledger.detail import usage_daily_detail
-from tollway.ledger.rollups import MEASURES, day_of, usage_daily_app
+from tollway.ledger.detail import usage_daily_detail, usage_daily_model_detail, usage_daily_session_model
+from tollway.ledger.rollups import GATEWAY_BATCH, MEASURES, day_of, usage_daily_app, usage_daily_key_model
 
 DATASET_FLOOR = date(2025, 1, 1)
 TOP_MODELS = 50
@@ -132,12 +132,7 @@ def rankings_daily(conn: Connection, p: RankingsParams, viewer: Viewer) -> dict[
     """
     per_period: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     if p.context_bucket is None and p.category is None:
-        query = RankingQuery(by="model", period=p.period, start=p.start, end=p.end,
-                             key_id=None if viewer.is_admin else viewer.key_id or "")
-        first = periods.floor(p.start, p.period)
-        for start, model, _key, measures in fetch_grouped(conn, query):
-            if start >= first:
-                per_period[start][model] += measures[_PROMPT] + measures[_COMPLETION]
+        return {"data": _top_models(conn, p, viewer), "meta": _meta(p.start, p.end, p.now)}
     else:
         t = usage_daily_detail
         bucket = periods.bucket_expr(conn.dialect.name, t.c.day, p.period, is_date=True)
@@ -163,6 +158,45 @@ def rankings_daily(conn: Connection, p: RankingsParams, viewer: Viewer) -> dict[
         rows.append({"date": day.isoformat(), "model_permaslug": OTHER,
                      "total_tokens": str(sum(total for total, _ in ranked[TOP_MODELS:]))})
     return {"data": rows, "meta": _meta(p.start, p.end, p.now)}
+
+
+def _top_models(conn: Connection, p: RankingsParams, viewer: Viewer) -> list[dict[str, Any]]:
+    """Top 50 per period and the rest, ranked in SQL over the rankings' own cube (imports
+    included, a non-admin key's own traffic only), so only the kept rows come back."""
+    query = RankingQuery(by="model", period=p.period, start=p.start, end=p.end,
+                         key_id=None if viewer.is_admin else viewer.key_id or "")
+    cube = choose_cube(query)
+    t = cube.table
+    at = t.c[cube.grain]
+    assert cube.grain != "hour"  # no app filter here: a daily, weekly or monthly cube
+    bucket = at if cube.grain == p.period else periods.bucket_expr(conn.dialect.name, at, p.period, is_date=True)
+    tokens = func.sum(t.c.prompt_tokens + t.c.completion_tokens)
+    inner = select(bucket.label("period"), t.c.model.label("model"), tokens.label("tokens")) \
+        .where(at >= p.start, at <= p.end).group_by(bucket, t.c.model)
+    if query.key_id is not None:
+        inner = inner.where(t.c.key_id == query.key_id)
+    sub = inner.subquery("sums")
+    ranked = select(sub.c.period, sub.c.model, sub.c.tokens,
+                    func.row_number().over(partition_by=sub.c.period,
+                                           order_by=(sub.c.tokens.desc(), sub.c.model)).label("rank"),
+                    func.sum(sub.c.tokens).over(partition_by=sub.c.period).label("total")) \
+        .where(sub.c.tokens > 0).subquery("ranked")
+    stmt = select(ranked).where(ranked.c.rank <= TOP_MODELS).order_by(ranked.c.period, ranked.c.rank)
+    rows: list[dict[str, Any]] = []
+    kept: dict[date, int] = {}
+    totals: dict[date, int] = {}
+    for period, model, total, _rank, everything in conn.execute(stmt).all():
+        day = day_of(period)
+        rows.append({"date": day.isoformat(), "model_permaslug": model, "total_tokens": str(int(total))})
+        kept[day] = kept.get(day, 0) + int(total)
+        totals[day] = int(everything)
+    out: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        out.append(row)
+        day = date.fromisoformat(row["date"])
+        if i + 1 == len(rows) or rows[i + 1]["date"] != row["date"]:
+            out.append({"date": row["date"], "model_permaslug": OTHER, "total_tokens": str(totals[day] - kept[day])})
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,11 +227,11 @@ def app_id(app: str) -> int:
 
 
 def _app_sums(conn: Connection, start: date, end: date, viewer: Viewer) -> dict[str, tuple[int, int]]:
-    t = usage_daily_app if viewer.is_admin else usage_daily_detail
+    t = usage_daily_app if viewer.is_admin else usage_daily_key_model
     stmt = select(t.c.app, func.sum(t.c.prompt_tokens + t.c.completion_tokens), func.sum(t.c.requests))
     stmt = stmt.where(t.c.day >= start, t.c.day <= end, t.c.app != "")
-    if not viewer.is_admin:
-        stmt = stmt.where(t.c.key_id == (viewer.key_id or ""))
+    if not viewer.is_admin:  # the key's own gateway traffic: a slice of the key-first cube
+        stmt = stmt.where(t.c.key_id == (viewer.key_id or ""), t.c.batch_id == GATEWAY_BATCH)
     return {app: (int(tok or 0), int(req or 0)) for app, tok, req in conn.execute(stmt.group_by(t.c.app))}
 
 
@@ -251,25 +285,23 @@ def session_cost(conn: Connection, p: SessionCostParams, viewer: Viewer) -> dict
     """Median cost per session by (app, model, turn range) over the 30 days ending yesterday.
 
     A session (``X-Session-Id``) counts under each app and model it used; its turns are its
-    requests.  This reads the window's sessions from the ledger (grouped in SQL over the
-    ``created_at`` index): a per-session median cannot come from summed rollups.
+    requests (those the rollups count: a request refused before any provider is none).  This
+    reads the window's days of the per-task cube (``usage_daily_session_model``: a row per
+    task, day, app and model), re-summed per task in SQL.
     """
     end = p.now.date() - timedelta(days=1)
     start = end - timedelta(days=SESSION_WINDOW_DAYS - 1)
-    g = schema.generations
-    app = func.coalesce(func.nullif(g.c.app, ""), func.nullif(g.c.app_title, ""), "")
-    stmt = (select(app, g.c.model, g.c.session_id, func.count(), func.sum(g.c.cost_nanousd))
-            .where(g.c.created_at >= datetime.combine(start, datetime.min.time()),
-                   g.c.created_at < datetime.combine(end + timedelta(days=1), datetime.min.time()),
-                   g.c.session_id.is_not(None), g.c.session_id != "")
-            .group_by(app, g.c.model, g.c.session_id))
+    t = usage_daily_session_model
+    stmt = (select(t.c.app, t.c.model, t.c.session_id, func.sum(t.c.turns), func.sum(t.c.cost_nanousd))
+            .where(t.c.day >= start, t.c.day <= end)
+            .group_by(t.c.app, t.c.model, t.c.session_id))
     if not viewer.is_admin:
-        stmt = stmt.where(g.c.key_id == viewer.key_id)
+        stmt = stmt.where(t.c.key_id == (viewer.key_id or ""))
     if p.model is not None:
-        stmt = stmt.where(g.c.model == p.model)
+        stmt = stmt.where(t.c.model == p.model)
     titles = app_titles(conn)
     cells: dict[tuple[str, str, str], list[int]] = defaultdict(list)
-    for app_value, model, _session, turns, cost in conn.execute(stmt):
+    for app_value, model, _session, turns, cost in conn.execute(stmt).all():
         if not app_value:
             continue
         slug = app_slug(titles.get(app_value, app_value))
@@ -320,21 +352,26 @@ class ActivityParams:
 
 def activity(conn: Connection, p: ActivityParams, viewer: Viewer) -> dict[str, Any]:
     """The caller's usage per day, model and provider (an endpoint) over the last 30 completed days."""
-    t = usage_daily_detail
     lo, hi = (p.day, p.day) if p.day else (p.today - timedelta(days=30), p.today - timedelta(days=1))
+    key_id = None if viewer.is_admin else viewer.key_id or ""
+    if p.key_hash is not None:
+        found = conn.execute(select(schema.keys.c.id).where(schema.keys.c.key_hash == p.key_hash)).scalar()
+        if key_id is not None and found != key_id:
+            return {"data": []}
+        if not found:  # an unknown hash matches nothing
+            return {"data": []}
+        key_id = str(found)
+    # One key's endpoints: its slice of the key-first cube; the whole gateway's: day x model x provider.
+    t = usage_daily_model_detail if key_id is None else usage_daily_key_model
     stmt = select(t.c.day, t.c.model, t.c.provider, func.sum(t.c.cost_nanousd), func.sum(t.c.requests),
                   func.sum(t.c.prompt_tokens), func.sum(t.c.completion_tokens), func.sum(t.c.reasoning_tokens),
                   func.sum(t.c.cached_tokens))
     stmt = stmt.where(t.c.day >= lo, t.c.day <= hi)
-    if not viewer.is_admin:
-        stmt = stmt.where(t.c.key_id == (viewer.key_id or ""))
-    if p.key_hash is not None:
-        key_id = conn.execute(select(schema.keys.c.id).where(schema.keys.c.key_hash == p.key_hash)).scalar()
-        # An unknown hash matches nothing (not a NUL sentinel: PostgreSQL text refuses NUL).
-        stmt = stmt.where(t.c.key_id == key_id if key_id else false())
+    if key_id is not None:
+        stmt = stmt.where(t.c.key_id == key_id, t.c.batch_id == GATEWAY_BATCH)
     stmt = stmt.group_by(t.c.day, t.c.model, t.c.provider).order_by(t.c.day, t.c.model, t.c.provider)
     rows = []
-    for day, model, provider, cost, requests, prompt, completion, reasoning, cached in conn.execute(stmt):
+    for day, model, provider, cost, requests, prompt, completion, reasoning, cached in conn.execute(stmt).all():
         rows.append({"date": day_of(day).isoformat(), "model": model, "model_permaslug": model,
                      "endpoint_id": f"{provider}:{model}", "provider_name": provider,
                      "usage": int(cost or 0) / 1e9, "byok_usage_inference": 0.0, "requests": int(requests or 0),

@@ -31,8 +31,8 @@ from typing import Any
 import orjson
 from sqlalchemy import BigInteger, Boolean, Connection, DateTime, Integer, String, Text
 
-from tollway.ledger.definitions import DIMENSIONS, LEDGER_MEASURES, PERF_STAGE_COLUMNS, perf_buckets
-from tollway.ledger.detail import detail_statements, ensure_detail_stage
+from tollway.ledger.definitions import DIMENSIONS, LEDGER_MEASURES
+from tollway.ledger.detail import DetailDelta, detail_statements, ensure_detail_stage, perf_delta
 from tollway.ledger.records import COLUMNS, GenerationRecord
 from tollway.ledger.rollups import (
     CUBES,
@@ -53,7 +53,6 @@ _CREATED_AT = COLUMNS.index("created_at")
 _TOKENS = (COLUMNS.index("prompt_tokens"), COLUMNS.index("completion_tokens"))
 _JSON_FROM = COLUMNS.index("attempts")
 _BOOLS = COLUMNS.index("streamed")
-_PERF = tuple(COLUMNS.index(n) for n in ("status", "latency_ms", "ttft_ms", "completion_tokens"))
 assert COLUMNS[_BOOLS:_BOOLS + 3] == ("streamed", "cancelled", "estimated")
 assert COLUMNS[_JSON_FROM:] == ("attempts", "extra")  # staged() relies on the JSON columns being last
 
@@ -88,6 +87,13 @@ _FROM_DAY_SQL = {
     "postgresql": {"day": "day", "week": "date_trunc('week', day)::date",
                    "month": "date_trunc('month', day)::date"},
 }
+# A cell's hour as its day, week or month.
+_CELL_PERIOD_SQL = {
+    "sqlite": {"day": _FROM_HOUR_SQL["sqlite"], "week": "date(substr(hour, 1, 10), 'weekday 0', '-6 days')",
+               "month": "substr(hour, 1, 7) || '-01'"},
+    "postgresql": {"day": _FROM_HOUR_SQL["postgresql"], "week": "date_trunc('week', hour)::date",
+                   "month": "date_trunc('month', hour)::date"},
+}
 CELLS = "tollway_stage_cells"
 DM = "tollway_stage_dm"
 _CELL_DIMS = ("model", "provider", "app", "key_id")
@@ -112,11 +118,11 @@ def staged(record: GenerationRecord, sqlite: bool) -> tuple[Any, ...]:
                 int(v[_BOOLS]), int(v[_BOOLS + 1]), int(v[_BOOLS + 2]), *v[_BOOLS + 3:_JSON_FROM],
                 orjson.dumps(attempts).decode() if attempts else None,
                 orjson.dumps(extra).decode() if extra else None,
-                token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]), *perf_buckets(*map(v.__getitem__, _PERF)))
+                token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]))
     return (*v[:_JSON_FROM],
             orjson.dumps(attempts).decode() if attempts else None,
             orjson.dumps(extra).decode() if extra else None,
-            token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]), *perf_buckets(*map(v.__getitem__, _PERF)))
+            token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +133,11 @@ class Prepared:
     rows: list[tuple[Any, ...]]
     # The batch's tokens-per-request histogram and task sums (:func:`per_record_sums`).
     sums: RollupDelta | None = None
+    # The batch's latency, throughput and TTFT histograms (:func:`~tollway.ledger.detail.perf_delta`).
+    perf: DetailDelta | None = None
 
 
-_STAGE_COLUMNS = (*COLUMNS, "bucket", *PERF_STAGE_COLUMNS)
+_STAGE_COLUMNS = (*COLUMNS, "bucket")
 _PG_TYPE_NAMES = {Boolean: "bool", BigInteger: "int8", Integer: "int4", DateTime: "timestamp", Text: "text",
                   String: "varchar"}
 # Each staging column's PostgreSQL type, for binary COPY (BigInteger before Integer: a subclass).
@@ -137,7 +145,6 @@ _PG_STAGE_TYPES = {
     **{c.name: next(name for kind, name in _PG_TYPE_NAMES.items() if isinstance(c.type, kind))
        for c in generations.columns},
     "bucket": "int2",
-    **{c: "int2" for c in PERF_STAGE_COLUMNS},
 }
 
 
@@ -154,16 +161,17 @@ def prepare(records: Sequence[GenerationRecord], sqlite: bool, *, with_sums: boo
     """
     rows = [staged(r, sqlite) for r in records]
     sums = per_record_sums(records) if with_sums else None
+    perf = perf_delta(records) if with_sums else None
     if not sqlite or not rows:
-        return Prepared(_STAGE_COLUMNS, rows, sums)
+        return Prepared(_STAGE_COLUMNS, rows, sums, perf)
     keep = [i for i in range(len(_STAGE_COLUMNS))
             if list(map(itemgetter(i), rows)).count(None) != len(rows)]
     if len(keep) == len(_STAGE_COLUMNS):
-        return Prepared(_STAGE_COLUMNS, rows, sums)
+        return Prepared(_STAGE_COLUMNS, rows, sums, perf)
     pick = itemgetter(*keep)
     if len(keep) == 1:  # itemgetter of one index returns the value, not a 1-tuple
-        return Prepared((_STAGE_COLUMNS[keep[0]],), [(pick(row),) for row in rows], sums)
-    return Prepared(tuple(_STAGE_COLUMNS[i] for i in keep), list(map(pick, rows)), sums)
+        return Prepared((_STAGE_COLUMNS[keep[0]],), [(pick(row),) for row in rows], sums, perf)
+    return Prepared(tuple(_STAGE_COLUMNS[i] for i in keep), list(map(pick, rows)), sums, perf)
 
 
 def per_record_sums(records: Sequence[GenerationRecord]) -> RollupDelta:
@@ -205,12 +213,11 @@ def per_record_sums(records: Sequence[GenerationRecord]) -> RollupDelta:
 def ensure_stage(conn: Connection) -> None:
     """Create this connection's TEMP staging tables if needed, and empty them."""
     measures = ", ".join(f"{m} bigint" for m in MEASURES)
-    perf = ", ".join(f"{c} smallint" for c in PERF_STAGE_COLUMNS)
     ensure_detail_stage(conn)
     if conn.dialect.name == "postgresql":
         # ON COMMIT DELETE ROWS empties them at commit; a rolled-back batch leaves nothing either.
         conn.exec_driver_sql(
-            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE generations, bucket smallint, {perf}, ord bigserial) "
+            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE generations, bucket smallint, ord bigserial) "
             "ON COMMIT DELETE ROWS")
         # Text sorts bytewise (COLLATE "C"): see rollup_statements.
         text = 'text COLLATE "C"'
@@ -267,7 +274,8 @@ def drop_known(conn: Connection) -> None:
                          f"(SELECT min(rowid) FROM temp.{STAGE} GROUP BY id)")
 
 
-def apply_staged(conn: Connection, *, rollups: bool = True, sums: RollupDelta | None = None) -> None:
+def apply_staged(conn: Connection, *, rollups: bool = True, sums: RollupDelta | None = None,
+                 perf: DetailDelta | None = None) -> None:
     """Insert the staged rows into ``generations``, roll them up, add their cost to key spend.
 
     The order matters when several transactions write at once (replicas, or
@@ -276,7 +284,8 @@ def apply_staged(conn: Connection, *, rollups: bool = True, sums: RollupDelta | 
     the upserts into rows other batches also touch come last, each statement in key
     order, so a transaction holds those locks only briefly and every writer takes them in
     one global order (table by table, key by key): no two can deadlock.  ``sums`` is the
-    batch's :func:`per_record_sums`, upserted in place of the SQL for those two tables.
+    batch's :func:`per_record_sums`, upserted in place of the SQL for those two tables;
+    ``perf`` its histograms (:func:`~tollway.ledger.detail.perf_delta`), which have no SQL.
     """
     cols = ", ".join(COLUMNS)
     conn.exec_driver_sql(f"INSERT INTO generations ({cols}) SELECT {cols} FROM {STAGE}")
@@ -288,6 +297,8 @@ def apply_staged(conn: Connection, *, rollups: bool = True, sums: RollupDelta | 
                 sums.apply(conn)  # the histogram, then the tasks: the SQL's order
         for _, sql in detail_statements(conn.dialect.name, STAGE):
             conn.exec_driver_sql(sql)
+        if perf is not None:
+            perf.apply(conn)
     spend = f"SELECT key_id, sum(cost_nanousd) AS cost FROM {STAGE} WHERE key_id IS NOT NULL GROUP BY key_id"
     if conn.dialect.name == "postgresql":
         # An UPDATE ... FROM locks rows in its join's order; lock them in key order first.
@@ -336,8 +347,8 @@ def rollup_statements(dialect: str) -> list[tuple[str, str]]:
         elif cube.dims == ("model", "provider"):
             exprs, source, measures, grouped = [from_day[cube.grain], *cube.dims], DM, resums, True
         else:
-            assert cube.grain == "day" and set(cube.dims) <= set(_CELL_DIMS)
-            exprs, source, measures, grouped = [_FROM_HOUR_SQL[kind], *cube.dims], CELLS, resums, True
+            assert set(cube.dims) <= set(_CELL_DIMS)
+            exprs, source, measures, grouped = [_CELL_PERIOD_SQL[kind][cube.grain], *cube.dims], CELLS, resums, True
         group = ", ".join(str(i + 1) for i in range(len(exprs)))
         updates = ", ".join(f"{m} = {cube.table.name}.{m} + excluded.{m}" for m in MEASURES)
         (fine if cube.grain == "hour" else coarse).append((cube.table.name,
@@ -416,8 +427,13 @@ def ingest_batch(conn: Connection, records: Sequence[GenerationRecord], *, rollu
                     kept.discard(r.id)  # a repeated id is written once, as its first occurrence
                     written.append(r)
             records = written
-        # A deduplicated batch is no longer the one its sums were taken over: SQL sums it.
-        apply_staged(conn, rollups=rollups, sums=None if dedupe or prepared is None else prepared.sums)
+        # A deduplicated batch is no longer the one its sums were taken over: SQL sums it (and
+        # Python its histograms).
+        reuse = prepared if not dedupe else None
+        perf = None
+        if rollups:
+            perf = reuse.perf if reuse is not None and reuse.perf is not None else perf_delta(records)
+        apply_staged(conn, rollups=rollups, sums=reuse.sums if reuse is not None else None, perf=perf)
     finally:
         if sqlite:
             conn.exec_driver_sql(f"PRAGMA cache_size = {int(cache or -2000)}")

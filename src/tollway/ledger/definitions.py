@@ -111,6 +111,10 @@ DETAIL_MEASURES = (
          "CASE WHEN status <> 'error' THEN coalesce(ttft_ms, 0) ELSE 0 END"),
 )
 MEASURE_NAMES = tuple(m.name for m in DETAIL_MEASURES)
+# The per-task cube (session-cost): a task's turns and cost by day, app and model.
+SESSION_DIMS = (Expr("session_id", lambda r: r.session_id or "", "coalesce(session_id, '')", 200),
+                DETAIL_DIMS[2], DETAIL_DIMS[0], DETAIL_DIMS[3])  # app, model, key_id
+SESSION_MEASURES = (Expr("turns", lambda r: 1, "1"), DETAIL_MEASURES[7])  # every request of the task; cost
 # The sums every ranking cube keeps (rollups.MEASURES), the first of DETAIL_MEASURES.
 LEDGER_MEASURES = DETAIL_MEASURES[:8]
 DIMENSIONS = {d.name: d for d in DETAIL_DIMS}

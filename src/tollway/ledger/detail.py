@@ -23,6 +23,7 @@ dimension is one row in ``DETAIL_DIMS`` (and a migration for its column).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -37,12 +38,20 @@ from tollway.ledger.definitions import (
     MODEL_DIMS,
     PERF_DIMS,
     PERF_METRICS,
-    PERF_STAGE_COLUMNS,
+    SESSION_DIMS,
+    SESSION_MEASURES,
     Expr,
     perf_buckets,
 )
 from tollway.ledger.records import GenerationRecord
-from tollway.ledger.rollups import GATEWAY_BATCH, ROLLUP_INPUT_SQL, _sum_updates, _upsert
+from tollway.ledger.rollups import (
+    GATEWAY_BATCH,
+    ROLLUP_INPUT_SQL,
+    _sum_updates,
+    _upsert,
+    enters_rollups,
+    key_first_by_period,
+)
 
 
 def _table(name: str, grain: str, dims: tuple[Expr, ...], extra: list[Column[Any]], measures: tuple[str, ...]
@@ -68,11 +77,20 @@ usage_daily_detail = _table("usage_daily_detail", "day", DETAIL_DIMS, [], MEASUR
 # The small daily cube of the common questions (by model or provider, any metric but the
 # splits by app, key, api, finish reason or context): a few hundred rows a day.
 usage_daily_model_detail = _table("usage_daily_model_detail", "day", MODEL_DIMS, [], MEASURE_NAMES)
+# m007's hourly histogram by model and provider: ~1 row per record at a gateway's volume, the
+# bulk path's largest cost.  Dropped by m010_hourly_perf (usage_hourly_perf_all replaces it).
 usage_hourly_perf = _table("usage_hourly_perf", "hour", PERF_DIMS, _perf_keys(), ("requests",))
+# Hours of the whole gateway (no model or provider): ~100 rows an hour at any volume, for
+# hourly percentiles and the partial hours at a range's ends.
+usage_hourly_perf_all = _table("usage_hourly_perf_all", "hour", (), _perf_keys(), ("requests",))
 usage_daily_perf = _table("usage_daily_perf", "day", PERF_DIMS, _perf_keys(), ("requests",))
 # Whole months of a long range: a year of these is a few thousand rows per model and provider.
 usage_monthly_model_detail = _table("usage_monthly_model_detail", "month", MODEL_DIMS, [], MEASURE_NAMES)
 usage_monthly_perf = _table("usage_monthly_perf", "month", PERF_DIMS, _perf_keys(), ("requests",))
+# Tasks (X-Session-Id) by day, app, model and key: session-cost's medians read a month of these
+# (a row per task and day) instead of the ledger's rows.
+usage_daily_session_model = _table("usage_daily_session_model", "day", SESSION_DIMS, [],
+                                   tuple(m.name for m in SESSION_MEASURES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,25 +105,50 @@ class DetailCube:
 
     def __post_init__(self) -> None:
         assert self.dims == DETAIL_DIMS[:len(self.dims)]
-        assert self.grain != "hour" or self.dims == (PERF_DIMS if self.perf else DETAIL_DIMS)
+        assert self.grain != "hour" or self.dims == (() if self.perf else DETAIL_DIMS)
 
 
 DETAIL_CUBES = (
     DetailCube(usage_hourly_detail, "hour", DETAIL_DIMS, False),
     DetailCube(usage_daily_detail, "day", DETAIL_DIMS, False),
     DetailCube(usage_daily_model_detail, "day", MODEL_DIMS, False),
-    DetailCube(usage_hourly_perf, "hour", PERF_DIMS, True),
+    DetailCube(usage_hourly_perf_all, "hour", (), True),
     DetailCube(usage_daily_perf, "day", PERF_DIMS, True),
     DetailCube(usage_monthly_model_detail, "month", MODEL_DIMS, False),
     DetailCube(usage_monthly_perf, "month", PERF_DIMS, True),
 )
-DETAIL_TABLES = tuple(c.table for c in DETAIL_CUBES)
+DETAIL_TABLES = (*(c.table for c in DETAIL_CUBES), usage_daily_session_model)
+PERF_CUBES = tuple(c for c in DETAIL_CUBES if c.perf)
+SUM_CUBES = tuple(c for c in DETAIL_CUBES if not c.perf)
 
 
 def m007_analytics(conn: Connection) -> None:
-    """Migration ``m007_analytics``: the analytics cubes, filled from here on."""
-    for table in DETAIL_TABLES:
+    """Migration ``m007_analytics``: the analytics cubes (as they were then), filled from here on."""
+    for table in (usage_hourly_detail, usage_daily_detail, usage_daily_model_detail, usage_hourly_perf,
+                  usage_daily_perf, usage_monthly_model_detail, usage_monthly_perf):
         table.create(conn, checkfirst=True)
+
+
+def m010_cheaper_cubes(conn: Connection) -> None:
+    """Migration ``m010_cheaper_cubes``: hourly histograms of the whole gateway, summed from the
+    old hourly histograms by model and provider (then dropped), and the per-task cube, filled
+    from the ledger's rows (the rows the rollups count: :data:`ROLLUP_INPUT_SQL`)."""
+    usage_hourly_perf_all.create(conn, checkfirst=True)
+    conn.exec_driver_sql(
+        "INSERT INTO usage_hourly_perf_all (hour, metric, bucket, batch_id, requests) "
+        "SELECT hour, metric, bucket, batch_id, sum(requests) FROM usage_hourly_perf GROUP BY 1, 2, 3, 4")
+    usage_hourly_perf.drop(conn)
+    key_first_by_period(conn)
+    t = usage_daily_session_model
+    t.create(conn, checkfirst=True)
+    day = "created_at::date" if conn.dialect.name == "postgresql" else "substr(created_at, 1, 10)"
+    dims = [d.name for d in SESSION_DIMS]
+    conn.exec_driver_sql(
+        f"INSERT INTO {t.name} (day, {', '.join(dims)}, batch_id, {', '.join(m.name for m in SESSION_MEASURES)}) "
+        f"SELECT {day}, {', '.join(d.sql for d in SESSION_DIMS)}, {GATEWAY_BATCH}, "
+        f"{', '.join(f'sum({m.sql})' for m in SESSION_MEASURES)} FROM generations "
+        f"WHERE session_id IS NOT NULL AND session_id <> '' AND {ROLLUP_INPUT_SQL} "
+        f"GROUP BY {', '.join(str(i + 1) for i in range(1 + len(dims)))}")
 
 
 def _period(at: datetime, grain: str) -> date | datetime:
@@ -115,17 +158,30 @@ def _period(at: datetime, grain: str) -> date | datetime:
 
 
 class DetailDelta:
-    """The live path: a batch's contributions to every analytics cube, summed in Python."""
+    """A batch's contributions to the analytics cubes, summed in Python: every cube on the live
+    path; the histograms on the bulk path (whose sums come from SQL: :func:`detail_statements`)."""
 
-    def __init__(self) -> None:
-        self.cells: list[dict[tuple[Any, ...], list[int]]] = [{} for _ in DETAIL_CUBES]
+    def __init__(self, cubes: tuple[DetailCube, ...] = DETAIL_CUBES) -> None:
+        self.cubes = cubes
+        self.cells: list[dict[tuple[Any, ...], list[int]]] = [{} for _ in cubes]
+        self._dims = DETAIL_DIMS[:max(len(c.dims) for c in cubes)]
+        self._sums = any(not c.perf for c in cubes)
+        self.sessions: dict[tuple[Any, ...], list[int]] = {}  # usage_daily_session_model
 
     def add_record(self, record: GenerationRecord) -> None:
-        dims = tuple(d.py(record) for d in DETAIL_DIMS)
-        measures = [m.py(record) for m in DETAIL_MEASURES]
+        if record.session_id:
+            skey = (record.created_at.date(), *(d.py(record) for d in SESSION_DIMS), GATEWAY_BATCH)
+            sess = self.sessions.get(skey)
+            if sess is None:
+                self.sessions[skey] = [m.py(record) for m in SESSION_MEASURES]
+            else:
+                for i, m in enumerate(SESSION_MEASURES):
+                    sess[i] += m.py(record)
+        dims = tuple(d.py(record) for d in self._dims)
+        measures = [m.py(record) for m in DETAIL_MEASURES] if self._sums else []
         perf = list(zip(PERF_METRICS, perf_buckets(record.status, record.latency_ms, record.ttft_ms,
                                                record.completion_tokens), strict=True))
-        for cube, acc in zip(DETAIL_CUBES, self.cells, strict=True):
+        for cube, acc in zip(self.cubes, self.cells, strict=True):
             head = (_period(record.created_at, cube.grain), *dims[:len(cube.dims)])
             if cube.perf:
                 for metric, bucket in perf:
@@ -146,18 +202,34 @@ class DetailDelta:
                     cell[i] += value
 
     def apply(self, conn: Connection) -> None:
-        for cube, acc in zip(DETAIL_CUBES, self.cells, strict=True):
+        for cube, acc in zip(self.cubes, self.cells, strict=True):
             if not acc:
                 continue
             keys = _key_columns(cube)
             measures = ("requests",) if cube.perf else MEASURE_NAMES
             _upsert(conn, cube.table, (*keys, *measures), keys, [(*k, *v) for k, v in sorted(acc.items())],
                     _sum_updates(cube.table, measures))
+        if self.sessions:
+            t = usage_daily_session_model
+            keys = ("day", *(d.name for d in SESSION_DIMS), "batch_id")
+            measures = tuple(m.name for m in SESSION_MEASURES)
+            _upsert(conn, t, (*keys, *measures), keys, [(*k, *v) for k, v in sorted(self.sessions.items())],
+                    _sum_updates(t, measures))
 
 
 def _key_columns(cube: DetailCube) -> tuple[str, ...]:
     perf = ("metric", "bucket") if cube.perf else ()
     return (cube.grain, *(d.name for d in cube.dims), *perf, "batch_id")
+
+
+def perf_delta(records: Iterable[GenerationRecord]) -> DetailDelta:
+    """The bulk path's histograms and task cube (a bucket per record and metric, a row per task:
+    cheaper summed here, on the thread that prepares the batch, than in SQL)."""
+    delta = DetailDelta(PERF_CUBES)
+    for record in records:
+        if enters_rollups(record):
+            delta.add_record(record)
+    return delta
 
 
 def apply_detail(conn: Connection, records: list[GenerationRecord]) -> None:
@@ -173,34 +245,28 @@ _FROM_HOUR_SQL = {("sqlite", "day"): "substr(hour, 1, 10)", ("postgresql", "day"
                   ("sqlite", "month"): "substr(hour, 1, 7) || '-01'",
                   ("postgresql", "month"): "date_trunc('month', hour)::date"}
 DETAIL_CELLS = "tollway_stage_detail"
-PERF_CELLS = "tollway_stage_perf"
 
 
 def ensure_detail_stage(conn: Connection) -> None:
-    """This connection's TEMP tables for a batch's hourly cells (created once, emptied per batch)."""
+    """This connection's TEMP table for a batch's hourly cells (created once, emptied per batch)."""
     # Bytewise text on PostgreSQL (COLLATE "C"), as bulk.ensure_stage: the daily re-sums group
     # and sort these columns, several times cheaper than under a locale collation.
     text = 'text COLLATE "C"' if conn.dialect.name == "postgresql" else "text"
     dims = ", ".join(f"{d.name} {text}" for d in DETAIL_DIMS)
-    perf_dims = ", ".join(f"{d.name} {text}" for d in PERF_DIMS)
     measures = ", ".join(f"{m} bigint" for m in MEASURE_NAMES)
-    tables = {DETAIL_CELLS: f"hour timestamp, {dims}, {measures}",
-              PERF_CELLS: f"hour timestamp, {perf_dims}, metric {text}, bucket smallint, requests bigint"}
-    for name, columns in tables.items():
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DELETE ROWS")
-        else:
-            conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns})")
-            conn.exec_driver_sql(f"DELETE FROM temp.{name}")
+    columns = f"hour timestamp, {dims}, {measures}"
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {DETAIL_CELLS} ({columns}) ON COMMIT DELETE ROWS")
+    else:
+        conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {DETAIL_CELLS} ({columns})")
+        conn.exec_driver_sql(f"DELETE FROM temp.{DETAIL_CELLS}")
 
 
 def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
-    """The bulk path, generated from the same :class:`Expr` rows as :class:`DetailDelta`.
+    """The bulk path's sums, generated from the same :class:`Expr` rows as :class:`DetailDelta`.
 
-    The staged batch is summed once into its hourly cells (one scan for the sums, one for
-    the three histograms, whose buckets were computed in Python while staging:
-    :func:`perf_buckets`); the hourly cubes take the cells as they are and the daily cubes
-    re-sum them.
+    The staged batch is summed once into its hourly cells; the hourly cube takes the cells as
+    they are and the coarser cubes re-sum them.  The histograms are :func:`perf_delta`'s.
     """
     pg = dialect == "postgresql"
     kind = "postgresql" if pg else "sqlite"
@@ -213,30 +279,22 @@ def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
         return ", ".join(str(i + 1) for i in range(n))
 
     names = [d.name for d in DETAIL_DIMS]
-    perf_names = [d.name for d in PERF_DIMS]
     sums = ", ".join(f"sum({m.sql})" for m in DETAIL_MEASURES)
     out = [(DETAIL_CELLS, f"INSERT INTO {DETAIL_CELLS} SELECT {_HOUR_SQL[kind]}, "
                           f"{', '.join(text(d.sql) for d in DETAIL_DIMS)}, {sums} FROM {stage} "
                           f"WHERE {ROLLUP_INPUT_SQL} GROUP BY {numbers(1 + len(names))}")]
-    perf_dims = ", ".join(f"{text(d.sql)} AS {d.name}" for d in PERF_DIMS)
-    unpivot = " UNION ALL ".join(f"SELECT {_HOUR_SQL[kind]} AS hour, {perf_dims}, '{m}' AS metric, "
-                                 f"{col} AS bucket FROM {stage} WHERE {col} IS NOT NULL AND {ROLLUP_INPUT_SQL}"
-                                 for m, col in zip(PERF_METRICS, PERF_STAGE_COLUMNS, strict=True))
-    out.append((PERF_CELLS, f"INSERT INTO {PERF_CELLS} SELECT hour, {', '.join(perf_names)}, metric, bucket, count(*) "
-                            f"FROM ({unpivot}) p GROUP BY {numbers(3 + len(perf_names))}"))
-    for cube in DETAIL_CUBES:
+    for cube in SUM_CUBES:
         keys = _key_columns(cube)
-        measures: tuple[str, ...] = ("requests",) if cube.perf else MEASURE_NAMES
-        source = PERF_CELLS if cube.perf else DETAIL_CELLS
-        dims = [d.name for d in cube.dims] + (["metric", "bucket"] if cube.perf else [])
+        dims = [d.name for d in cube.dims]
         if cube.grain == "hour":
-            select = f"SELECT hour, {', '.join(dims)}, {GATEWAY_BATCH}, {', '.join(measures)} FROM {source}{where}"
+            select = f"SELECT hour, {', '.join(dims)}, {GATEWAY_BATCH}, {', '.join(MEASURE_NAMES)} " \
+                     f"FROM {DETAIL_CELLS}{where}"
         else:
             select = (f"SELECT {_FROM_HOUR_SQL[(kind, cube.grain)]}, {', '.join(dims)}, {GATEWAY_BATCH}, "
-                      f"{', '.join(f'sum({m})' for m in measures)} FROM {source}{where} "
+                      f"{', '.join(f'sum({m})' for m in MEASURE_NAMES)} FROM {DETAIL_CELLS}{where} "
                       f"GROUP BY {numbers(1 + len(dims))}")
-        updates = ", ".join(_sum_updates(cube.table, measures))
+        updates = ", ".join(_sum_updates(cube.table, MEASURE_NAMES))
         name = cube.table.name
-        out.append((name, f"INSERT INTO {name} ({', '.join((*keys, *measures))}) {select} "
+        out.append((name, f"INSERT INTO {name} ({', '.join((*keys, *MEASURE_NAMES))}) {select} "
                           f"ORDER BY {numbers(len(keys))} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"))
     return out

@@ -101,18 +101,25 @@ usage_daily_key = _cube("usage_daily_key", "day", (("key_id", 40),))
 usage_daily_app = _cube("usage_daily_app", "day", (("app", 500),))
 # Key first (migration ``m009_fast_cubes``): one key's days are one contiguous range of the
 # primary key, so a plain key's rankings, activity and analytics read only its own rows.
-usage_daily_key_model = Table(
-    "usage_daily_key_model",
-    schema.metadata,
-    Column("key_id", String(40), primary_key=True),
-    Column("day", Date, primary_key=True),
-    Column("model", String(200), primary_key=True),
-    Column("provider", String(100), primary_key=True),
-    Column("app", String(500), primary_key=True),
-    Column("batch_id", Integer, primary_key=True),
-    *_measure_columns(),
-    sqlite_with_rowid=False,
-)
+def _key_first(name: str, grain: str) -> Table:
+    return Table(
+        name,
+        schema.metadata,
+        Column("key_id", String(40), primary_key=True),
+        Column(grain, Date, primary_key=True),
+        Column("model", String(200), primary_key=True),
+        Column("provider", String(100), primary_key=True),
+        Column("app", String(500), primary_key=True),
+        Column("batch_id", Integer, primary_key=True),
+        *_measure_columns(),
+        sqlite_with_rowid=False,
+    )
+
+
+usage_daily_key_model = _key_first("usage_daily_key_model", "day")
+# The same by week and month (m010_cheaper_cubes): a key's whole history by week is ~50 rows per model.
+usage_weekly_key_model = _key_first("usage_weekly_key_model", "week")
+usage_monthly_key_model = _key_first("usage_monthly_key_model", "month")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +139,10 @@ CUBES = (
     Cube(usage_daily_key, "day", ("key_id",)),
     Cube(usage_daily_app, "day", ("app",)),
     Cube(usage_daily_key_model, "day", ("key_id", "model", "provider", "app")),
+    Cube(usage_weekly_key_model, "week", ("key_id", "model", "provider", "app")),
+    Cube(usage_monthly_key_model, "month", ("key_id", "model", "provider", "app")),
 )
+KEY_FIRST = {c.grain: c for c in CUBES if c.dims[:1] == ("key_id",)}
 
 
 usage_daily_request_hist = Table(
@@ -176,7 +186,7 @@ ROLLUP_TABLES = (*(c.table for c in CUBES), usage_daily_request_hist, usage_sess
 def m002_rollups(conn: Connection) -> None:
     """Migration ``m002_rollups``: create the rollup and import tables (as they were then)."""
     for table in (*ROLLUP_TABLES, import_batches):
-        if table is not usage_daily_key_model:  # m009_fast_cubes
+        if table not in (usage_daily_key_model, usage_weekly_key_model, usage_monthly_key_model):  # m009, m010
             table.create(conn, checkfirst=True)
 
 
@@ -193,6 +203,21 @@ def m009_fast_cubes(conn: Connection) -> None:
     conn.exec_driver_sql(
         f"INSERT INTO usage_daily_key_model (key_id, day, model, provider, app, batch_id, {', '.join(MEASURES)}) "
         f"SELECT key_id, {day}, model, provider, app, batch_id, {sums} FROM usage_hourly GROUP BY 1, 2, 3, 4, 5, 6")
+
+
+def key_first_by_period(conn: Connection) -> None:
+    """Part of migration ``m010_cheaper_cubes``: the weekly and monthly key-first cubes, summed
+    from the daily one."""
+    pg = conn.dialect.name == "postgresql"
+    period = {"week": "date_trunc('week', day)::date" if pg else "date(day, 'weekday 0', '-6 days')",
+              "month": "date_trunc('month', day)::date" if pg else "substr(day, 1, 7) || '-01'"}
+    sums = ", ".join(f"sum({m})" for m in MEASURES)
+    for grain, table in (("week", usage_weekly_key_model), ("month", usage_monthly_key_model)):
+        table.create(conn, checkfirst=True)
+        conn.exec_driver_sql(
+            f"INSERT INTO {table.name} (key_id, {grain}, model, provider, app, batch_id, {', '.join(MEASURES)}) "
+            f"SELECT key_id, {period[grain]}, model, provider, app, batch_id, {sums} FROM usage_daily_key_model "
+            "GROUP BY 1, 2, 3, 4, 5, 6")
 
 
 class RollupDelta:

@@ -141,6 +141,12 @@ def _m009_fast_cubes(conn: Connection) -> None:
     m009_fast_cubes(conn)
 
 
+def _m010_cheaper_cubes(conn: Connection) -> None:
+    from tollway.ledger.detail import m010_cheaper_cubes  # late: detail.py imports this module
+
+    m010_cheaper_cubes(conn)
+
+
 Migration = tuple[str, Callable[[Connection], None]]
 
 # Append only; never reorder or rename.  Other modules register theirs in MIGRATIONS below.
@@ -153,6 +159,7 @@ MIGRATIONS: list[Migration] = [
     ("m007_analytics", _m007_analytics),
     ("m008_app_categories", _m008_app_categories),
     ("m009_fast_cubes", _m009_fast_cubes),
+    ("m010_cheaper_cubes", _m010_cheaper_cubes),
 ]
 
 
