@@ -17,7 +17,7 @@ query names, so there is no parameter that widens the scope.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -141,7 +141,7 @@ async def providers(request: Request) -> Response:
     return json_response({"data": rows})
 
 
-def page_rankings_endpoint() -> Callable[[Request], Any]:
+def page_rankings_endpoint() -> Callable[[Request], Awaitable[Response]]:
     """``GET /api/v1/console/rankings``, its answers cached ``console.rankings_cache_s`` per viewer."""
     cache = ResponseCache()
 
@@ -186,6 +186,8 @@ async def _page_rankings(request: Request, page: rankings.PageQuery, viewer: Vie
             return work(conn, Attribution.load(conn, gateway.catalog, with_keys=with_keys))
 
     def categories(conn: Any, attribution: Attribution) -> dict[str, Any] | None:
+        # The chart ends where the model chart's last period does: found here from the latest
+        # day of traffic, so this read need not wait for the model rollup's.
         latest = None if page.end is not None else queries.latest_day(conn, key_id=page.key_id)
         if latest is not None and page.start is not None and latest < page.start:
             latest = None
@@ -194,10 +196,13 @@ async def _page_rankings(request: Request, page: rankings.PageQuery, viewer: Vie
             return None
         return rankings.category_report(conn, span, viewer, attribution)
 
-    reads = [run_in_threadpool(run, lambda c, a: rankings.model_reports(c, page, a)),
-             run_in_threadpool(run, lambda c, a: rankings.app_report(c, page, a)),
-             run_in_threadpool(run, categories, True)]
-    models, app, category = await asyncio.gather(*reads)
+    async def none() -> None:
+        return None
+
+    models, app, category = await asyncio.gather(
+        run_in_threadpool(run, lambda c, a: rankings.model_reports(c, page, a)),
+        run_in_threadpool(run, lambda c, a: rankings.app_report(c, page, a)),
+        run_in_threadpool(run, categories, True) if viewer is not None else none())
     return {**models, "app": app, "categories": category}
 
 
