@@ -176,22 +176,34 @@ def _page_query(request: Request, key_id: str | None) -> rankings.PageQuery:
     return page
 
 
-async def _page_rankings(request: Request, page: rankings.PageQuery, viewer: Viewer | None) -> dict[str, Any]:
+async def _page_rankings(request: Request, asked: rankings.PageQuery, viewer: Viewer | None) -> dict[str, Any]:
     """The three reads run at once, each on its own connection: the model rollup (four
-    reports), the app rollup, and (for a logged-in viewer) the categories."""
+    reports), the app rollup, and (for a logged-in viewer) the categories.  Days without
+    ``from`` first look up the latest day of traffic (their default range ends there)."""
     gateway = gateway_of(request)
 
     def run(work: Callable[[Any, Attribution], Any], with_keys: bool = False) -> Any:
         with gateway.engine.connect() as conn:
             return work(conn, Attribution.load(conn, gateway.catalog, with_keys=with_keys))
 
+    latest = None
+    if asked.period == "day" and asked.start is None and asked.end is None:
+        latest = await run_in_threadpool(run, lambda c, _: queries.latest_day(c, key_id=asked.key_id))
+    page = asked.with_default_range(latest)
+
+    def reports(conn: Any, attribution: Attribution) -> dict[str, Any]:
+        return {by: rankings.slim(report) for by, report in rankings.model_reports(conn, page, attribution).items()}
+
+    def apps(conn: Any, attribution: Attribution) -> dict[str, Any]:
+        return rankings.slim(rankings.app_report(conn, page, attribution))
+
     def categories(conn: Any, attribution: Attribution) -> dict[str, Any] | None:
         # The chart ends where the model chart's last period does: found here from the latest
         # day of traffic, so this read need not wait for the model rollup's.
-        latest = None if page.end is not None else queries.latest_day(conn, key_id=page.key_id)
-        if latest is not None and page.start is not None and latest < page.start:
-            latest = None
-        span = rankings.category_range(page, periods.floor(latest, page.period) if latest else None)
+        last = None if page.end is not None else queries.latest_day(conn, key_id=page.key_id)
+        if last is not None and page.start is not None and last < page.start:
+            last = None
+        span = rankings.category_range(page, periods.floor(last, page.period) if last else None)
         if viewer is None or span is None:
             return None
         return rankings.category_report(conn, span, viewer, attribution)
@@ -200,8 +212,7 @@ async def _page_rankings(request: Request, page: rankings.PageQuery, viewer: Vie
         return None
 
     models, app, category = await asyncio.gather(
-        run_in_threadpool(run, lambda c, a: rankings.model_reports(c, page, a)),
-        run_in_threadpool(run, lambda c, a: rankings.app_report(c, page, a)),
+        run_in_threadpool(run, reports), run_in_threadpool(run, apps),
         run_in_threadpool(run, categories, True) if viewer is not None else none())
     return {**models, "app": app, "categories": category}
 

@@ -5,9 +5,9 @@ weights, plus top apps) and, for a logged-in viewer, tokens by app category.  Fo
 five rank the same rows: author, country and weights are functions of the model, so one
 grouped read of the model rollup (:func:`tollway.analytics.rankings.fetch_grouped`) feeds
 all four :func:`~tollway.analytics.rankings.build_report` calls, instead of four reads of
-the same rows by four requests.  Each report is the very document
-``/api/v1/analytics/rankings`` answers for that query; the categories are the
-``/api/v1/analytics/query`` document.
+the same rows by four requests.  Each report carries the fields the page draws of the
+document ``/api/v1/analytics/rankings`` answers for that query (:func:`slim`: a third of
+the bytes); the categories are the ``/api/v1/analytics/query`` document.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ AUTHOR_TOP = 10
 APP_TOP = 10
 CATEGORY_DAYS = 28  # the categories chart covers the last four weeks of the range
 CATEGORY_LIMIT = 12
+DAY_RANGE_DAYS = 60  # period=day without ``from``: the last 60 days (a year of days weighs ~1 MB)
+# What the page draws of each report (the rankings API's documents carry more per row).
+ROW_FIELDS = ("period_start", "key", "rank", "total_tokens", "share", "change", "rank_change")
+PERIOD_FIELDS = ("period_start", "total_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,22 @@ class PageQuery:
 
     def ranking(self, by: str, period: str, top: int | None) -> RankingQuery:
         return RankingQuery(by=by, period=period, start=self.start, end=self.end, top=top, key_id=self.key_id)
+
+    def with_default_range(self, latest: date | None) -> PageQuery:
+        """Days without ``from`` start :data:`DAY_RANGE_DAYS` before ``to`` (else the latest
+        traffic, ``latest``); weeks and months cover the whole history."""
+        anchor = self.end or latest
+        if self.period != "day" or self.start is not None or anchor is None:
+            return self
+        return replace(self, start=anchor - timedelta(days=DAY_RANGE_DAYS - 1))
+
+
+def slim(report: dict[str, Any]) -> dict[str, Any]:
+    """A rankings report with only what the page draws: each row's rank, tokens, share and
+    change, each period's total."""
+    return {"period": report["period"], "by": report["by"], "from": report["from"], "to": report["to"],
+            "rows": [{name: row[name] for name in ROW_FIELDS} for row in report["rows"]],
+            "periods": [{name: p[name] for name in PERIOD_FIELDS} for p in report["periods"]]}
 
 
 def model_reports(conn: Connection, page: PageQuery, attribution: Attribution) -> dict[str, dict[str, Any]]:
@@ -129,8 +149,3 @@ def category_report(conn: Connection, span: tuple[datetime, datetime], viewer: V
             "time_range": {"start": start.isoformat() + "Z", "end": end.isoformat() + "Z"},
             "order_by": {"field": "tokens_total", "direction": "desc"}, "limit": CATEGORY_LIMIT}
     return run_query(conn, parse_query(body, utcnow()), viewer, attribution)
-
-
-def last_period(report: dict[str, Any]) -> date | None:
-    found = report["periods"]
-    return date.fromisoformat(found[-1]["period_start"]) if found else None
