@@ -56,16 +56,10 @@ def scoped_rankings(endpoint: Endpoint) -> Endpoint:
         return response
 
     async def guarded(request: Request) -> Response:
-        gateway = gateway_of(request)
-        sessions = gateway.keys.sessions
-        # A stale session cookie (expired, logged out) on the public page is no login at all.
-        anonymous = bearer_token(request) is None and (sessions is None or await sessions.of_request(request) is None)
-        if anonymous and gateway.settings.console.public_rankings:
+        principal = await rankings_viewer(request)
+        if principal is None:
             _refuse_audience(request, "the public rankings")
-            if request.query_params.get("key"):
-                raise PermissionDenied("the public rankings cannot be filtered by key; log in", code=403)
             return await cached(request, "public")
-        principal: Principal = await gateway.keys.authenticate(request)
         if principal.is_admin:
             return await cached(request, "admin")
         _refuse_audience(request, "a non-admin key")
@@ -76,6 +70,21 @@ def scoped_rankings(endpoint: Endpoint) -> Endpoint:
         return await cached(Request(request.scope, request.receive), "key:" + principal.key_id)
 
     return guarded
+
+
+async def rankings_viewer(request: Request) -> Principal | None:
+    """Who reads the rankings: a key, or None for an anonymous reader of the public rankings
+    (``console.public_rankings``; they may not filter by key).  Anyone else gets a 401."""
+    gateway = gateway_of(request)
+    sessions = gateway.keys.sessions
+    # A stale session cookie (expired, logged out) on the public page is no login at all.
+    anonymous = bearer_token(request) is None and (sessions is None or await sessions.of_request(request) is None)
+    if anonymous and gateway.settings.console.public_rankings:
+        if request.query_params.get("key"):
+            raise PermissionDenied("the public rankings cannot be filtered by key; log in", code=403)
+        return None
+    principal: Principal = await gateway.keys.authenticate(request)
+    return principal
 
 
 def _refuse_audience(request: Request, who: str) -> None:

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tollway.api.common import read_body
 from tollway.auth import Principal
+from tollway.console.data import page_rankings_endpoint
 from tollway.console.sessions import SESSION_COOKIE, Session, SessionStore
 from tollway.errors import TollwayError
 from tollway.gateway import Gateway
@@ -203,5 +204,8 @@ async def _to_console(request: Request) -> Response:
 
 
 def console_routes(gateway: Gateway) -> list[BaseRoute]:
-    """``/`` redirects to the console; ``/console`` serves it."""
-    return [Route("/", _to_console, methods=["GET"]), Mount("/console", app=console_app(gateway))]
+    """``/`` redirects to the console; ``/console`` serves it; the Rankings page's data route
+    (its answer cache lives as long as this app)."""
+    return [Route("/", _to_console, methods=["GET"]),
+            Route("/api/v1/console/rankings", page_rankings_endpoint(), methods=["GET"]),
+            Mount("/console", app=console_app(gateway))]

@@ -5,14 +5,6 @@
   const C = Console;
   const admin = document.body.dataset.admin === "true";
 
-  const ranking = (by, period, form, top) => {
-    const q = C.params(form);
-    q.set("by", by);
-    q.set("period", period);
-    if (top) q.set("top", top); else q.delete("top");
-    return C.api("/api/v1/analytics/rankings?" + q);
-  };
-
   // Top N keys per period as stacked bars, plus "Others" (the period's total minus the top N).
   function stacked(report, asShare) {
     const periods = report.periods.map((p) => p.period_start);
@@ -48,17 +40,9 @@
   const grid = { left: 60, right: 20, top: 20, bottom: 60 };
 
   // Tokens by app category over the range's last four weeks (OpenRouter's analytics query,
-  // scoped by the server to the viewer; four weeks keep it a small read of the daily cubes).
-  async function categories(form, models) {
-    if (!models.periods.length) return;
-    const day = 86400e3;
-    const last = Date.parse(models.periods[models.periods.length - 1].period_start + "T00:00:00Z");
-    const to = form.elements.to.value ? Date.parse(form.elements.to.value + "T00:00:00Z") + day : last + 7 * day;
-    const start = new Date(to - 28 * day).toISOString();
-    const end = new Date(to).toISOString();
-    const doc = await C.api("/api/v1/analytics/query", { method: "POST", body: {
-      metrics: ["tokens_total"], dimensions: ["category"], time_range: { start, end },
-      order_by: { field: "tokens_total", direction: "desc" }, limit: 12 } });
+  // scoped by the server to the viewer); absent for the public page and for no traffic.
+  function categories(doc) {
+    if (!doc) return;
     const rows = doc.data.data.filter((r) => r.category);
     const empty = rows.length ? undefined : { text: "no app declared a category", subtext: "X-OpenRouter-Categories, or tollway apps set-category", left: "center", top: "middle", textStyle: { color: "#888", fontSize: 13 } };
     C.chart("chart-categories", {
@@ -70,12 +54,11 @@
   }
 
   async function draw(form) {
-    const top = form.elements.top.value || 8;
     const period = form.elements.period.value;
-    const [models, authors, origin, apps, weights] = await Promise.all([
-      ranking("model", period, form, top), ranking("author", "total", form, 10), ranking("origin", period, form, null),
-      ranking("app", "total", form, 10), ranking("weights", period, form, null),
-    ]);
+    // One call: the server reads the model rollup once for the model, author, country and
+    // weights reports (each the document /api/v1/analytics/rankings answers), plus apps and categories.
+    const doc = await C.api("/api/v1/console/rankings?" + C.params(form));
+    const { model: models, author: authors, origin, app: apps, weights } = doc;
 
     const m = stacked(models, false);
     C.chart("chart-models", { tooltip: { trigger: "axis" }, legend, grid, xAxis: { type: "category", data: m.periods }, yAxis: axisTokens, series: m.series });
@@ -105,7 +88,7 @@
       series: [{ type: "bar", data: named.map((r) => r.total_tokens) }],
     });
 
-    if (document.getElementById("chart-categories")) await categories(form, models);
+    if (document.getElementById("chart-categories")) categories(doc.categories);
 
     const w = stacked(weights, true);
     C.chart("chart-weights", { tooltip: { trigger: "axis" }, legend, grid, xAxis: { type: "category", data: w.periods }, yAxis: { type: "value", max: 100, axisLabel: { formatter: "{value}%" } }, series: w.series });
