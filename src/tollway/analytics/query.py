@@ -45,7 +45,6 @@ from tollway.ledger.detail import (
     usage_daily_model_detail,
     usage_daily_perf,
     usage_hourly_detail,
-    usage_hourly_perf_all,
     usage_monthly_model_detail,
     usage_monthly_perf,
 )
@@ -384,8 +383,8 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
                     (one_key and column == "app"):
                 sums_tables["day"] = table
         if one_key and set(answer.sources) <= _KEY_MODEL_COLUMNS and sums_tables["day"] is not usage_daily_key:
-            sums_tables["day"], sums_tables["month"] = KEY_FIRST["day"].table, KEY_FIRST["month"].table
-    hist_tables = {"hour": usage_hourly_perf_all, "day": usage_daily_perf, "month": usage_monthly_perf}
+            sums_tables["day"] = KEY_FIRST.table
+    hist_tables = {"day": usage_daily_perf, "month": usage_monthly_perf}
     measures = cube_read.measures_for(query.metrics)
     # Every group is one SQL row, and SQL can order them as the answer does: limit in SQL.
     in_sql = exact and not wants_hist and query.group_limit is None and \
@@ -396,8 +395,7 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
     for lo, hi in cube_read.time_chunks(query):
         if wants_sums:
             segments = [cube_read.Segment(sums_tables[grain], grain, a, b) for grain, a, b in
-                        _segments(lo, hi, hourly_only=hourly_only,
-                                  monthly=monthly and (small or sums_tables["day"] is KEY_FIRST["day"].table))]
+                        _segments(lo, hi, hourly_only=hourly_only, monthly=monthly and small)]
             parts = [cube_read.segment_select(dialect, seg, answer.sources, query.granularity, where_in, key_id,
                                               perf=False, measures=measures) for seg in segments]
             stmt = cube_read.combined(parts, timed, answer.sources, perf=False, measures=measures)
@@ -405,8 +403,7 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
                 stmt = cube_read.ordered(stmt, query, timed, answer.sources, query.limit + 1 - len(answer.groups))
             _add_rows(conn, stmt, answer, timed, measures, perf=False)
         if wants_hist:
-            if answer.sources:  # histograms by model or provider are kept by day: whole days
-                lo, hi = _whole_days(lo, hi)
+            lo, hi = _whole_days(lo, hi)  # histograms are kept by day: a range's partial days whole
             segments = [cube_read.Segment(hist_tables[grain], grain, a, b) for grain, a, b in
                         _segments(lo, hi, hourly_only=hourly_only, monthly=monthly)]
             parts = [cube_read.segment_select(dialect, seg, answer.sources, query.granularity, where_in, key_id,
@@ -448,22 +445,34 @@ def _add_rows(conn: Connection, stmt: Any, answer: Answer, timed: bool, measures
 
 
 def _from_ledger(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer: Answer) -> None:
-    """Per-request answers: the ledger's rows in the window, through the cubes' own definitions."""
+    """Per-request answers: the ledger's rows in the window, through the cubes' own definitions
+    (only the dimensions, measures and histograms the query reads)."""
     g = schema.generations
     stmt = select(*[g.c[c] for c in COLUMNS]).where(g.c.created_at >= query.start, g.c.created_at < query.end)
     if not viewer.is_admin:
         stmt = stmt.where(g.c.key_id == viewer.key_id)
-    dims = {d.name: d for d in DETAIL_DIMS}
-    for row in conn.execute(stmt):
+    dims = [d for d in DETAIL_DIMS if d.name in answer.sources]
+    per_request: dict[str, Callable[[GenerationRecord], str]] = {
+        "id": lambda r: r.id, "user": lambda r: str((r.extra or {}).get("user") or ""),
+        "session_id": lambda r: r.session_id or ""}
+    extra = [(name, get) for name, get in per_request.items() if name in answer.sources]
+    wanted = set(cube_read.measures_for(query.metrics))
+    measures = [(i, m.py) for i, m in enumerate(DETAIL_MEASURES) if m.name in wanted]
+    hist = any(METRICS[m].percentile is not None for m in query.metrics)
+    for row in conn.execute(stmt).all():
         values = dict(row._mapping)
         for name in ("attempts", "extra"):
             values[name] = orjson.loads(values[name]) if values[name] else None
         record = GenerationRecord(**values)
-        raw = {name: d.py(record) for name, d in dims.items()}
-        raw.update(id=record.id, user=str((record.extra or {}).get("user") or ""),
-                   session_id=record.session_id or "")
-        answer.add_sums(record.created_at, raw, [m.py(record) for m in DETAIL_MEASURES])
-        buckets = perf_buckets(record.status, record.latency_ms, record.ttft_ms, record.completion_tokens)
-        for metric, bucket in zip(PERF_METRICS, buckets, strict=True):
-            if bucket is not None:
-                answer.add_hist(record.created_at, raw, metric, bucket, 1)
+        raw = {d.name: d.py(record) for d in dims}
+        for name, get in extra:
+            raw[name] = get(record)
+        sums = [0] * len(DETAIL_MEASURES)  # every request is a row, even one with no timing
+        for i, py in measures:
+            sums[i] = py(record)
+        answer.add_sums(record.created_at, raw, sums)
+        if hist:
+            buckets = perf_buckets(record.status, record.latency_ms, record.ttft_ms, record.completion_tokens)
+            for metric, bucket in zip(PERF_METRICS, buckets, strict=True):
+                if bucket is not None:
+                    answer.add_hist(record.created_at, raw, metric, bucket, 1)

@@ -61,8 +61,7 @@ DIMENSIONS: Mapping[str, str] = MappingProxyType({
     "provider_country": "Provider Country", "task": "Task", "api": "API", "category": "Category",
 })
 PER_REQUEST_DIMENSIONS = frozenset({"generation_id", "external_user", "task"})
-# Dimensions the daily and monthly histograms are kept by (a model's or a provider's).
-PERF_SPLIT_DIMENSIONS = frozenset({"model", "author", "author_country", "weights", "provider", "provider_country"})
+
 OPERATORS: Mapping[str, str] = MappingProxyType({
     "eq": "scalar", "neq": "scalar", "in": "array", "not_in": "array",
     "gt": "scalar", "gte": "scalar", "lt": "scalar", "lte": "scalar",
@@ -140,15 +139,13 @@ class AnalyticsQuery:
     @property
     def per_request(self) -> bool:
         """Whether it needs the ledger's rows (a per-request dimension, minutes, or hourly
-        percentiles split by model or provider: the hourly histograms are the gateway's whole)."""
+        percentiles: histograms are kept by day)."""
         fields = {*self.dimensions, *(f.field for f in self.filters)}
-        return self.granularity == "minute" or bool(fields & PER_REQUEST_DIMENSIONS) or self.hourly_split_percentiles
+        return self.granularity == "minute" or bool(fields & PER_REQUEST_DIMENSIONS) or self.hourly_percentiles
 
     @property
-    def hourly_split_percentiles(self) -> bool:
-        fields = {*self.dimensions, *(f.field for f in self.filters)}
-        return self.granularity == "hour" and bool(fields & PERF_SPLIT_DIMENSIONS) and \
-            any(METRICS[m].percentile is not None for m in self.metrics)
+    def hourly_percentiles(self) -> bool:
+        return self.granularity == "hour" and any(METRICS[m].percentile is not None for m in self.metrics)
 
 
 def _naive_utc(value: Any, field: str) -> datetime:
@@ -247,14 +244,11 @@ def parse_query(body: Any, now: datetime) -> AnalyticsQuery:
             raise QueryError("time_range.end must be after time_range.start")
     filters = _filters(body)
     query_fields = {*dimensions, *(f.field for f in filters)}
-    hourly_split = granularity == "hour" and bool(query_fields & PERF_SPLIT_DIMENSIONS) and \
-        any(METRICS[m].percentile is not None for m in metrics)
-    if (granularity == "minute" or query_fields & PER_REQUEST_DIMENSIONS or hourly_split) and \
-            end - start > RAW_WINDOW:
+    hourly = granularity == "hour" and any(METRICS[m].percentile is not None for m in metrics)
+    if (granularity == "minute" or query_fields & PER_REQUEST_DIMENSIONS or hourly) and end - start > RAW_WINDOW:
         what = "granularity minute" if granularity == "minute" else \
             f"dimension {sorted(query_fields & PER_REQUEST_DIMENSIONS)[0]}" if query_fields & PER_REQUEST_DIMENSIONS \
-            else ("hourly percentiles by " + sorted(query_fields & PERF_SPLIT_DIMENSIONS)[0] +
-                  " (hourly histograms are kept for the whole gateway; use granularity day, or drop the split)")
+            else "granularity hour with percentile metrics (histograms are kept by day; use granularity day)"
         raise QueryError(f"time_range: {what} reads single requests, so the window is at most 3 hours; "
                          "narrow time_range")
     order = body.get("order_by")

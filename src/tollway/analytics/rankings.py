@@ -93,12 +93,7 @@ def _aligned(query: RankingQuery, grain: str) -> bool:
 def choose_cube(query: RankingQuery) -> Cube:
     """The smallest rollup that answers ``query`` exactly."""
     if query.key_id is not None:
-        # Key first: one key's slice of a cube with every dimension, by day, or week or month
-        # when the range is whole ones.
-        for grain in ("week", "month"):
-            if _aligned(query, grain):
-                return KEY_FIRST[grain]
-        return KEY_FIRST["day"]
+        return KEY_FIRST  # key first: one key's slice of a daily cube with every dimension
     if query.app is not None:
         return CUBES[0]  # hourly, the only other cube with every dimension
     if query.by in ("app",):

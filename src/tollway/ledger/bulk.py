@@ -31,8 +31,14 @@ from typing import Any
 import orjson
 from sqlalchemy import BigInteger, Boolean, Connection, DateTime, Integer, String, Text
 
-from tollway.ledger.definitions import DIMENSIONS, LEDGER_MEASURES
-from tollway.ledger.detail import DetailDelta, detail_statements, ensure_detail_stage, perf_delta
+from tollway.ledger.definitions import DIMENSIONS, LEDGER_MEASURES, PERF_STAGE_COLUMNS, perf_buckets
+from tollway.ledger.detail import (
+    DETAIL_CELLS,
+    DetailDelta,
+    detail_statements,
+    ensure_detail_stage,
+    session_delta,
+)
 from tollway.ledger.records import COLUMNS, GenerationRecord
 from tollway.ledger.rollups import (
     CUBES,
@@ -53,6 +59,7 @@ _CREATED_AT = COLUMNS.index("created_at")
 _TOKENS = (COLUMNS.index("prompt_tokens"), COLUMNS.index("completion_tokens"))
 _JSON_FROM = COLUMNS.index("attempts")
 _BOOLS = COLUMNS.index("streamed")
+_PERF = tuple(COLUMNS.index(n) for n in ("status", "latency_ms", "ttft_ms", "completion_tokens"))
 assert COLUMNS[_BOOLS:_BOOLS + 3] == ("streamed", "cancelled", "estimated")
 assert COLUMNS[_JSON_FROM:] == ("attempts", "extra")  # staged() relies on the JSON columns being last
 
@@ -118,11 +125,11 @@ def staged(record: GenerationRecord, sqlite: bool) -> tuple[Any, ...]:
                 int(v[_BOOLS]), int(v[_BOOLS + 1]), int(v[_BOOLS + 2]), *v[_BOOLS + 3:_JSON_FROM],
                 orjson.dumps(attempts).decode() if attempts else None,
                 orjson.dumps(extra).decode() if extra else None,
-                token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]))
+                token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]), *perf_buckets(*map(v.__getitem__, _PERF)))
     return (*v[:_JSON_FROM],
             orjson.dumps(attempts).decode() if attempts else None,
             orjson.dumps(extra).decode() if extra else None,
-            token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]))
+            token_bucket(v[_TOKENS[0]] + v[_TOKENS[1]]), *perf_buckets(*map(v.__getitem__, _PERF)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +140,11 @@ class Prepared:
     rows: list[tuple[Any, ...]]
     # The batch's tokens-per-request histogram and task sums (:func:`per_record_sums`).
     sums: RollupDelta | None = None
-    # The batch's latency, throughput and TTFT histograms (:func:`~tollway.ledger.detail.perf_delta`).
-    perf: DetailDelta | None = None
+    # The batch's task cube (:func:`~tollway.ledger.detail.session_delta`).
+    tasks: DetailDelta | None = None
 
 
-_STAGE_COLUMNS = (*COLUMNS, "bucket")
+_STAGE_COLUMNS = (*COLUMNS, "bucket", *PERF_STAGE_COLUMNS)
 _PG_TYPE_NAMES = {Boolean: "bool", BigInteger: "int8", Integer: "int4", DateTime: "timestamp", Text: "text",
                   String: "varchar"}
 # Each staging column's PostgreSQL type, for binary COPY (BigInteger before Integer: a subclass).
@@ -145,6 +152,7 @@ _PG_STAGE_TYPES = {
     **{c.name: next(name for kind, name in _PG_TYPE_NAMES.items() if isinstance(c.type, kind))
        for c in generations.columns},
     "bucket": "int2",
+    **{c: "int2" for c in PERF_STAGE_COLUMNS},
 }
 
 
@@ -161,7 +169,7 @@ def prepare(records: Sequence[GenerationRecord], sqlite: bool, *, with_sums: boo
     """
     rows = [staged(r, sqlite) for r in records]
     sums = per_record_sums(records) if with_sums else None
-    perf = perf_delta(records) if with_sums else None
+    perf = session_delta(records) if with_sums else None
     if not sqlite or not rows:
         return Prepared(_STAGE_COLUMNS, rows, sums, perf)
     keep = [i for i in range(len(_STAGE_COLUMNS))
@@ -213,11 +221,12 @@ def per_record_sums(records: Sequence[GenerationRecord]) -> RollupDelta:
 def ensure_stage(conn: Connection) -> None:
     """Create this connection's TEMP staging tables if needed, and empty them."""
     measures = ", ".join(f"{m} bigint" for m in MEASURES)
+    perf = ", ".join(f"{c} smallint" for c in PERF_STAGE_COLUMNS)
     ensure_detail_stage(conn)
     if conn.dialect.name == "postgresql":
         # ON COMMIT DELETE ROWS empties them at commit; a rolled-back batch leaves nothing either.
         conn.exec_driver_sql(
-            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE generations, bucket smallint, ord bigserial) "
+            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE generations, bucket smallint, {perf}, ord bigserial) "
             "ON COMMIT DELETE ROWS")
         # Text sorts bytewise (COLLATE "C"): see rollup_statements.
         text = 'text COLLATE "C"'
@@ -275,7 +284,7 @@ def drop_known(conn: Connection) -> None:
 
 
 def apply_staged(conn: Connection, *, rollups: bool = True, sums: RollupDelta | None = None,
-                 perf: DetailDelta | None = None) -> None:
+                 tasks: DetailDelta | None = None) -> None:
     """Insert the staged rows into ``generations``, roll them up, add their cost to key spend.
 
     The order matters when several transactions write at once (replicas, or
@@ -285,20 +294,23 @@ def apply_staged(conn: Connection, *, rollups: bool = True, sums: RollupDelta | 
     order, so a transaction holds those locks only briefly and every writer takes them in
     one global order (table by table, key by key): no two can deadlock.  ``sums`` is the
     batch's :func:`per_record_sums`, upserted in place of the SQL for those two tables;
-    ``perf`` its histograms (:func:`~tollway.ledger.detail.perf_delta`), which have no SQL.
+    ``tasks`` its task cube (:func:`~tollway.ledger.detail.session_delta`), which has no SQL.
     """
     cols = ", ".join(COLUMNS)
     conn.exec_driver_sql(f"INSERT INTO generations ({cols}) SELECT {cols} FROM {STAGE}")
     if rollups:
+        detail = detail_statements(conn.dialect.name, STAGE)
+        assert detail[0][0] == DETAIL_CELLS
+        conn.exec_driver_sql(detail[0][1])  # the batch's finest hourly cells: the rollups' re-sum them
         for table, sql in rollup_statements(conn.dialect.name):
             if sums is None or table not in _PER_RECORD_TABLES:
                 conn.exec_driver_sql(sql)
             elif table == _PER_RECORD_TABLES[0]:
                 sums.apply(conn)  # the histogram, then the tasks: the SQL's order
-        for _, sql in detail_statements(conn.dialect.name, STAGE):
+        for _, sql in detail[1:]:
             conn.exec_driver_sql(sql)
-        if perf is not None:
-            perf.apply(conn)
+        if tasks is not None:
+            tasks.apply(conn)
     spend = f"SELECT key_id, sum(cost_nanousd) AS cost FROM {STAGE} WHERE key_id IS NOT NULL GROUP BY key_id"
     if conn.dialect.name == "postgresql":
         # An UPDATE ... FROM locks rows in its join's order; lock them in key order first.
@@ -332,8 +344,10 @@ def rollup_statements(dialect: str) -> list[tuple[str, str]]:
     resums = ", ".join(f"sum({m})" for m in MEASURES)
     kind = "postgresql" if pg else "sqlite"
     cell_group = ", ".join(str(i + 1) for i in range(1 + len(_CELL_DIMS)))
-    out = [(CELLS, f"INSERT INTO {CELLS} SELECT {grains['hour']}, {', '.join(map(dim, _CELL_DIMS))}, {sums} "
-                   f"FROM {STAGE} WHERE {ROLLUP_INPUT_SQL} GROUP BY {cell_group}"),
+    # The analytics cubes' hourly cells (DETAIL_CELLS: every dimension, the same rows and sums
+    # of the same definitions) re-summed: a smaller input than the staged batch.
+    out = [(CELLS, f"INSERT INTO {CELLS} SELECT hour, {', '.join(_CELL_DIMS)}, {resums} "
+                   f"FROM {DETAIL_CELLS} GROUP BY {cell_group}"),
            (DM, f"INSERT INTO {DM} SELECT {_FROM_HOUR_SQL[kind]}, model, provider, {resums} FROM {CELLS} "
                 "GROUP BY 1, 2, 3")]
     from_day = _FROM_DAY_SQL[kind]
@@ -430,10 +444,10 @@ def ingest_batch(conn: Connection, records: Sequence[GenerationRecord], *, rollu
         # A deduplicated batch is no longer the one its sums were taken over: SQL sums it (and
         # Python its histograms).
         reuse = prepared if not dedupe else None
-        perf = None
+        tasks = None
         if rollups:
-            perf = reuse.perf if reuse is not None and reuse.perf is not None else perf_delta(records)
-        apply_staged(conn, rollups=rollups, sums=reuse.sums if reuse is not None else None, perf=perf)
+            tasks = reuse.tasks if reuse is not None and reuse.tasks is not None else session_delta(records)
+        apply_staged(conn, rollups=rollups, sums=reuse.sums if reuse is not None else None, tasks=tasks)
     finally:
         if sqlite:
             conn.exec_driver_sql(f"PRAGMA cache_size = {int(cache or -2000)}")

@@ -38,6 +38,7 @@ from tollway.ledger.definitions import (
     MODEL_DIMS,
     PERF_DIMS,
     PERF_METRICS,
+    PERF_STAGE_COLUMNS,
     SESSION_DIMS,
     SESSION_MEASURES,
     Expr,
@@ -50,7 +51,6 @@ from tollway.ledger.rollups import (
     _sum_updates,
     _upsert,
     enters_rollups,
-    key_first_by_period,
 )
 
 
@@ -77,12 +77,10 @@ usage_daily_detail = _table("usage_daily_detail", "day", DETAIL_DIMS, [], MEASUR
 # The small daily cube of the common questions (by model or provider, any metric but the
 # splits by app, key, api, finish reason or context): a few hundred rows a day.
 usage_daily_model_detail = _table("usage_daily_model_detail", "day", MODEL_DIMS, [], MEASURE_NAMES)
-# m007's hourly histogram by model and provider: ~1 row per record at a gateway's volume, the
-# bulk path's largest cost.  Dropped by m010_hourly_perf (usage_hourly_perf_all replaces it).
+# m007's hourly histogram by model and provider: ~1 row per record and metric at a gateway's
+# volume, the bulk path's largest cost and the largest table.  Dropped by m010_cheaper_cubes:
+# histograms are kept by day (hourly percentiles come from a <= 3 h window's rows).
 usage_hourly_perf = _table("usage_hourly_perf", "hour", PERF_DIMS, _perf_keys(), ("requests",))
-# Hours of the whole gateway (no model or provider): ~100 rows an hour at any volume, for
-# hourly percentiles and the partial hours at a range's ends.
-usage_hourly_perf_all = _table("usage_hourly_perf_all", "hour", (), _perf_keys(), ("requests",))
 usage_daily_perf = _table("usage_daily_perf", "day", PERF_DIMS, _perf_keys(), ("requests",))
 # Whole months of a long range: a year of these is a few thousand rows per model and provider.
 usage_monthly_model_detail = _table("usage_monthly_model_detail", "month", MODEL_DIMS, [], MEASURE_NAMES)
@@ -105,14 +103,13 @@ class DetailCube:
 
     def __post_init__(self) -> None:
         assert self.dims == DETAIL_DIMS[:len(self.dims)]
-        assert self.grain != "hour" or self.dims == (() if self.perf else DETAIL_DIMS)
+        assert self.grain != "hour" or (self.dims == DETAIL_DIMS and not self.perf)
 
 
 DETAIL_CUBES = (
     DetailCube(usage_hourly_detail, "hour", DETAIL_DIMS, False),
     DetailCube(usage_daily_detail, "day", DETAIL_DIMS, False),
     DetailCube(usage_daily_model_detail, "day", MODEL_DIMS, False),
-    DetailCube(usage_hourly_perf_all, "hour", (), True),
     DetailCube(usage_daily_perf, "day", PERF_DIMS, True),
     DetailCube(usage_monthly_model_detail, "month", MODEL_DIMS, False),
     DetailCube(usage_monthly_perf, "month", PERF_DIMS, True),
@@ -130,15 +127,10 @@ def m007_analytics(conn: Connection) -> None:
 
 
 def m010_cheaper_cubes(conn: Connection) -> None:
-    """Migration ``m010_cheaper_cubes``: hourly histograms of the whole gateway, summed from the
-    old hourly histograms by model and provider (then dropped), and the per-task cube, filled
-    from the ledger's rows (the rows the rollups count: :data:`ROLLUP_INPUT_SQL`)."""
-    usage_hourly_perf_all.create(conn, checkfirst=True)
-    conn.exec_driver_sql(
-        "INSERT INTO usage_hourly_perf_all (hour, metric, bucket, batch_id, requests) "
-        "SELECT hour, metric, bucket, batch_id, sum(requests) FROM usage_hourly_perf GROUP BY 1, 2, 3, 4")
-    usage_hourly_perf.drop(conn)
-    key_first_by_period(conn)
+    """Migration ``m010_cheaper_cubes``: drop the hourly histograms by model and provider (the
+    daily and monthly ones stay), and add the per-task cube, filled from the ledger's rows (the
+    rows the rollups count: :data:`ROLLUP_INPUT_SQL`)."""
+    usage_hourly_perf.drop(conn, checkfirst=True)
     t = usage_daily_session_model
     t.create(conn, checkfirst=True)
     day = "created_at::date" if conn.dialect.name == "postgresql" else "substr(created_at, 1, 10)"
@@ -164,19 +156,22 @@ class DetailDelta:
     def __init__(self, cubes: tuple[DetailCube, ...] = DETAIL_CUBES) -> None:
         self.cubes = cubes
         self.cells: list[dict[tuple[Any, ...], list[int]]] = [{} for _ in cubes]
-        self._dims = DETAIL_DIMS[:max(len(c.dims) for c in cubes)]
+        self._dims = DETAIL_DIMS[:max((len(c.dims) for c in cubes), default=0)]
         self._sums = any(not c.perf for c in cubes)
         self.sessions: dict[tuple[Any, ...], list[int]] = {}  # usage_daily_session_model
 
+    def add_session(self, record: GenerationRecord) -> None:
+        skey = (record.created_at.date(), *(d.py(record) for d in SESSION_DIMS), GATEWAY_BATCH)
+        sess = self.sessions.get(skey)
+        if sess is None:
+            self.sessions[skey] = [m.py(record) for m in SESSION_MEASURES]
+        else:
+            for i, m in enumerate(SESSION_MEASURES):
+                sess[i] += m.py(record)
+
     def add_record(self, record: GenerationRecord) -> None:
         if record.session_id:
-            skey = (record.created_at.date(), *(d.py(record) for d in SESSION_DIMS), GATEWAY_BATCH)
-            sess = self.sessions.get(skey)
-            if sess is None:
-                self.sessions[skey] = [m.py(record) for m in SESSION_MEASURES]
-            else:
-                for i, m in enumerate(SESSION_MEASURES):
-                    sess[i] += m.py(record)
+            self.add_session(record)
         dims = tuple(d.py(record) for d in self._dims)
         measures = [m.py(record) for m in DETAIL_MEASURES] if self._sums else []
         perf = list(zip(PERF_METRICS, perf_buckets(record.status, record.latency_ms, record.ttft_ms,
@@ -222,13 +217,13 @@ def _key_columns(cube: DetailCube) -> tuple[str, ...]:
     return (cube.grain, *(d.name for d in cube.dims), *perf, "batch_id")
 
 
-def perf_delta(records: Iterable[GenerationRecord]) -> DetailDelta:
-    """The bulk path's histograms and task cube (a bucket per record and metric, a row per task:
-    cheaper summed here, on the thread that prepares the batch, than in SQL)."""
-    delta = DetailDelta(PERF_CUBES)
-    for record in records:
-        if enters_rollups(record):
-            delta.add_record(record)
+def session_delta(records: Iterable[GenerationRecord]) -> DetailDelta:
+    """The bulk path's task cube (a row per task and day: summed here, on the thread that
+    prepares the batch, as :func:`~tollway.ledger.bulk.per_record_sums` does for the tasks)."""
+    delta = DetailDelta(())
+    for r in records:
+        if r.session_id and enters_rollups(r):
+            delta.add_session(r)
     return delta
 
 
@@ -241,32 +236,41 @@ def apply_detail(conn: Connection, records: list[GenerationRecord]) -> None:
 
 
 _HOUR_SQL = {"sqlite": "substr(created_at, 1, 13) || ':00:00.000000'", "postgresql": "date_trunc('hour', created_at)"}
+_DAY_SQL = {"sqlite": "substr(created_at, 1, 10)", "postgresql": "created_at::date"}
+_MONTH_OF_DAY_SQL = {"sqlite": "substr(day, 1, 7) || '-01'", "postgresql": "date_trunc('month', day)::date"}
 _FROM_HOUR_SQL = {("sqlite", "day"): "substr(hour, 1, 10)", ("postgresql", "day"): "hour::date",
                   ("sqlite", "month"): "substr(hour, 1, 7) || '-01'",
                   ("postgresql", "month"): "date_trunc('month', hour)::date"}
 DETAIL_CELLS = "tollway_stage_detail"
+PERF_CELLS = "tollway_stage_perf"
 
 
 def ensure_detail_stage(conn: Connection) -> None:
-    """This connection's TEMP table for a batch's hourly cells (created once, emptied per batch)."""
+    """This connection's TEMP tables for a batch's hourly sums and daily histogram cells
+    (created once, emptied per batch)."""
     # Bytewise text on PostgreSQL (COLLATE "C"), as bulk.ensure_stage: the daily re-sums group
     # and sort these columns, several times cheaper than under a locale collation.
     text = 'text COLLATE "C"' if conn.dialect.name == "postgresql" else "text"
     dims = ", ".join(f"{d.name} {text}" for d in DETAIL_DIMS)
     measures = ", ".join(f"{m} bigint" for m in MEASURE_NAMES)
-    columns = f"hour timestamp, {dims}, {measures}"
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {DETAIL_CELLS} ({columns}) ON COMMIT DELETE ROWS")
-    else:
-        conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {DETAIL_CELLS} ({columns})")
-        conn.exec_driver_sql(f"DELETE FROM temp.{DETAIL_CELLS}")
+    perf_dims = ", ".join(f"{d.name} {text}" for d in PERF_DIMS)
+    tables = {DETAIL_CELLS: f"hour timestamp, {dims}, {measures}",
+              PERF_CELLS: f"day date, {perf_dims}, metric {text}, bucket smallint, requests bigint"}
+    for name, columns in tables.items():
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DELETE ROWS")
+        else:
+            conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns})")
+            conn.exec_driver_sql(f"DELETE FROM temp.{name}")
 
 
 def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
     """The bulk path's sums, generated from the same :class:`Expr` rows as :class:`DetailDelta`.
 
-    The staged batch is summed once into its hourly cells; the hourly cube takes the cells as
-    they are and the coarser cubes re-sum them.  The histograms are :func:`perf_delta`'s.
+    The staged batch is summed once into its hourly cells and once into its daily histogram
+    cells (buckets computed in Python while staging: :func:`perf_buckets`); the hourly sums
+    cube and the daily histograms take their cells as they are, the other cubes re-sum them.
+    (No hourly histogram by model and provider is kept: it had a row per record and metric.)
     """
     pg = dialect == "postgresql"
     kind = "postgresql" if pg else "sqlite"
@@ -283,18 +287,30 @@ def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
     out = [(DETAIL_CELLS, f"INSERT INTO {DETAIL_CELLS} SELECT {_HOUR_SQL[kind]}, "
                           f"{', '.join(text(d.sql) for d in DETAIL_DIMS)}, {sums} FROM {stage} "
                           f"WHERE {ROLLUP_INPUT_SQL} GROUP BY {numbers(1 + len(names))}")]
-    for cube in SUM_CUBES:
+    perf_names = [d.name for d in PERF_DIMS]
+    perf_dims = ", ".join(f"{text(d.sql)} AS {d.name}" for d in PERF_DIMS)
+    unpivot = " UNION ALL ".join(f"SELECT {_DAY_SQL[kind]} AS day, {perf_dims}, '{m}' AS metric, {col} AS bucket "
+                                 f"FROM {stage} WHERE {col} IS NOT NULL AND {ROLLUP_INPUT_SQL}"
+                                 for m, col in zip(PERF_METRICS, PERF_STAGE_COLUMNS, strict=True))
+    out.append((PERF_CELLS, f"INSERT INTO {PERF_CELLS} SELECT day, {', '.join(perf_names)}, metric, bucket, count(*) "
+                            f"FROM ({unpivot}) p GROUP BY {numbers(3 + len(perf_names))}"))
+    for cube in DETAIL_CUBES:
         keys = _key_columns(cube)
-        dims = [d.name for d in cube.dims]
-        if cube.grain == "hour":
-            select = f"SELECT hour, {', '.join(dims)}, {GATEWAY_BATCH}, {', '.join(MEASURE_NAMES)} " \
-                     f"FROM {DETAIL_CELLS}{where}"
+        dims = [d.name for d in cube.dims] + (["metric", "bucket"] if cube.perf else [])
+        measures = ("requests",) if cube.perf else MEASURE_NAMES
+        source = PERF_CELLS if cube.perf else DETAIL_CELLS
+        finest = "day" if cube.perf else "hour"  # the grain of the cube's cells
+        if cube.grain == finest:
+            select = f"SELECT {finest}, {', '.join(dims)}, {GATEWAY_BATCH}, {', '.join(measures)} " \
+                     f"FROM {source}{where}"
         else:
-            select = (f"SELECT {_FROM_HOUR_SQL[(kind, cube.grain)]}, {', '.join(dims)}, {GATEWAY_BATCH}, "
-                      f"{', '.join(f'sum({m})' for m in MEASURE_NAMES)} FROM {DETAIL_CELLS}{where} "
+            period = _MONTH_OF_DAY_SQL[kind] if cube.perf else _FROM_HOUR_SQL[(kind, cube.grain)]
+            assert not cube.perf or cube.grain == "month"
+            select = (f"SELECT {period}, {', '.join(dims)}, {GATEWAY_BATCH}, "
+                      f"{', '.join(f'sum({m})' for m in measures)} FROM {source}{where} "
                       f"GROUP BY {numbers(1 + len(dims))}")
-        updates = ", ".join(_sum_updates(cube.table, MEASURE_NAMES))
+        updates = ", ".join(_sum_updates(cube.table, measures))
         name = cube.table.name
-        out.append((name, f"INSERT INTO {name} ({', '.join((*keys, *MEASURE_NAMES))}) {select} "
+        out.append((name, f"INSERT INTO {name} ({', '.join((*keys, *measures))}) {select} "
                           f"ORDER BY {numbers(len(keys))} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"))
     return out

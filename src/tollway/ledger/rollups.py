@@ -117,9 +117,6 @@ def _key_first(name: str, grain: str) -> Table:
 
 
 usage_daily_key_model = _key_first("usage_daily_key_model", "day")
-# The same by week and month (m010_cheaper_cubes): a key's whole history by week is ~50 rows per model.
-usage_weekly_key_model = _key_first("usage_weekly_key_model", "week")
-usage_monthly_key_model = _key_first("usage_monthly_key_model", "month")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +136,8 @@ CUBES = (
     Cube(usage_daily_key, "day", ("key_id",)),
     Cube(usage_daily_app, "day", ("app",)),
     Cube(usage_daily_key_model, "day", ("key_id", "model", "provider", "app")),
-    Cube(usage_weekly_key_model, "week", ("key_id", "model", "provider", "app")),
-    Cube(usage_monthly_key_model, "month", ("key_id", "model", "provider", "app")),
 )
-KEY_FIRST = {c.grain: c for c in CUBES if c.dims[:1] == ("key_id",)}
+KEY_FIRST = next(c for c in CUBES if c.table is usage_daily_key_model)
 
 
 usage_daily_request_hist = Table(
@@ -186,7 +181,7 @@ ROLLUP_TABLES = (*(c.table for c in CUBES), usage_daily_request_hist, usage_sess
 def m002_rollups(conn: Connection) -> None:
     """Migration ``m002_rollups``: create the rollup and import tables (as they were then)."""
     for table in (*ROLLUP_TABLES, import_batches):
-        if table not in (usage_daily_key_model, usage_weekly_key_model, usage_monthly_key_model):  # m009, m010
+        if table is not usage_daily_key_model:  # m009_fast_cubes
             table.create(conn, checkfirst=True)
 
 
@@ -203,21 +198,6 @@ def m009_fast_cubes(conn: Connection) -> None:
     conn.exec_driver_sql(
         f"INSERT INTO usage_daily_key_model (key_id, day, model, provider, app, batch_id, {', '.join(MEASURES)}) "
         f"SELECT key_id, {day}, model, provider, app, batch_id, {sums} FROM usage_hourly GROUP BY 1, 2, 3, 4, 5, 6")
-
-
-def key_first_by_period(conn: Connection) -> None:
-    """Part of migration ``m010_cheaper_cubes``: the weekly and monthly key-first cubes, summed
-    from the daily one."""
-    pg = conn.dialect.name == "postgresql"
-    period = {"week": "date_trunc('week', day)::date" if pg else "date(day, 'weekday 0', '-6 days')",
-              "month": "date_trunc('month', day)::date" if pg else "substr(day, 1, 7) || '-01'"}
-    sums = ", ".join(f"sum({m})" for m in MEASURES)
-    for grain, table in (("week", usage_weekly_key_model), ("month", usage_monthly_key_model)):
-        table.create(conn, checkfirst=True)
-        conn.exec_driver_sql(
-            f"INSERT INTO {table.name} (key_id, {grain}, model, provider, app, batch_id, {', '.join(MEASURES)}) "
-            f"SELECT key_id, {period[grain]}, model, provider, app, batch_id, {sums} FROM usage_daily_key_model "
-            "GROUP BY 1, 2, 3, 4, 5, 6")
 
 
 class RollupDelta:
