@@ -530,3 +530,21 @@ def test_hourly_percentiles_read_at_most_three_hours(env: Env) -> None:
                           json={**body, "dimensions": dims, "time_range": RANGE},
                           headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
         assert resp.status_code == 400 and "time_range" in resp.json()["error"]["message"]
+
+
+def test_rankings_by_week_over_partial_weeks_add_the_weekly_and_daily_cubes(env: Env) -> None:
+    """Whole weeks come from the weekly cube, the partial weeks at either end from the daily one."""
+    with ledger(env.database) as engine:
+        write(engine, [record(900_000 + i, datetime(2026, 2, 4, 10) + timedelta(days=i), US, key_id=env.bob_id,
+                              provider="anthropic", prompt_tokens=7, completion_tokens=1) for i in range(20)])
+    doc = env.get("/api/v1/datasets/rankings-daily", start_date="2026-02-04", end_date="2026-02-23",
+                  period="week").json()
+    got = {(r["date"], r["model_permaslug"]): int(r["total_tokens"]) for r in doc["data"]
+           if r["model_permaslug"] != "other"}
+    week = "date(created_at, 'weekday 0', '-6 days')" if env.database.startswith("sqlite") else \
+        "CAST(date_trunc('week', created_at) AS date)"
+    expected = env.sql(f"SELECT {week}, model, sum(prompt_tokens + completion_tokens) FROM generations "
+                       "WHERE created_at >= :a AND created_at < :b GROUP BY 1, 2",
+                       a=datetime(2026, 2, 4), b=datetime(2026, 2, 24))
+    assert got == {(str(w)[:10], m): int(t) for w, m, t in expected}
+    assert {d for d, _ in got} == {"2026-02-02", "2026-02-09", "2026-02-16", "2026-02-23"}

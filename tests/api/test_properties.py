@@ -201,7 +201,7 @@ READS = ["/api/v1/analytics/rankings", "/api/v1/analytics/cost", "/api/v1/analyt
          "/api/v1/models", "/v1/models", "/health", "/metrics", "/openapi.json", "/api/v1/analytics/meta",
          "/api/v1/activity", "/api/v1/datasets/rankings-daily", "/api/v1/datasets/app-rankings",
          "/api/v1/datasets/session-cost", "/api/v1/console/activity", "/api/v1/console/generations",
-         "/api/v1/console/tasks", "/api/v1/console/providers"]
+         "/api/v1/console/tasks", "/api/v1/console/providers", "/api/v1/console/rankings"]
 
 
 @FUZZ

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, union_all
 
 from tollway.analytics import periods
 from tollway.analytics.query import Viewer
@@ -32,7 +32,15 @@ from tollway.ledger import schema
 from tollway.ledger.apps import CATEGORIES, CATEGORY_GROUPS, app_categories, app_titles, known_agent_categories
 from tollway.ledger.definitions import CONTEXT_BUCKETS, CONTEXT_TOP
 from tollway.ledger.detail import usage_daily_detail, usage_daily_model_detail, usage_daily_session_model
-from tollway.ledger.rollups import GATEWAY_BATCH, MEASURES, day_of, usage_daily_app, usage_daily_key_model
+from tollway.ledger.rollups import (
+    CUBES,
+    GATEWAY_BATCH,
+    MEASURES,
+    Cube,
+    day_of,
+    usage_daily_app,
+    usage_daily_key_model,
+)
 
 DATASET_FLOOR = date(2025, 1, 1)
 TOP_MODELS = 50
@@ -165,17 +173,24 @@ def _top_models(conn: Connection, p: RankingsParams, viewer: Viewer) -> list[dic
     included, a non-admin key's own traffic only), so only the kept rows come back."""
     query = RankingQuery(by="model", period=p.period, start=p.start, end=p.end,
                          key_id=None if viewer.is_admin else viewer.key_id or "")
-    cube = choose_cube(query)
-    t = cube.table
-    at = t.c[cube.grain]
-    assert cube.grain != "hour"  # no app filter here: a daily, weekly or monthly cube
-    bucket = at if cube.grain == p.period else periods.bucket_expr(conn.dialect.name, at, p.period, is_date=True)
-    tokens = func.sum(t.c.prompt_tokens + t.c.completion_tokens)
-    inner = select(bucket.label("period"), t.c.model.label("model"), tokens.label("tokens")) \
-        .where(at >= p.start, at <= p.end).group_by(bucket, t.c.model)
-    if query.key_id is not None:
-        inner = inner.where(t.c.key_id == query.key_id)
-    sub = inner.subquery("sums")
+    parts = []
+    for cube, lo, hi in _rank_segments(query):
+        t = cube.table
+        at = t.c[cube.grain]
+        assert cube.grain != "hour"  # no app filter here: a daily, weekly or monthly cube
+        bucket = at if cube.grain == p.period else periods.bucket_expr(conn.dialect.name, at, p.period, is_date=True)
+        tokens = func.sum(t.c.prompt_tokens + t.c.completion_tokens)
+        part = select(bucket.label("period"), t.c.model.label("model"), tokens.label("tokens")) \
+            .where(at >= lo, at <= hi).group_by(bucket, t.c.model)
+        if query.key_id is not None:
+            part = part.where(t.c.key_id == query.key_id)
+        parts.append(part)
+    if len(parts) == 1:
+        sub = parts[0].subquery("sums")
+    else:
+        both = union_all(*parts).subquery("parts")
+        sub = select(both.c.period, both.c.model, func.sum(both.c.tokens).label("tokens")) \
+            .group_by(both.c.period, both.c.model).subquery("sums")
     ranked = select(sub.c.period, sub.c.model, sub.c.tokens,
                     func.row_number().over(partition_by=sub.c.period,
                                            order_by=(sub.c.tokens.desc(), sub.c.model)).label("rank"),
@@ -196,6 +211,28 @@ def _top_models(conn: Connection, p: RankingsParams, viewer: Viewer) -> list[dic
         day = date.fromisoformat(row["date"])
         if i + 1 == len(rows) or rows[i + 1]["date"] != row["date"]:
             out.append({"date": row["date"], "model_permaslug": OTHER, "total_tokens": str(totals[day] - kept[day])})
+    return out
+
+
+def _rank_segments(query: RankingQuery) -> list[tuple[Cube, date, date]]:
+    """The range as (cube, first day, last day): weeks or months wholly inside it from their
+    own cube (a year of weeks is ~50 rows per model, not ~365), the days at either end by day."""
+    cube = choose_cube(query)
+    start, end = query.start, query.end
+    assert start is not None and end is not None
+    if cube.grain != "day" or query.period not in ("week", "month") or query.key_id is not None:
+        return [(cube, start, end)]
+    first = periods.floor(start, query.period)
+    if first < start:
+        first = periods.floor(first + timedelta(days=31 if query.period == "month" else 7), query.period)
+    after = periods.floor(end + timedelta(days=1), query.period)  # the period after the last whole one
+    if first >= after:
+        return [(cube, start, end)]
+    whole = next(c for c in CUBES if c.grain == query.period and c.dims == ("model", "provider"))
+    out = [(cube, start, first - timedelta(days=1))] if start < first else []
+    out.append((whole, first, after - timedelta(days=1)))
+    if after <= end:
+        out.append((cube, after, end))
     return out
 
 
@@ -300,11 +337,14 @@ def session_cost(conn: Connection, p: SessionCostParams, viewer: Viewer) -> dict
     if p.model is not None:
         stmt = stmt.where(t.c.model == p.model)
     titles = app_titles(conn)
+    slugs: dict[str, str] = {}  # a month of tasks repeats each app thousands of times
     cells: dict[tuple[str, str, str], list[int]] = defaultdict(list)
     for app_value, model, _session, turns, cost in conn.execute(stmt).all():
         if not app_value:
             continue
-        slug = app_slug(titles.get(app_value, app_value))
+        slug = slugs.get(app_value)
+        if slug is None:
+            slug = slugs[app_value] = app_slug(titles.get(app_value, app_value))
         if p.app is not None and slug != p.app:
             continue
         rng = turn_range(int(turns))
@@ -312,8 +352,8 @@ def session_cost(conn: Connection, p: SessionCostParams, viewer: Viewer) -> dict
             continue
         cells[(app_value, model, rng)].append(int(cost or 0))
     order = {name: i for i, (name, _, _) in enumerate(TURN_RANGES)}
-    keys = sorted(cells, key=lambda k: (app_slug(titles.get(k[0], k[0])), k[1], order[k[2]]))
-    rows = [{"app_slug": app_slug(titles.get(a, a)), "app_name": titles.get(a, a), "turn_range": rng,
+    keys = sorted(cells, key=lambda k: (slugs[k[0]], k[1], order[k[2]]))
+    rows = [{"app_slug": slugs[a], "app_name": titles.get(a, a), "turn_range": rng,
              "model_permaslug": model, "median_session_cost_usd": statistics.median(cells[(a, model, rng)]) / 1e9}
             for a, model, rng in keys[p.offset:p.offset + p.limit]]
     return {"data": rows, "meta": {"as_of": p.now.strftime("%Y-%m-%dT%H:%M:%S.000Z"), "version": "v1",

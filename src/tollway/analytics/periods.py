@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Date, cast, func, literal_column
+from sqlalchemy import Date, DateTime, cast, func, literal_column
 from sqlalchemy.sql.elements import ColumnElement
 
 PERIODS = ("day", "week", "month", "total")
@@ -42,7 +42,9 @@ def bucket_expr(dialect: str, column: Any, period: str, *, is_date: bool) -> Col
     if dialect == "postgresql":
         if period == "day":
             return column if is_date else cast(column, Date)
-        return cast(func.date_trunc(period, column), Date)
+        # A date truncates as a timestamp, not (PostgreSQL's implicit cast) a timestamptz: no
+        # time-zone arithmetic per row, and no dependence on the session's TimeZone.
+        return cast(func.date_trunc(period, cast(column, DateTime) if is_date else column), Date)
     name = f"{column.table.name}.{column.name}"
     if period == "day":
         return literal_column(f"date({name})")

@@ -210,6 +210,10 @@ def _console_paths() -> dict[str, Any]:
         "/api/v1/console/tasks": get("agent tasks (session ids) by size", [_FROM, _TO, key, _query(
             "top", "tasks to return", {"type": "integer", "minimum": 1, "maximum": 500})]),
         "/api/v1/console/providers": get("circuit state, uptime, latency and throughput per endpoint", []),
+        "/api/v1/console/rankings": get("the Rankings page's reports in one answer (public with "
+                                        "console.public_rankings)", [
+            _query("period", "bucket size", {"enum": ["day", "week", "month"]}), _FROM, _TO, key,
+            _query("top", "models per period", {"type": "integer", "minimum": 1, "maximum": 100})]),
     }
 
 
