@@ -6,11 +6,12 @@
 * ``app-rankings``: apps by tokens in the window (popular) or by excess over the mean of
   the three equal windows before it (trending), from ``usage_daily_app``.
 * ``session-cost``: median cost per session by harness (app), model and turn range,
-  over the 30 days ending yesterday.
+  over the 30 days ending yesterday (the per-task cube ``usage_daily_session_model``).
 * ``activity``: the caller's per-day, per-model-endpoint usage over the last 30 days.
 
-A key other than the admin's sees only its own traffic: its queries read the cubes that
-have a key column (``usage_daily_detail``), filtered to it.
+A key other than the admin's sees only its own traffic: its queries read its slice of the
+key-first cube (``usage_daily_key_model``) or, for a context or category filter,
+``usage_daily_detail`` filtered to it.
 """
 
 from __future__ import annotations

@@ -1,16 +1,18 @@
 """``POST /api/v1/analytics/query`` answered from the analytics cubes (:mod:`tollway.ledger.detail`).
 
-A query's time range is cut into whole UTC days, read from the daily cubes, and the partial
-days at either end, read from the hourly cubes (so a range is exact to the hour).  Each
-segment is one ``GROUP BY`` over the columns the query's dimensions and filters derive
-from; the rows are then resolved (key -> name, app -> title, model -> author, ...), filtered,
-merged into the requested granularity and turned into metrics.  Percentiles come from the
-performance histograms (4 log buckets per doubling: a percentile is within about 12%).
+A query's time range is cut into whole UTC months and days, read from the monthly and daily
+cubes, and the partial days at either end, read from the hourly cubes (so sums are exact to
+the hour).  The segments are summed together in SQL (:mod:`tollway.analytics.cube_read`,
+which also orders and limits there when it can) over the columns the query's dimensions and
+filters derive from; the rows are then resolved (key -> name, app -> title, model ->
+author, ...), filtered, merged into the requested granularity and turned into metrics.
+Percentiles come from the daily and monthly histograms (4 log buckets per doubling: within
+about 12%), so a range's partial days count whole for them.
 
-Per-request dimensions (``generation_id``, ``external_user``, ``task``) and minute
-granularity read the ledger's rows instead, over the ``created_at`` index, for windows of
-at most three hours (:data:`~tollway.analytics.query_spec.RAW_WINDOW`); their metrics are
-computed with the same definitions and histograms.
+Per-request dimensions (``generation_id``, ``external_user``, ``task``), minute granularity
+and hourly percentiles read the ledger's rows instead, over the ``created_at`` index, for
+windows of at most three hours (:data:`~tollway.analytics.query_spec.RAW_WINDOW`); their
+metrics are computed with the same definitions.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The analytics cubes (migration ``m007_analytics``), declared once for the live and bulk paths.
+"""The analytics cubes (migrations ``m007_analytics``, ``m010_cheaper_cubes``), declared once for both paths.
 
 ``/api/v1/analytics/query`` splits traffic by more than the ranking cubes keep (the API
 used, the finish reason, the prompt-size bucket) and reports latency, throughput and
@@ -11,9 +11,12 @@ time-to-first-token percentiles.  Those come from these tables:
   queries read).
 * ``usage_monthly_model_detail`` / ``usage_monthly_perf``: the same by month, for the
   whole months of long ranges.
-* ``usage_hourly_perf`` / ``usage_daily_perf``: period x model x provider x
-  metric (``latency``, ``throughput``, ``ttft``) x log bucket (:func:`token_bucket`, 4
-  buckets per doubling), counting requests: percentiles known to within one bucket.
+* ``usage_daily_perf``: day x model x provider x metric (``latency``, ``throughput``,
+  ``ttft``) x log bucket (:func:`token_bucket`, 4 buckets per doubling), counting requests:
+  percentiles known to within one bucket.  (``m007``'s hourly one, a row per record and
+  metric, is dropped by ``m010_cheaper_cubes``.)
+* ``usage_daily_session_model`` (``m010_cheaper_cubes``): day x task (``session_id``) x app
+  x model x key, its requests and cost: session-cost's per-task sums.
 
 Their dimensions and measures are the :class:`~tollway.ledger.definitions.Expr` rows of
 :mod:`tollway.ledger.definitions`: the live writer's path (:class:`DetailDelta`) calls their
