@@ -46,6 +46,13 @@ STREAMS: dict[str, list[bytes]] = {
                                          b'"function":{"name":"f","arguments":""}}]}'),
         chunk(b'{"tool_calls":[{"index":0,"function":{"arguments":"{\\"x\\":1}"}}]}'),
         text(" after the call"), text(" and more"), chunk(b"{}", finish=b'"tool_calls"')],
+    "escapes orjson does not write, a newline": [
+        chunk(b'{"role":"assistant","content":"a"}'), text(" one"), chunk(b'{"content":"caf\\u00e9"}'),
+        text(" two"), chunk(b'{"content":"a\\/b"}'), text(" three"), text(" four"),
+        chunk(b'{"content":"x"}').replace(b"}]}", b"}]}\n: a comment"), text(" five"),
+        chunk(b"{}", finish=b'"stop"')],
+    "the last text finishes": [chunk(b'{"role":"assistant","content":"a"}'), *(text(w) for w in WORDS),
+                               chunk(b'{"content":" end"}', finish=b'"stop"')],
     "text with extra fields": [chunk(b'{"role":"assistant","content":"a"}'),
                                *(text(w) for w in WORDS[:3]),
                                chunk(b'{"content":"x","refusal":null}'), *(text(w) for w in WORDS[3:]),

@@ -652,12 +652,16 @@ def _completion_tokens_estimate(payload: dict[str, Any]) -> int:
     return total
 
 
-def validate_chat_body(body: dict[str, Any]) -> None:
-    """Reject what no provider would accept, naming the field and the fix (400)."""
+def validate_chat_body(body: dict[str, Any], *, built_messages: bool = False) -> None:
+    """Reject what no provider would accept, naming the field and the fix (400).
+
+    ``built_messages``: tollway built ``messages`` itself from a request it validated (the
+    Responses translation: every message an object with a string role), so the walk over a
+    long conversation is skipped; the other fields came from the client and are checked."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty list of {role, content} objects", code=400)
-    for i, message in enumerate(messages):
+    for i, message in enumerate(() if built_messages else messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise BadRequest(f"messages[{i}] must be an object with a string 'role' "
                              "(system, user, assistant or tool)", code=400)

@@ -353,6 +353,7 @@ def error_event(exc: TollwayError | str) -> bytes:
 # A text delta of the open text block: the block's index, the text as a JSON string.
 _TEXT_EVENT = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
                b'"delta":{"type":"text_delta","text":%b}}\n\n')
+_TEXT_HEAD, _TEXT_TAIL = _TEXT_EVENT.split(b"%b")
 
 
 class EventWriter:
@@ -380,10 +381,34 @@ class EventWriter:
         """One run of OpenAI SSE events (no usage chunk, no [DONE]) as Anthropic events.
 
         Once a plain text delta has shown how the upstream spells one, runs of them become
-        their events from the bytes (:class:`tollway.streaming.TextDeltaRuns`); only the
-        other events are parsed.
+        their events from the bytes (:meth:`tollway.streaming.TextDeltaRuns.take`: the whole
+        run at once); only the other events are parsed.
         """
         out: list[bytes] = [] if self.started else [self.start()]
+        at, size = 0, len(data)
+        while at < size:
+            if self.block == "text" and self.runs.starts(data, at):
+                taken = self.runs.take(data, at)
+                if taken is None:  # a doubt: event by event from here on
+                    self._events(data[at:] if at else data, out)
+                    break
+                at, texts, _ = taken
+                if b'""' in texts:
+                    texts = [raw for raw in texts if raw != b'""']  # "" says nothing
+                if texts:
+                    head = _TEXT_HEAD % self.index
+                    out.append(head + (_TEXT_TAIL + head).join(texts) + _TEXT_TAIL)
+                continue
+            cut = data.find(b"\n\n", at)
+            if cut < 0:
+                self._event(data[at:], out)
+                break
+            self._event(data[at:cut], out)
+            at = cut + 2
+        return b"".join(out)
+
+    def _events(self, data: bytes, out: list[bytes]) -> None:
+        """``data``'s events one by one (runs of learnt-spelling deltas still from bytes)."""
         events = data.split(b"\n\n")
         at, count = 0, len(events)
         while at < count:
@@ -403,7 +428,6 @@ class EventWriter:
                 continue
             self._event(events[at], out)
             at += 1
-        return b"".join(out)
 
     def _event(self, event: bytes, out: list[bytes]) -> None:
         if not event.startswith(b"data:"):

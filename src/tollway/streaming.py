@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import operator
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -161,17 +162,22 @@ class TextDeltaRuns:
     Translating a stream (to Anthropic's or to Responses events) means parsing every chunk;
     but nearly all of a stream is text deltas that differ only in their text.  Once one has
     been parsed (:meth:`learn`: the bytes around its text), every later chunk spelt the same
-    way is recognised by its first and last bytes (:meth:`run`), and the writer turns the
-    run into its events with a byte template, after one JSON validation of all the texts
-    together (:func:`valid_texts`).  A chunk spelt any other way (another ``created``, more
-    fields) ends the run: it goes the writer's parsing path.
+    way is recognised by the bytes around its text, and the writer turns the run into its
+    events with a byte template, after one JSON validation of all the texts together.  A
+    chunk spelt any other way (another ``created``, more fields) ends the run: it goes the
+    writer's parsing path.
+
+    :meth:`take` finds a run in a read buffer in a few passes of C code (one split, one
+    parse and one serialisation of all its texts), nothing per chunk in Python;
+    :meth:`run` does the same one event at a time, for a buffer :meth:`take` declines.
     """
 
-    __slots__ = ("prefix", "suffix")
+    __slots__ = ("_close", "prefix", "suffix")
 
     def __init__(self) -> None:
         self.prefix: bytes | None = None
         self.suffix = b""
+        self._close = b""  # a learnt delta's end, event terminator included
 
     def learn(self, event: bytes, start: int, end: int) -> None:
         """``event[start:end]`` is the text of a plain text delta (see :func:`plain_text_delta`):
@@ -179,10 +185,55 @@ class TextDeltaRuns:
         again, so an upstream whose chunks change spelling (a new ``created`` every second)
         is followed."""
         self.prefix, self.suffix = event[:start], event[end:]
+        self._close = self.suffix + b"\n\n"
+
+    def starts(self, data: bytes, at: int) -> bool:
+        """Whether the event at offset ``at`` of ``data`` begins as a learnt delta does."""
+        return self.prefix is not None and data.startswith(self.prefix, at)
+
+    def take(self, data: bytes, at: int) -> tuple[int, list[bytes], list[str]] | None:
+        """The run of learnt-spelling deltas starting at offset ``at`` of ``data`` (whole
+        ``\\n\\n``-terminated events; :meth:`starts` says one begins there): where it ends,
+        each delta's text as the JSON string it came as, and decoded.  None on any doubt (a
+        text that is not one JSON string spelt as orjson spells it): the caller then goes
+        event by event (:meth:`run`, the parsing path).
+
+        Exact without parsing each event: the events are cut at the learnt suffix +
+        ``\\n\\n`` (no JSON string holds a raw newline, so no text can hold it); the run is
+        the leading pieces that begin with the learnt prefix and hold no newline (a piece
+        that does spans events: the run ends before it); their texts must parse, as a list,
+        into exactly one string each and serialise back to the same bytes.
+        """
+        prefix = self.prefix
+        if prefix is None:
+            return None
+        pieces = (data[at:] if at else data).split(self._close)
+        del pieces[-1]  # what follows the last complete event
+        starts = list(map(bytes.startswith, pieces, itertools.repeat(prefix)))
+        if False in starts:
+            del pieces[starts.index(False):]
+        close = len(self._close)
+        end = at + sum(map(len, pieces)) + len(pieces) * close
+        if data.count(b"\n", at, end) != 2 * len(pieces):  # some piece spans events
+            broken = list(map(bytes.__contains__, pieces, itertools.repeat(b"\n")))
+            del pieces[broken.index(True) if True in broken else 0:]
+            end = at + sum(map(len, pieces)) + len(pieces) * close
+        if not pieces:
+            return None
+        texts = list(map(operator.itemgetter(slice(len(prefix), None)), pieces))
+        joined = b"[" + b",".join(texts) + b"]"
+        try:
+            decoded = orjson.loads(joined)
+        except orjson.JSONDecodeError:
+            return None
+        if type(decoded) is not list or len(decoded) != len(texts) or set(map(type, decoded)) != {str} \
+                or orjson.dumps(decoded) != joined:
+            return None
+        return end, texts, decoded
 
     def run(self, events: list[bytes], start: int) -> tuple[int, list[bytes]]:
-        """The run of learnt-spelling deltas from ``events[start]``: where it ends, and the raw
-        JSON string of each delta's text."""
+        """The run of learnt-spelling deltas from ``events[start]`` (events split apart, no
+        terminators): where it ends, and the raw JSON string of each delta's text."""
         prefix, suffix = self.prefix, self.suffix
         texts: list[bytes] = []
         if prefix is None:

@@ -15,6 +15,8 @@ Two ways in:
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -124,12 +126,18 @@ class AnthropicAdapter:
         uncounted = state.uncounted
         async for blocks in self._blocks(target, request, ctx, state, query):
             out: list[bytes] = []
-            for block in blocks:
-                if block.startswith(_UNPARSED):
-                    if block.startswith(b"event: content_block_delta"):
-                        uncounted.append(block)
-                    out.append(block)
-                    continue
+            # Content events pass in runs (found in C: one startswith per block); only the
+            # others are looked at one by one.  Every content event joins ``uncounted``
+            # (those that are no delta count 0 there).
+            unparsed = list(map(bytes.startswith, blocks, itertools.repeat(_UNPARSED)))
+            after = 0  # the first block not yet relayed
+            for at in itertools.compress(range(len(blocks)), map(operator.not_, unparsed)):
+                if at > after:
+                    run = blocks[after:at]
+                    out += run
+                    uncounted += run
+                after = at + 1
+                block = blocks[at]
                 event = parse_block(block)
                 if event is None:
                     continue
@@ -157,6 +165,10 @@ class AnthropicAdapter:
                 elif event.name == "error":
                     raise _stream_error(event, target.provider.name, bool(state.relayed) or bool(out))
                 out.append(block)
+            if after < len(blocks):
+                run = blocks[after:] if after else blocks
+                out += run
+                uncounted += run
             if out:
                 out.append(b"")  # the last block's terminator
                 state.relayed.append(b"")  # marks "bytes reached the client"; text counted above
@@ -250,7 +262,8 @@ def _delta_bytes(obj: dict[str, Any]) -> int:
 
 
 def _deltas_bytes(blocks: list[bytes]) -> int:
-    """UTF-8 bytes of the generated text in raw content_block_delta event blocks."""
+    """UTF-8 bytes of the generated text in raw content_block_delta event blocks (other
+    events in ``blocks``, having no ``delta``, count 0)."""
     total = 0
     for block in blocks:
         event = parse_block(block)

@@ -68,7 +68,7 @@ async def parse_request(gateway: Gateway, principal: Principal, body: dict[str, 
 async def create_response(gateway: Gateway, principal: Principal, request: ResponsesRequest,
                           meta: RequestMeta) -> ResponsesOutcome:
     """Route, call, meter and (``store``) keep one response; a stream is returned unstarted."""
-    validate_chat_body(request.chat)
+    validate_chat_body(request.chat, built_messages=True)
     prompt_cache_key = request.body.get("prompt_cache_key")
     if meta.session_id is None and isinstance(prompt_cache_key, str) and prompt_cache_key:
         meta.session_id = prompt_cache_key
