@@ -145,3 +145,25 @@ def test_only_a_plain_text_delta_is_learnt() -> None:
     runs.learn(event, *span)
     later = [text(" c").rstrip(b"\n"), text(' "d" \\ e').rstrip(b"\n"), text(" f", created=2).rstrip(b"\n")]
     assert runs.run(later, 0) == (2, [b'" c"', b'" \\"d\\" \\\\ e"'])
+
+
+def test_a_buffer_s_run_is_taken_whole_and_ends_before_any_other_event() -> None:
+    runs = TextDeltaRuns()
+    event = text(" a").rstrip(b"\n")
+    span = plain_text_delta(event)
+    assert span is not None
+    runs.learn(event, *span)
+    run = [text(" b"), text(' "c" \\ d'), text("")]
+    after = [chunk(b'{"content":"x"}', finish=b'"stop"'), text(" e")]
+    data = b"".join(run + after)
+    assert runs.starts(data, 0)
+    assert runs.take(data, 0) == (len(b"".join(run)), [b'" b"', b'" \\"c\\" \\\\ d"', b'""'], [" b", ' "c" \\ d', ""])
+    # From an offset, and up to a block that is not a learnt delta (a comment line inside it).
+    inner = chunk(b'{"content":"y"}').replace(b"}]}", b"}]}\n: note")
+    data = b": ping\n\n" + run[0] + inner + run[1]
+    assert runs.take(data, 8) == (8 + len(run[0]), [b'" b"'], [" b"])
+    # Texts not spelt as orjson spells them (an escape it does not write): declined, the caller parses.
+    assert runs.take(b"".join([text(" b"), chunk(b'{"content":"caf\\u00e9"}')]), 0) is None
+    # A text delta that finishes begins like the learnt ones but is not one of them.
+    assert runs.starts(after[0], 0) and runs.take(after[0], 0) is None
+    assert TextDeltaRuns().take(data, 0) is None
