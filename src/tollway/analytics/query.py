@@ -35,6 +35,7 @@ from tollway.ledger.apps import app_categories, app_titles, known_agent_categori
 from tollway.ledger.definitions import (
     DETAIL_DIMS,
     DETAIL_MEASURES,
+    HIST_BUCKETS,
     MEASURE_NAMES,
     MODEL_DIMS,
     PERF_DIMS,
@@ -45,10 +46,10 @@ from tollway.ledger.definitions import (
 from tollway.ledger.detail import (
     usage_daily_detail,
     usage_daily_model_detail,
-    usage_daily_perf,
+    usage_daily_hist,
     usage_hourly_detail,
+    usage_monthly_hist,
     usage_monthly_model_detail,
-    usage_monthly_perf,
 )
 from tollway.ledger.records import COLUMNS, GenerationRecord
 from tollway.ledger.rollups import KEY_FIRST, usage_daily_app, usage_daily_key
@@ -126,7 +127,7 @@ def _passes(flt: Filter, values: tuple[str, ...]) -> bool:
 @dataclass(slots=True)
 class _Group:
     sums: list[int] = field(default_factory=lambda: [0] * len(MEASURE_NAMES))
-    hist: dict[tuple[str, int], int] = field(default_factory=dict)
+    hist: dict[str, list[int]] = field(default_factory=dict)  # metric -> a count per bucket
 
 
 def _as_datetime(value: Any) -> datetime:
@@ -228,15 +229,19 @@ class Answer:
             group = self.groups[key] = _Group()
         group.sums = [a + b for a, b in zip(group.sums, sums, strict=True)]
 
-    def add_hist(self, at: Any, raw: Mapping[str, str], metric: str, bucket: int, count: int) -> None:
+    def add_hist(self, at: Any, raw: Mapping[str, str], metric: str, counts: Iterable[Any]) -> None:
+        """A wide histogram row: ``counts`` per bucket (:data:`HIST_COLUMNS` order)."""
         key = self._key(at, raw)
         if key is None:
             return
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = _Group()
-        hk = (metric, int(bucket))
-        group.hist[hk] = group.hist.get(hk, 0) + int(count)
+        hist = group.hist.get(metric)
+        if hist is None:
+            group.hist[metric] = [int(n or 0) for n in counts]
+        else:
+            group.hist[metric] = [a + int(n or 0) for a, n in zip(hist, counts, strict=True)]
 
     def rows(self) -> tuple[list[dict[str, Any]], bool]:
         """The result rows, ordered and limited; and whether the limit cut some off."""
@@ -276,15 +281,17 @@ class Answer:
         return out[:q.limit], len(out) > q.limit
 
 
-def _percentile(hist: Mapping[tuple[str, int], int], metric: str, quantile: float) -> float | None:
-    counts = sorted((bucket, n) for (m, bucket), n in hist.items() if m == metric)
-    total = sum(n for _, n in counts)
-    if total == 0:
+def _percentile(hist: Mapping[str, list[int]], metric: str, quantile: float) -> float | None:
+    counts = hist.get(metric)
+    total = sum(counts) if counts else 0
+    if not counts or total == 0:
         return None
     rank = quantile * total
     seen = 0
-    chosen = counts[-1][0]
-    for bucket, n in counts:
+    chosen = max(i for i, n in enumerate(counts) if n)
+    for bucket, n in enumerate(counts):
+        if not n:
+            continue
         seen += n
         if seen >= rank:
             chosen = bucket
@@ -386,7 +393,7 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
                 sums_tables["day"] = table
         if one_key and set(answer.sources) <= _KEY_MODEL_COLUMNS and sums_tables["day"] is not usage_daily_key:
             sums_tables["day"] = KEY_FIRST.table
-    hist_tables = {"day": usage_daily_perf, "month": usage_monthly_perf}
+    hist_tables = {"day": usage_daily_hist, "month": usage_monthly_hist}
     measures = cube_read.measures_for(query.metrics)
     # Every group is one SQL row, and SQL can order them as the answer does: limit in SQL.
     in_sql = exact and not wants_hist and query.group_limit is None and \
@@ -438,7 +445,7 @@ def _add_rows(conn: Connection, stmt: Any, answer: Answer, timed: bool, measures
         at = row[0] if timed else None
         raw = dict(zip(sources, row[offset:offset + n], strict=True))
         if perf:
-            answer.add_hist(at, raw, row[offset + n], row[offset + n + 1], row[offset + n + 2])
+            answer.add_hist(at, raw, row[offset + n], row[offset + n + 1:])
         else:
             sums = [0] * len(MEASURE_NAMES)
             for i, value in zip(index, row[offset + n:], strict=True):
@@ -477,4 +484,6 @@ def _from_ledger(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer
             buckets = perf_buckets(record.status, record.latency_ms, record.ttft_ms, record.completion_tokens)
             for metric, bucket in zip(PERF_METRICS, buckets, strict=True):
                 if bucket is not None:
-                    answer.add_hist(record.created_at, raw, metric, bucket, 1)
+                    counts = [0] * HIST_BUCKETS
+                    counts[bucket] = 1
+                    answer.add_hist(record.created_at, raw, metric, counts)
