@@ -8,7 +8,7 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, inspect, insert, select, text
+from sqlalchemy import Engine, insert, inspect, select, text
 
 from tests.analytics.helpers import db_url, ledger, record, write
 from tollway.ledger.db import migrate
@@ -78,7 +78,7 @@ def _narrow_histograms(records: list[Any]) -> dict[Any, list[dict[str, Any]]]:
                 key = (period, *dims, metric, token_bucket(value))
                 out[table][key] = out[table].get(key, 0) + 1
     names = ("day", *(d.name for d in PERF_DIMS), "metric", "bucket")
-    return {table: [{**dict(zip(("month" if table is usage_monthly_perf else "day",) + names[1:], key,
+    return {table: [{**dict(zip(("month" if table is usage_monthly_perf else "day", *names[1:]), key,
                                 strict=True)), "batch_id": GATEWAY_BATCH, "requests": n}
                     for key, n in cells.items()] for table, cells in out.items()}
 

@@ -45,8 +45,8 @@ from tollway.ledger.definitions import (
 )
 from tollway.ledger.detail import (
     usage_daily_detail,
-    usage_daily_model_detail,
     usage_daily_hist,
+    usage_daily_model_detail,
     usage_hourly_detail,
     usage_monthly_hist,
     usage_monthly_model_detail,
