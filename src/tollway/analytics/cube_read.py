@@ -44,6 +44,7 @@ class Segment:
     grain: str  # hour | day | month: the table's time column
     lo: datetime
     hi: datetime
+    sign: int = 1  # -1: rows taken away (a histogram month's days outside the range)
 
 
 def pushed_filters(query: AnalyticsQuery, key_names: Mapping[str, str], titles: Mapping[str, str],
@@ -93,8 +94,10 @@ def segment_select(dialect: str, seg: Segment, sources: list[str], granularity: 
     cols = [table.c[c].label(c) for c in sources]
     if perf:
         tail: list[ColumnElement[Any]] = [table.c.metric.label("metric")]
-        values = [cast(func.sum(table.c[b]), BigInteger).label(b) for b in HIST_COLUMNS]
+        values = [cast(func.sum(table.c[b]) * seg.sign if seg.sign != 1 else func.sum(table.c[b]), BigInteger)
+                  .label(b) for b in HIST_COLUMNS]
     else:
+        assert seg.sign == 1
         tail = []
         # A ranking cube has only the ledger's sums (the others read 0).
         values = [(cast(func.sum(table.c[m]), BigInteger) if m in table.c else literal(0)).label(m) for m in measures]
