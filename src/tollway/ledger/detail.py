@@ -275,6 +275,7 @@ _FROM_HOUR_SQL = {("sqlite", "day"): "substr(hour, 1, 10)", ("postgresql", "day"
                   ("postgresql", "month"): "date_trunc('month', hour)::date"}
 DETAIL_CELLS = "tollway_stage_detail"
 PERF_CELLS = "tollway_stage_perf"
+HIST_CELLS = "tollway_stage_hist"
 
 
 def hist_pivot(bucket: str, count: str) -> str:
@@ -292,8 +293,10 @@ def ensure_detail_stage(conn: Connection) -> None:
     dims = ", ".join(f"{d.name} {text}" for d in DETAIL_DIMS)
     measures = ", ".join(f"{m} bigint" for m in MEASURE_NAMES)
     perf_dims = ", ".join(f"{d.name} {text}" for d in PERF_DIMS)
+    counts = ", ".join(f"{b} bigint" for b in HIST_COLUMNS)
     tables = {DETAIL_CELLS: f"hour timestamp, {dims}, {measures}",
-              PERF_CELLS: f"day date, {perf_dims}, metric {text}, bucket smallint, requests bigint"}
+              PERF_CELLS: f"day date, {perf_dims}, metric {text}, bucket smallint, requests bigint",
+              HIST_CELLS: f"day date, {perf_dims}, metric {text}, {counts}"}
     for name, columns in tables.items():
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DELETE ROWS")
@@ -306,8 +309,9 @@ def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
     """The bulk path's sums, generated from the same :class:`Expr` rows as :class:`DetailDelta`.
 
     The staged batch is summed once into its hourly cells and once into its daily histogram
-    cells (buckets computed in Python while staging: :func:`perf_buckets`); the hourly sums
-    cube and the daily histograms take their cells as they are, the other cubes re-sum them.
+    cells (buckets computed in Python while staging: :func:`perf_buckets`), those pivoted once
+    into wide daily cells (:func:`hist_pivot`); the hourly sums cube and the daily histograms
+    take their cells as they are, the other cubes re-sum them.
     (No hourly histogram by model and provider is kept: it had a row per record and metric.)
     """
     pg = dialect == "postgresql"
@@ -332,21 +336,23 @@ def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
                                  for m, col in zip(PERF_METRICS, PERF_STAGE_COLUMNS, strict=True))
     out.append((PERF_CELLS, f"INSERT INTO {PERF_CELLS} SELECT day, {', '.join(perf_names)}, metric, bucket, count(*) "
                             f"FROM ({unpivot}) p GROUP BY {numbers(3 + len(perf_names))}"))
+    # Pivoted once into wide daily cells (a row per day, model, provider and metric), which the
+    # daily histograms take as they are and the monthly ones re-sum.
+    out.append((HIST_CELLS, f"INSERT INTO {HIST_CELLS} SELECT day, {', '.join(perf_names)}, metric, "
+                            f"{hist_pivot('bucket', 'requests')} FROM {PERF_CELLS} "
+                            f"GROUP BY {numbers(2 + len(perf_names))}"))
     for cube in DETAIL_CUBES:
         keys = _key_columns(cube)
         dims = [d.name for d in cube.dims] + (["metric"] if cube.perf else [])
         measures = HIST_COLUMNS if cube.perf else MEASURE_NAMES
-        source = PERF_CELLS if cube.perf else DETAIL_CELLS
+        source = HIST_CELLS if cube.perf else DETAIL_CELLS
         finest = "day" if cube.perf else "hour"  # the grain of the cube's cells
-        if cube.perf:  # the narrow cells (a row per bucket) pivoted into the wide row
-            period = "day" if cube.grain == finest else _MONTH_OF_DAY_SQL[kind]
-            select = (f"SELECT {period}, {', '.join(dims)}, {GATEWAY_BATCH}, {hist_pivot('bucket', 'requests')} "
-                      f"FROM {source}{where} GROUP BY {numbers(1 + len(dims))}")
-        elif cube.grain == finest:
+        if cube.grain == finest:
             select = f"SELECT {finest}, {', '.join(dims)}, {GATEWAY_BATCH}, {', '.join(measures)} " \
                      f"FROM {source}{where}"
         else:
-            period = _FROM_HOUR_SQL[(kind, cube.grain)]
+            period = _MONTH_OF_DAY_SQL[kind] if cube.perf else _FROM_HOUR_SQL[(kind, cube.grain)]
+            assert not cube.perf or cube.grain == "month"
             select = (f"SELECT {period}, {', '.join(dims)}, {GATEWAY_BATCH}, "
                       f"{', '.join(f'sum({m})' for m in measures)} FROM {source}{where} "
                       f"GROUP BY {numbers(1 + len(dims))}")
