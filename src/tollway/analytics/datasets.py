@@ -205,20 +205,20 @@ def _top_models(conn: Connection, p: RankingsParams, viewer: Viewer) -> list[dic
                     func.sum(sub.c.tokens).over(partition_by=sub.c.period).label("total")) \
         .where(sub.c.tokens > 0).subquery("ranked")
     stmt = select(ranked).where(ranked.c.rank <= TOP_MODELS).order_by(ranked.c.period, ranked.c.rank)
-    rows: list[dict[str, Any]] = []
-    kept: dict[date, int] = {}
-    totals: dict[date, int] = {}
-    for period, model, total, _rank, everything in conn.execute(stmt).all():
-        day = day_of(period)
-        rows.append({"date": day.isoformat(), "model_permaslug": model, "total_tokens": str(int(total))})
-        kept[day] = kept.get(day, 0) + int(total)
-        totals[day] = int(everything)
     out: list[dict[str, Any]] = []
-    for i, row in enumerate(rows):
-        out.append(row)
-        day = date.fromisoformat(row["date"])
-        if i + 1 == len(rows) or rows[i + 1]["date"] != row["date"]:
-            out.append({"date": row["date"], "model_permaslug": OTHER, "total_tokens": str(totals[day] - kept[day])})
+    last: Any = None
+    iso = ""
+    kept = everything = 0
+    for period, model, total, _rank, whole in conn.execute(stmt).all():  # by period, then rank
+        if period != last:
+            if last is not None:
+                out.append({"date": iso, "model_permaslug": OTHER, "total_tokens": str(everything - kept)})
+            last, iso, kept = period, day_of(period).isoformat(), 0
+        out.append({"date": iso, "model_permaslug": model, "total_tokens": str(int(total))})
+        kept += int(total)
+        everything = int(whole)
+    if last is not None:
+        out.append({"date": iso, "model_permaslug": OTHER, "total_tokens": str(everything - kept)})
     return out
 
 
