@@ -29,7 +29,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from tollway.analytics import periods
 from tollway.analytics.query_spec import AnalyticsQuery
-from tollway.ledger.definitions import MEASURE_NAMES
+from tollway.ledger.definitions import HIST_COLUMNS, MEASURE_NAMES
 from tollway.ledger.rollups import CUBES, GATEWAY_BATCH
 
 # Dimensions whose group is the raw cube value itself (the others resolve several raw values
@@ -44,6 +44,7 @@ class Segment:
     grain: str  # hour | day | month: the table's time column
     lo: datetime
     hi: datetime
+    sign: int = 1  # -1: rows taken away (a histogram month's days outside the range)
 
 
 def pushed_filters(query: AnalyticsQuery, key_names: Mapping[str, str], titles: Mapping[str, str],
@@ -80,7 +81,8 @@ def segment_select(dialect: str, seg: Segment, sources: list[str], granularity: 
                    where_in: Mapping[str, frozenset[str]], key_id: str | None, *, perf: bool,
                    measures: tuple[str, ...]) -> Select[Any]:
     """One segment's grouped rows: ``at`` (the granularity's period), the source columns, then
-    ``metric, bucket, n`` (histograms) or the measures' sums, each labelled by name."""
+    ``metric`` and a count per bucket (histograms: :data:`HIST_COLUMNS`) or the measures' sums,
+    each labelled by name."""
     table = seg.table
     t = table.c[seg.grain]
     head: list[ColumnElement[Any]] = []
@@ -91,9 +93,11 @@ def segment_select(dialect: str, seg: Segment, sources: list[str], granularity: 
             head = [t.label("at")]
     cols = [table.c[c].label(c) for c in sources]
     if perf:
-        tail: list[ColumnElement[Any]] = [table.c.metric.label("metric"), table.c.bucket.label("bucket")]
-        values = [cast(func.sum(table.c.requests), BigInteger).label("n")]
+        tail: list[ColumnElement[Any]] = [table.c.metric.label("metric")]
+        values = [cast(func.sum(table.c[b]) * seg.sign if seg.sign != 1 else func.sum(table.c[b]), BigInteger)
+                  .label(b) for b in HIST_COLUMNS]
     else:
+        assert seg.sign == 1
         tail = []
         # A ranking cube has only the ledger's sums (the others read 0).
         values = [(cast(func.sum(table.c[m]), BigInteger) if m in table.c else literal(0)).label(m) for m in measures]
@@ -124,8 +128,8 @@ def combined(parts: list[Select[Any]], timed: bool, sources: list[str], *, perf:
     head = [sub.c.at] if timed else []
     cols = [sub.c[c] for c in sources]
     if perf:
-        tail = [sub.c.metric, sub.c.bucket]
-        values = [cast(func.sum(sub.c.n), BigInteger).label("n")]
+        tail = [sub.c.metric]
+        values = [cast(func.sum(sub.c[b]), BigInteger).label(b) for b in HIST_COLUMNS]
     else:
         tail = []
         values = [cast(func.sum(sub.c[m]), BigInteger).label(m) for m in measures]

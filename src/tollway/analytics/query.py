@@ -35,6 +35,7 @@ from tollway.ledger.apps import app_categories, app_titles, known_agent_categori
 from tollway.ledger.definitions import (
     DETAIL_DIMS,
     DETAIL_MEASURES,
+    HIST_BUCKETS,
     MEASURE_NAMES,
     MODEL_DIMS,
     PERF_DIMS,
@@ -44,11 +45,11 @@ from tollway.ledger.definitions import (
 )
 from tollway.ledger.detail import (
     usage_daily_detail,
+    usage_daily_hist,
     usage_daily_model_detail,
-    usage_daily_perf,
     usage_hourly_detail,
+    usage_monthly_hist,
     usage_monthly_model_detail,
-    usage_monthly_perf,
 )
 from tollway.ledger.records import COLUMNS, GenerationRecord
 from tollway.ledger.rollups import KEY_FIRST, usage_daily_app, usage_daily_key
@@ -126,7 +127,7 @@ def _passes(flt: Filter, values: tuple[str, ...]) -> bool:
 @dataclass(slots=True)
 class _Group:
     sums: list[int] = field(default_factory=lambda: [0] * len(MEASURE_NAMES))
-    hist: dict[tuple[str, int], int] = field(default_factory=dict)
+    hist: dict[str, list[int]] = field(default_factory=dict)  # metric -> a count per bucket
 
 
 def _as_datetime(value: Any) -> datetime:
@@ -228,15 +229,32 @@ class Answer:
             group = self.groups[key] = _Group()
         group.sums = [a + b for a, b in zip(group.sums, sums, strict=True)]
 
-    def add_hist(self, at: Any, raw: Mapping[str, str], metric: str, bucket: int, count: int) -> None:
+    def add_hist(self, at: Any, raw: Mapping[str, str], metric: str, counts: Iterable[Any]) -> None:
+        """A wide histogram row: ``counts`` per bucket (:data:`HIST_COLUMNS` order)."""
         key = self._key(at, raw)
         if key is None:
             return
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = _Group()
-        hk = (metric, int(bucket))
-        group.hist[hk] = group.hist.get(hk, 0) + int(count)
+        hist = group.hist.get(metric)
+        if hist is None:
+            group.hist[metric] = [int(n or 0) for n in counts]
+        else:
+            group.hist[metric] = [a + int(n or 0) for a, n in zip(hist, counts, strict=True)]
+
+    def add_request(self, at: Any, raw: Mapping[str, str], metric: str, bucket: int) -> None:
+        """One request's bucket (the per-request path)."""
+        key = self._key(at, raw)
+        if key is None:
+            return
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = _Group()
+        hist = group.hist.get(metric)
+        if hist is None:
+            hist = group.hist[metric] = [0] * HIST_BUCKETS
+        hist[bucket] += 1
 
     def rows(self) -> tuple[list[dict[str, Any]], bool]:
         """The result rows, ordered and limited; and whether the limit cut some off."""
@@ -276,15 +294,17 @@ class Answer:
         return out[:q.limit], len(out) > q.limit
 
 
-def _percentile(hist: Mapping[tuple[str, int], int], metric: str, quantile: float) -> float | None:
-    counts = sorted((bucket, n) for (m, bucket), n in hist.items() if m == metric)
-    total = sum(n for _, n in counts)
-    if total == 0:
+def _percentile(hist: Mapping[str, list[int]], metric: str, quantile: float) -> float | None:
+    counts = hist.get(metric)
+    total = sum(counts) if counts else 0
+    if not counts or total == 0:
         return None
     rank = quantile * total
     seen = 0
-    chosen = counts[-1][0]
-    for bucket, n in counts:
+    chosen = max(i for i, n in enumerate(counts) if n)
+    for bucket, n in enumerate(counts):
+        if not n:
+            continue
         seen += n
         if seen >= rank:
             chosen = bucket
@@ -386,7 +406,9 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
                 sums_tables["day"] = table
         if one_key and set(answer.sources) <= _KEY_MODEL_COLUMNS and sums_tables["day"] is not usage_daily_key:
             sums_tables["day"] = KEY_FIRST.table
-    hist_tables = {"day": usage_daily_perf, "month": usage_monthly_perf}
+    hist_tables = {"day": usage_daily_hist, "month": usage_monthly_hist}
+    # Only the histograms of the metrics asked for (a row per metric).
+    hist_where = {**where_in, "metric": frozenset(p[0] for m in query.metrics if (p := METRICS[m].percentile))}
     measures = cube_read.measures_for(query.metrics)
     # Every group is one SQL row, and SQL can order them as the answer does: limit in SQL.
     in_sql = exact and not wants_hist and query.group_limit is None and \
@@ -406,14 +428,38 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
             _add_rows(conn, stmt, answer, timed, measures, perf=False)
         if wants_hist:
             lo, hi = _whole_days(lo, hi)  # histograms are kept by day: a range's partial days whole
-            segments = [cube_read.Segment(hist_tables[grain], grain, a, b) for grain, a, b in
-                        _segments(lo, hi, hourly_only=hourly_only, monthly=monthly)]
-            parts = [cube_read.segment_select(dialect, seg, answer.sources, query.granularity, where_in, key_id,
+            segments = [cube_read.Segment(hist_tables[grain], grain, a, b, sign) for grain, a, b, sign in
+                        _hist_segments(_segments(lo, hi, hourly_only=hourly_only, monthly=monthly), monthly)]
+            parts = [cube_read.segment_select(dialect, seg, answer.sources, query.granularity, hist_where, key_id,
                                               perf=True, measures=()) for seg in segments]
             _add_rows(conn, cube_read.combined(parts, timed, answer.sources, perf=True, measures=()), answer, timed,
                       (), perf=True)
         if len(answer.groups) > query.limit:
             break  # time first: the later chunks' rows would all be cut
+
+
+def _hist_segments(segments: list[tuple[str, datetime, datetime]], monthly: bool
+                   ) -> list[tuple[str, datetime, datetime, int]]:
+    """Histogram segments, with signs: counts add up exactly, so a run of days that covers most
+    of one month is read as the month's row less the month's other days (a year's partial first
+    month is then a few days' rows rather than most of a month's)."""
+    out: list[tuple[str, datetime, datetime, int]] = []
+    for grain, lo, hi in segments:
+        if not monthly or grain != "day":
+            out.append((grain, lo, hi, 1))
+            continue
+        a = lo
+        while a < hi:  # the run of days, month by month
+            month = a.replace(day=1)
+            after = _next_month(month)
+            b = min(hi, after)
+            if (a - month) + (after - b) < b - a:
+                out.append(("month", month, after, 1))
+                out += [("day", x, y, -1) for x, y in ((month, a), (b, after)) if x < y]
+            else:
+                out.append(("day", a, b, 1))
+            a = b
+    return out
 
 
 def _whole_days(lo: datetime, hi: datetime) -> tuple[datetime, datetime]:
@@ -438,7 +484,8 @@ def _add_rows(conn: Connection, stmt: Any, answer: Answer, timed: bool, measures
         at = row[0] if timed else None
         raw = dict(zip(sources, row[offset:offset + n], strict=True))
         if perf:
-            answer.add_hist(at, raw, row[offset + n], row[offset + n + 1], row[offset + n + 2])
+            if any(row[offset + n + 1:]):  # a month less its days may leave a group nothing
+                answer.add_hist(at, raw, row[offset + n], row[offset + n + 1:])
         else:
             sums = [0] * len(MEASURE_NAMES)
             for i, value in zip(index, row[offset + n:], strict=True):
@@ -477,4 +524,4 @@ def _from_ledger(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer
             buckets = perf_buckets(record.status, record.latency_ms, record.ttft_ms, record.completion_tokens)
             for metric, bucket in zip(PERF_METRICS, buckets, strict=True):
                 if bucket is not None:
-                    answer.add_hist(record.created_at, raw, metric, bucket, 1)
+                    answer.add_request(record.created_at, raw, metric, bucket)

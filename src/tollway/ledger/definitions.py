@@ -133,10 +133,18 @@ def perf_values(status: str, latency_ms: int | None, ttft_ms: int | None, comple
 PERF_METRICS = ("latency", "throughput", "ttft")  # in perf_values order
 
 
+# A histogram row keeps one count column per bucket (``b0`` .. ``b95``: m011_wide_histograms).
+# Bucket 95 holds 29,360,128 .. 33,554,431 (ms, or tokens/s); anything larger is clamped into it.
+HIST_BUCKETS = 96
+HIST_COLUMNS = tuple(f"b{i}" for i in range(HIST_BUCKETS))
+
+
 def perf_buckets(status: str, latency_ms: int | None, ttft_ms: int | None, completion_tokens: int
                  ) -> tuple[int | None, int | None, int | None]:
-    """:func:`perf_values` as histogram buckets (:func:`token_bucket`): the bulk path stages these."""
-    return tuple(None if v is None else token_bucket(v)  # type: ignore[return-value]
+    """:func:`perf_values` as histogram buckets (:func:`token_bucket`, values above the last
+    bucket's range clamped into it: :data:`HIST_BUCKETS`): the bulk path stages these."""
+    top = HIST_BUCKETS - 1
+    return tuple(None if v is None else min(token_bucket(v), top)  # type: ignore[return-value]
                  for v in perf_values(status, latency_ms, ttft_ms, completion_tokens))
 
 

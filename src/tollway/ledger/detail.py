@@ -1,4 +1,5 @@
-"""The analytics cubes (migrations ``m007_analytics``, ``m010_cheaper_cubes``), declared once for both paths.
+"""The analytics cubes (migrations ``m007_analytics``, ``m010_cheaper_cubes``, ``m011_wide_histograms``),
+declared once for both paths.
 
 ``/api/v1/analytics/query`` splits traffic by more than the ranking cubes keep (the API
 used, the finish reason, the prompt-size bucket) and reports latency, throughput and
@@ -9,12 +10,16 @@ time-to-first-token percentiles.  Those come from these tables:
   token and cost sums plus fallbacks, cache hits and latency/TTFT sums for averages).
 * ``usage_daily_model_detail``: day x model x provider, the same sums (the cube most
   queries read).
-* ``usage_monthly_model_detail`` / ``usage_monthly_perf``: the same by month, for the
+* ``usage_monthly_model_detail`` / ``usage_monthly_hist``: the same by month, for the
   whole months of long ranges.
-* ``usage_daily_perf``: day x model x provider x metric (``latency``, ``throughput``,
-  ``ttft``) x log bucket (:func:`token_bucket`, 4 buckets per doubling), counting requests:
-  percentiles known to within one bucket.  (``m007``'s hourly one, a row per record and
-  metric, is dropped by ``m010_cheaper_cubes``.)
+* ``usage_daily_hist`` (``m011_wide_histograms``): day x model x provider x metric
+  (``latency``, ``throughput``, ``ttft``), one row with a request count per log bucket
+  (:func:`token_bucket`, 4 buckets per doubling; columns ``b0`` .. ``b95``, values above the
+  last bucket's range clamped into it: :data:`~tollway.ledger.definitions.HIST_BUCKETS`):
+  percentiles known to within one bucket.  ``m007``'s narrow histograms (a row per bucket:
+  ``usage_hourly_perf``, dropped by ``m010_cheaper_cubes``; ``usage_daily_perf`` and
+  ``usage_monthly_perf``, pivoted into the wide ones and dropped by ``m011_wide_histograms``)
+  had ~25x more rows for a year's percentiles.
 * ``usage_daily_session_model`` (``m010_cheaper_cubes``): day x task (``session_id``) x app
   x model x key, its requests and cost: session-cost's per-task sums.
 
@@ -37,6 +42,8 @@ from tollway.ledger import schema
 from tollway.ledger.definitions import (
     DETAIL_DIMS,
     DETAIL_MEASURES,
+    HIST_BUCKETS,
+    HIST_COLUMNS,
     MEASURE_NAMES,
     MODEL_DIMS,
     PERF_DIMS,
@@ -80,14 +87,21 @@ usage_daily_detail = _table("usage_daily_detail", "day", DETAIL_DIMS, [], MEASUR
 # The small daily cube of the common questions (by model or provider, any metric but the
 # splits by app, key, api, finish reason or context): a few hundred rows a day.
 usage_daily_model_detail = _table("usage_daily_model_detail", "day", MODEL_DIMS, [], MEASURE_NAMES)
-# m007's hourly histogram by model and provider: ~1 row per record and metric at a gateway's
-# volume, the bulk path's largest cost and the largest table.  Dropped by m010_cheaper_cubes:
-# histograms are kept by day (hourly percentiles come from a <= 3 h window's rows).
+# m007's narrow histograms by model and provider (a row per bucket), kept here for m007 and
+# the migrations that drop them.  The hourly one had ~1 row per record and metric at a
+# gateway's volume: dropped by m010_cheaper_cubes (hourly percentiles come from a <= 3 h
+# window's rows).  The daily and monthly ones: pivoted and dropped by m011_wide_histograms.
 usage_hourly_perf = _table("usage_hourly_perf", "hour", PERF_DIMS, _perf_keys(), ("requests",))
 usage_daily_perf = _table("usage_daily_perf", "day", PERF_DIMS, _perf_keys(), ("requests",))
+usage_monthly_perf = _table("usage_monthly_perf", "month", PERF_DIMS, _perf_keys(), ("requests",))
 # Whole months of a long range: a year of these is a few thousand rows per model and provider.
 usage_monthly_model_detail = _table("usage_monthly_model_detail", "month", MODEL_DIMS, [], MEASURE_NAMES)
-usage_monthly_perf = _table("usage_monthly_perf", "month", PERF_DIMS, _perf_keys(), ("requests",))
+# The wide histograms (m011_wide_histograms): a row per period, model, provider and metric
+# with a count per bucket (HIST_COLUMNS; values above the last bucket's range are clamped into
+# it by perf_buckets), so a year's percentiles by model sum a row per metric rather than one
+# per bucket.
+usage_daily_hist = _table("usage_daily_hist", "day", PERF_DIMS, _perf_keys()[:1], HIST_COLUMNS)
+usage_monthly_hist = _table("usage_monthly_hist", "month", PERF_DIMS, _perf_keys()[:1], HIST_COLUMNS)
 # Tasks (X-Session-Id) by day, app, model and key: session-cost's medians read a month of these
 # (a row per task and day) instead of the ledger's rows.
 usage_daily_session_model = _table("usage_daily_session_model", "day", SESSION_DIMS, [],
@@ -102,7 +116,7 @@ class DetailCube:
     table: Table
     grain: str  # hour | day
     dims: tuple[Expr, ...]
-    perf: bool  # a histogram (metric, bucket -> requests) rather than a sum of measures
+    perf: bool  # a histogram (metric -> a count per bucket) rather than a sum of measures
 
     def __post_init__(self) -> None:
         assert self.dims == DETAIL_DIMS[:len(self.dims)]
@@ -113,9 +127,9 @@ DETAIL_CUBES = (
     DetailCube(usage_hourly_detail, "hour", DETAIL_DIMS, False),
     DetailCube(usage_daily_detail, "day", DETAIL_DIMS, False),
     DetailCube(usage_daily_model_detail, "day", MODEL_DIMS, False),
-    DetailCube(usage_daily_perf, "day", PERF_DIMS, True),
+    DetailCube(usage_daily_hist, "day", PERF_DIMS, True),
     DetailCube(usage_monthly_model_detail, "month", MODEL_DIMS, False),
-    DetailCube(usage_monthly_perf, "month", PERF_DIMS, True),
+    DetailCube(usage_monthly_hist, "month", PERF_DIMS, True),
 )
 DETAIL_TABLES = (*(c.table for c in DETAIL_CUBES), usage_daily_session_model)
 PERF_CUBES = tuple(c for c in DETAIL_CUBES if c.perf)
@@ -144,6 +158,22 @@ def m010_cheaper_cubes(conn: Connection) -> None:
         f"{', '.join(f'sum({m.sql})' for m in SESSION_MEASURES)} FROM generations "
         f"WHERE session_id IS NOT NULL AND session_id <> '' AND {ROLLUP_INPUT_SQL} "
         f"GROUP BY {', '.join(str(i + 1) for i in range(1 + len(dims)))}")
+
+
+def m011_wide_histograms(conn: Connection) -> None:
+    """Migration ``m011_wide_histograms``: the daily and monthly histograms as wide rows (a count
+    column per bucket), pivoted in SQL from ``m007``'s narrow ones, which are then dropped.
+    Buckets above the last column's are clamped into it, as :func:`perf_buckets` does."""
+    top = HIST_BUCKETS - 1
+    for old, new in ((usage_daily_perf, usage_daily_hist), (usage_monthly_perf, usage_monthly_hist)):
+        new.create(conn, checkfirst=True)
+        keys = _key_columns(next(c for c in DETAIL_CUBES if c.table is new))
+        bucket = f"CASE WHEN bucket > {top} THEN {top} ELSE bucket END"
+        conn.exec_driver_sql(
+            f"INSERT INTO {new.name} ({', '.join((*keys, *HIST_COLUMNS))}) "
+            f"SELECT {', '.join(keys)}, {hist_pivot(bucket, 'requests')} FROM {old.name} "
+            f"GROUP BY {', '.join(keys)}")
+        old.drop(conn)
 
 
 def _period(at: datetime, grain: str) -> date | datetime:
@@ -184,12 +214,11 @@ class DetailDelta:
             if cube.perf:
                 for metric, bucket in perf:
                     if bucket is not None:
-                        key = (*head, metric, bucket, GATEWAY_BATCH)
+                        key = (*head, metric, GATEWAY_BATCH)
                         cell = acc.get(key)
                         if cell is None:
-                            acc[key] = [1]
-                        else:
-                            cell[0] += 1
+                            cell = acc[key] = [0] * HIST_BUCKETS
+                        cell[bucket] += 1
                 continue
             key = (*head, GATEWAY_BATCH)
             cell = acc.get(key)
@@ -204,7 +233,7 @@ class DetailDelta:
             if not acc:
                 continue
             keys = _key_columns(cube)
-            measures = ("requests",) if cube.perf else MEASURE_NAMES
+            measures = HIST_COLUMNS if cube.perf else MEASURE_NAMES
             _upsert(conn, cube.table, (*keys, *measures), keys, [(*k, *v) for k, v in sorted(acc.items())],
                     _sum_updates(cube.table, measures))
         if self.sessions:
@@ -216,7 +245,7 @@ class DetailDelta:
 
 
 def _key_columns(cube: DetailCube) -> tuple[str, ...]:
-    perf = ("metric", "bucket") if cube.perf else ()
+    perf = ("metric",) if cube.perf else ()
     return (cube.grain, *(d.name for d in cube.dims), *perf, "batch_id")
 
 
@@ -246,6 +275,13 @@ _FROM_HOUR_SQL = {("sqlite", "day"): "substr(hour, 1, 10)", ("postgresql", "day"
                   ("postgresql", "month"): "date_trunc('month', hour)::date"}
 DETAIL_CELLS = "tollway_stage_detail"
 PERF_CELLS = "tollway_stage_perf"
+HIST_CELLS = "tollway_stage_hist"
+
+
+def hist_pivot(bucket: str, count: str) -> str:
+    """SQL summing narrow histogram rows (``bucket``, ``count``) into the wide row's
+    :data:`HIST_COLUMNS` (the bulk path and ``m011_wide_histograms``)."""
+    return ", ".join(f"sum(CASE WHEN {bucket} = {i} THEN {count} ELSE 0 END)" for i in range(HIST_BUCKETS))
 
 
 def ensure_detail_stage(conn: Connection) -> None:
@@ -257,8 +293,10 @@ def ensure_detail_stage(conn: Connection) -> None:
     dims = ", ".join(f"{d.name} {text}" for d in DETAIL_DIMS)
     measures = ", ".join(f"{m} bigint" for m in MEASURE_NAMES)
     perf_dims = ", ".join(f"{d.name} {text}" for d in PERF_DIMS)
+    counts = ", ".join(f"{b} bigint" for b in HIST_COLUMNS)
     tables = {DETAIL_CELLS: f"hour timestamp, {dims}, {measures}",
-              PERF_CELLS: f"day date, {perf_dims}, metric {text}, bucket smallint, requests bigint"}
+              PERF_CELLS: f"day date, {perf_dims}, metric {text}, bucket smallint, requests bigint",
+              HIST_CELLS: f"day date, {perf_dims}, metric {text}, {counts}"}
     for name, columns in tables.items():
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DELETE ROWS")
@@ -271,8 +309,9 @@ def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
     """The bulk path's sums, generated from the same :class:`Expr` rows as :class:`DetailDelta`.
 
     The staged batch is summed once into its hourly cells and once into its daily histogram
-    cells (buckets computed in Python while staging: :func:`perf_buckets`); the hourly sums
-    cube and the daily histograms take their cells as they are, the other cubes re-sum them.
+    cells (buckets computed in Python while staging: :func:`perf_buckets`), those pivoted once
+    into wide daily cells (:func:`hist_pivot`); the hourly sums cube and the daily histograms
+    take their cells as they are, the other cubes re-sum them.
     (No hourly histogram by model and provider is kept: it had a row per record and metric.)
     """
     pg = dialect == "postgresql"
@@ -297,11 +336,16 @@ def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
                                  for m, col in zip(PERF_METRICS, PERF_STAGE_COLUMNS, strict=True))
     out.append((PERF_CELLS, f"INSERT INTO {PERF_CELLS} SELECT day, {', '.join(perf_names)}, metric, bucket, count(*) "
                             f"FROM ({unpivot}) p GROUP BY {numbers(3 + len(perf_names))}"))
+    # Pivoted once into wide daily cells (a row per day, model, provider and metric), which the
+    # daily histograms take as they are and the monthly ones re-sum.
+    out.append((HIST_CELLS, f"INSERT INTO {HIST_CELLS} SELECT day, {', '.join(perf_names)}, metric, "
+                            f"{hist_pivot('bucket', 'requests')} FROM {PERF_CELLS} "
+                            f"GROUP BY {numbers(2 + len(perf_names))}"))
     for cube in DETAIL_CUBES:
         keys = _key_columns(cube)
-        dims = [d.name for d in cube.dims] + (["metric", "bucket"] if cube.perf else [])
-        measures = ("requests",) if cube.perf else MEASURE_NAMES
-        source = PERF_CELLS if cube.perf else DETAIL_CELLS
+        dims = [d.name for d in cube.dims] + (["metric"] if cube.perf else [])
+        measures = HIST_COLUMNS if cube.perf else MEASURE_NAMES
+        source = HIST_CELLS if cube.perf else DETAIL_CELLS
         finest = "day" if cube.perf else "hour"  # the grain of the cube's cells
         if cube.grain == finest:
             select = f"SELECT {finest}, {', '.join(dims)}, {GATEWAY_BATCH}, {', '.join(measures)} " \

@@ -147,6 +147,12 @@ def _m010_cheaper_cubes(conn: Connection) -> None:
     m010_cheaper_cubes(conn)
 
 
+def _m011_wide_histograms(conn: Connection) -> None:
+    from tollway.ledger.detail import m011_wide_histograms  # late: detail.py imports this module
+
+    m011_wide_histograms(conn)
+
+
 Migration = tuple[str, Callable[[Connection], None]]
 
 # Append only; never reorder or rename.  Other modules register theirs in MIGRATIONS below.
@@ -160,6 +166,7 @@ MIGRATIONS: list[Migration] = [
     ("m008_app_categories", _m008_app_categories),
     ("m009_fast_cubes", _m009_fast_cubes),
     ("m010_cheaper_cubes", _m010_cheaper_cubes),
+    ("m011_wide_histograms", _m011_wide_histograms),
 ]
 
 
