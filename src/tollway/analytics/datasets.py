@@ -17,11 +17,13 @@ key-first cube (``usage_daily_key_model``) or, for a context or category filter,
 from __future__ import annotations
 
 import hashlib
+import heapq
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import BigInteger, Connection, cast, func, select, union_all
@@ -197,8 +199,29 @@ def _top_models(conn: Connection, p: RankingsParams, viewer: Viewer) -> list[dic
         sub = parts[0].subquery("sums")
     else:
         both = union_all(*parts).subquery("parts")
-        sub = select(both.c.period, both.c.model, func.sum(both.c.tokens).label("tokens")) \
+        sub = select(both.c.period, both.c.model, cast(func.sum(both.c.tokens), BigInteger).label("tokens")) \
             .group_by(both.c.period, both.c.model).subquery("sums")
+    if conn.dialect.name == "postgresql":
+        return _ranked_in_sql(conn, sub)
+    # SQLite: its window sort of a year by day (~80,000 sums) costs about twice what a heap
+    # per period costs here (measured at 10M: 245 vs 130 ms), so the sums come back in
+    # period order and are ranked in Python.  PostgreSQL ranks faster than it can send them.
+    out: list[dict[str, Any]] = []
+    sums = select(sub.c.period, sub.c.model, sub.c.tokens).order_by(sub.c.period)
+    for period, rows in groupby(conn.execute(sums), key=lambda row: row[0]):
+        counted = [(int(total), model) for _, model, total in rows if total]
+        if not counted:
+            continue
+        iso = day_of(period).isoformat()
+        top = heapq.nsmallest(TOP_MODELS, counted, key=lambda r: (-r[0], r[1]))
+        out.extend({"date": iso, "model_permaslug": model, "total_tokens": str(total)} for total, model in top)
+        rest = sum(total for total, _ in counted) - sum(total for total, _ in top)
+        out.append({"date": iso, "model_permaslug": OTHER, "total_tokens": str(rest)})
+    return out
+
+
+def _ranked_in_sql(conn: Connection, sub: Any) -> list[dict[str, Any]]:
+    """Top 50 per period and the rest, ranked with ``row_number()`` (only kept rows come back)."""
     ranked = select(sub.c.period, sub.c.model, sub.c.tokens,
                     func.row_number().over(partition_by=sub.c.period,
                                            order_by=(sub.c.tokens.desc(), sub.c.model)).label("rank"),
