@@ -220,23 +220,27 @@ class Answer:
             label = self._labels[(dim, raw)] = self.labels.value(dim, raw)
         return label
 
-    def add_sums(self, at: Any, raw: Mapping[str, str], sums: Iterable[int]) -> None:
+    def _cell(self, at: Any, raw: Mapping[str, str]) -> _Group | None:
+        """The group a row adds to (created on first use), or None if a filter drops the row."""
         key = self._key(at, raw)
         if key is None:
-            return
+            return None
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = _Group()
+        return group
+
+    def add_sums(self, at: Any, raw: Mapping[str, str], sums: Iterable[int]) -> None:
+        group = self._cell(at, raw)
+        if group is None:
+            return
         group.sums = [a + b for a, b in zip(group.sums, sums, strict=True)]
 
     def add_hist(self, at: Any, raw: Mapping[str, str], metric: str, counts: Iterable[Any]) -> None:
         """A wide histogram row: ``counts`` per bucket (:data:`HIST_COLUMNS` order)."""
-        key = self._key(at, raw)
-        if key is None:
-            return
-        group = self.groups.get(key)
+        group = self._cell(at, raw)
         if group is None:
-            group = self.groups[key] = _Group()
+            return
         hist = group.hist.get(metric)
         if hist is None:
             group.hist[metric] = [int(n or 0) for n in counts]
@@ -245,12 +249,9 @@ class Answer:
 
     def add_request(self, at: Any, raw: Mapping[str, str], metric: str, bucket: int) -> None:
         """One request's bucket (the per-request path)."""
-        key = self._key(at, raw)
-        if key is None:
-            return
-        group = self.groups.get(key)
+        group = self._cell(at, raw)
         if group is None:
-            group = self.groups[key] = _Group()
+            return
         hist = group.hist.get(metric)
         if hist is None:
             hist = group.hist[metric] = [0] * HIST_BUCKETS
