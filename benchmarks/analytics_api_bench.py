@@ -20,11 +20,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from analytics_bench import YEAR_START, ingest
+from analytics_bench import YEAR_START, busiest_key, ledger_for_bench
 
 from tollway.analytics import datasets
 from tollway.analytics.attribution import Attribution
@@ -32,8 +32,6 @@ from tollway.analytics.query import Viewer, run_query
 from tollway.analytics.query_spec import parse_query
 from tollway.analytics.rankings import RankingQuery, rankings
 from tollway.ledger import schema
-from tollway.ledger.db import create_db_engine, migrate
-from tollway.ledger.rollups import usage_daily_key
 
 ADMIN = Viewer(key_id=None, is_admin=True)
 END = YEAR_START + timedelta(days=364)
@@ -106,19 +104,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--only", default=None, help="Run only the queries whose name contains this.")
     args = parser.parse_args()
-    engine = create_db_engine(args.database)
-    migrate(engine)
-    with engine.connect() as conn:
-        have = conn.execute(select(func.count()).select_from(schema.generations)).scalar() or 0
-    if have < args.records:
-        print(f"building the ledger: {args.records:,} records", file=sys.stderr, flush=True)
-        spent = ingest(args.database, args.records, 5000, "bulk")
-        print(f"ingest: {spent:.0f} s, {args.records / spent:,.0f} records/s", file=sys.stderr)
+    engine, _ = ledger_for_bench(args.database, args.records)
     with engine.connect() as conn:
         key_id = conn.execute(select(schema.generations.c.key_id).limit(1)).scalar() or ""
-        k = usage_daily_key
-        busiest = conn.execute(select(k.c.key_id).group_by(k.c.key_id).order_by(func.sum(k.c.requests).desc())
-                               .limit(1)).scalar() or ""
+        busiest = busiest_key(conn)
         attribution = Attribution.load(conn, None, with_keys=True)
         work: dict[str, Callable[[Any], Any]] = {}
         for name, (viewer, body) in queries(key_id, busiest).items():

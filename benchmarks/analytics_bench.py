@@ -35,11 +35,11 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from tollway.analytics.attribution import Attribution
 from tollway.analytics.rankings import RankingQuery, rankings
-from tollway.ledger import rollups
+from tollway.ledger import rollups, schema
 from tollway.ledger.db import create_db_engine, migrate
 from tollway.ledger.records import GenerationRecord
 from tollway.ledger.writer import LedgerWriter
@@ -180,6 +180,30 @@ def synthetic_agentic(n: int, seed: int = 1, concurrent_tasks: int = 200) -> Ite
                       task.providers[0] if rng.random() < 0.8 else task.providers[1], task.app, task.session,
                       prompt, completion, cached, (prompt - cached) * 300 + cached * 30 + completion * 1200,
                       "tool_calls" if task.session and task.left else "stop")
+
+
+def ledger_for_bench(database: str, records: int) -> tuple[Engine, int]:
+    """The migrated ledger at ``database`` and its generation count, built first (bulk path,
+    this module's workload) when it holds fewer than ``records``: the query benchmarks keep
+    one ledger and reuse it run after run."""
+    engine = create_db_engine(database)
+    migrate(engine)
+    with engine.connect() as conn:
+        have = conn.execute(select(func.count()).select_from(schema.generations)).scalar() or 0
+    if have < records:
+        print(f"building the ledger: {records:,} records", file=sys.stderr, flush=True)
+        spent = ingest(database, records, 5000, "bulk")
+        print(f"ingest: {spent:.0f} s, {records / spent:,.0f} records/s", file=sys.stderr)
+        with engine.connect() as conn:
+            have = conn.execute(select(func.count()).select_from(schema.generations)).scalar() or 0
+    return engine, int(have)
+
+
+def busiest_key(conn: Connection) -> str:
+    """The key with the most requests (the hard case for a plain key's views)."""
+    k = rollups.usage_daily_key
+    return conn.execute(select(k.c.key_id).group_by(k.c.key_id).order_by(func.sum(k.c.requests).desc())
+                        .limit(1)).scalar() or ""
 
 
 def ingest(database: str, n: int, batch_size: int, path: str = "bulk", stop_after: int | None = None,

@@ -33,14 +33,13 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from analytics_bench import ingest
+from analytics_bench import busiest_key, ledger_for_bench
 
 from tollway.app import build_app
 from tollway.config import parse_settings
 from tollway.ledger import schema
-from tollway.ledger.db import create_db_engine, migrate
 from tollway.ledger.keys import create_key, hash_key
-from tollway.ledger.rollups import usage_daily_key, usage_monthly_model, usage_sessions
+from tollway.ledger.rollups import usage_monthly_model, usage_sessions
 
 ADMIN_KEY = "sk-tw-console-bench-admin"
 PLAIN_KEY = "sk-tw-console-bench-plain"
@@ -152,19 +151,9 @@ def main() -> None:
     parser.add_argument("--rankings-cache-s", type=float, nargs="+", default=[0.0, 30.0],
                         help="console.rankings_cache_s, one server each; 0 measures every rankings call cold")
     args = parser.parse_args()
-    engine = create_db_engine(args.database)
-    migrate(engine)
+    engine, have = ledger_for_bench(args.database, args.records)
     with engine.connect() as conn:
-        have = conn.execute(select(func.count()).select_from(schema.generations)).scalar() or 0
-    if have < args.records:
-        print(f"building the ledger: {args.records:,} records", file=sys.stderr, flush=True)
-        spent = ingest(args.database, args.records, 5000, "bulk")
-        print(f"ingest: {spent:.0f} s", file=sys.stderr)
-    t = usage_daily_key
-    with engine.connect() as conn:
-        have = conn.execute(select(func.count()).select_from(schema.generations)).scalar() or 0
-        busiest = conn.execute(select(t.c.key_id).group_by(t.c.key_id)
-                               .order_by(func.sum(t.c.requests).desc()).limit(1)).scalar() or ""
+        busiest = busiest_key(conn)
         # The log filtered by a middling model (the 50th by requests), a rare one (the 250th),
         # and by the busiest key's latest task.
         m = usage_monthly_model
