@@ -160,15 +160,21 @@ def rankings_daily(conn: Connection, p: RankingsParams, viewer: Viewer) -> dict[
             per_period[day_of(day)][model] += int(total or 0)
     rows: list[dict[str, Any]] = []
     for day in sorted(per_period):
-        ranked = sorted(((total, model) for model, total in per_period[day].items() if total),
-                        key=lambda r: (-r[0], r[1]))
-        if not ranked:
-            continue
-        for total, model in ranked[:TOP_MODELS]:
-            rows.append({"date": day.isoformat(), "model_permaslug": model, "total_tokens": str(total)})
-        rows.append({"date": day.isoformat(), "model_permaslug": OTHER,
-                     "total_tokens": str(sum(total for total, _ in ranked[TOP_MODELS:]))})
+        rows.extend(_period_rows(day, [(total, model) for model, total in per_period[day].items() if total]))
     return {"data": rows, "meta": _meta(p.start, p.end, p.now)}
+
+
+def _period_rows(period: date, counted: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    """One period's rows: its top 50 (tokens, then model id) and ``other`` with the rest;
+    none for a period without tokens."""
+    if not counted:
+        return []
+    iso = period.isoformat()
+    top = heapq.nsmallest(TOP_MODELS, counted, key=lambda r: (-r[0], r[1]))
+    rows = [{"date": iso, "model_permaslug": model, "total_tokens": str(total)} for total, model in top]
+    rest = sum(total for total, _ in counted) - sum(total for total, _ in top)
+    rows.append({"date": iso, "model_permaslug": OTHER, "total_tokens": str(rest)})
+    return rows
 
 
 _RANK_WORK_MEM = "64MB"
@@ -209,14 +215,7 @@ def _top_models(conn: Connection, p: RankingsParams, viewer: Viewer) -> list[dic
     out: list[dict[str, Any]] = []
     sums = select(sub.c.period, sub.c.model, sub.c.tokens).order_by(sub.c.period)
     for period, rows in groupby(conn.execute(sums), key=lambda row: row[0]):
-        counted = [(int(total), model) for _, model, total in rows if total]
-        if not counted:
-            continue
-        iso = day_of(period).isoformat()
-        top = heapq.nsmallest(TOP_MODELS, counted, key=lambda r: (-r[0], r[1]))
-        out.extend({"date": iso, "model_permaslug": model, "total_tokens": str(total)} for total, model in top)
-        rest = sum(total for total, _ in counted) - sum(total for total, _ in top)
-        out.append({"date": iso, "model_permaslug": OTHER, "total_tokens": str(rest)})
+        out.extend(_period_rows(day_of(period), [(int(total), model) for _, model, total in rows if total]))
     return out
 
 
