@@ -1,16 +1,21 @@
-"""Migrations m009_fast_cubes, m010_cheaper_cubes and m011_wide_histograms fill their new tables
-from an existing ledger exactly as the writer would have filled them, and drop the tables they
-replace (the hourly histogram; the narrow daily and monthly histograms)."""
+"""Migrations m009_fast_cubes, m010_cheaper_cubes, m011_wide_histograms and m012_daily_rank fill
+their new tables from an existing ledger exactly as the writers (live, bulk, importer) would have
+filled them, and drop the tables they replace (the hourly histogram; the narrow daily and
+monthly histograms)."""
 
 from __future__ import annotations
 
+import csv
 import random
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, insert, inspect, select, text
 
 from tests.analytics.helpers import db_url, ledger, record, write
+from tollway.analytics.importer import import_usage
+from tollway.ledger.bulk import ingest_batch
 from tollway.ledger.db import migrate
 from tollway.ledger.definitions import PERF_DIMS, PERF_METRICS, perf_values, token_bucket
 from tollway.ledger.detail import (
@@ -20,7 +25,7 @@ from tollway.ledger.detail import (
     usage_monthly_hist,
     usage_monthly_perf,
 )
-from tollway.ledger.rollups import GATEWAY_BATCH, enters_rollups, usage_daily_key_model
+from tollway.ledger.rollups import GATEWAY_BATCH, enters_rollups, usage_daily_key_model, usage_daily_rank
 
 __all__ = ["db_url"]  # the fixture, used by name
 
@@ -107,3 +112,59 @@ def test_m011_pivots_the_narrow_histograms_into_the_wide_rows_the_writer_keeps(d
         with engine.connect() as conn:
             names = inspect(conn).get_table_names()
         assert "usage_daily_perf" not in names and "usage_monthly_perf" not in names
+
+
+def _import_files(tmp_path: Path) -> list[tuple[Path, str | None]]:
+    """An events file and a weekly aggregate file, overlapping the traffic's days and models."""
+    rng = random.Random(11)
+    events = tmp_path / "events.csv"
+    with events.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["created_at", "model", "provider", "prompt_tokens", "completion_tokens", "cost_nanousd"])
+        for _ in range(60):
+            at = T0 + timedelta(minutes=rng.randint(0, 6 * 1440))
+            out.writerow([at.isoformat(), rng.choice(["a/x", "c/z"]), rng.choice(["p1", "p3", ""]),
+                          rng.randint(0, 5000), rng.randint(0, 500), rng.randint(0, 10**6)])
+    weekly = tmp_path / "weekly.csv"
+    with weekly.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["period_start", "model", "provider", "prompt_tokens", "completion_tokens", "requests",
+                      "cost_nanousd"])
+        for model, provider in (("a/x", "p1"), ("a/x", "p2"), ("b/y", "")):
+            out.writerow(["2026-01-26", model, provider, rng.randint(10**6, 10**9), rng.randint(10**5, 10**8),
+                          rng.randint(1, 999), rng.randint(0, 10**9)])
+    return [(events, None), (weekly, "week")]
+
+
+def test_m012_fills_the_day_by_model_cube_as_every_writer_does(db_url: str, tmp_path: Path) -> None:
+    """Live writer, bulk writer and both kinds of import each fill ``usage_daily_rank`` through
+    the generic cube path; m012 rebuilds the same rows from ``usage_daily_model``."""
+    traffic = _traffic()
+    with ledger(db_url) as engine:
+        write(engine, traffic[:200])  # the live writer's hook
+        with engine.begin() as conn:  # the set-based writer
+            ingest_batch(conn, traffic[200:])
+        for path, period in _import_files(tmp_path):
+            assert not import_usage(engine, path, period=period).skipped
+        written = _dump(engine, (usage_daily_rank,))["usage_daily_rank"]
+        assert {row[2] for row in written} == {GATEWAY_BATCH, 1, 2}  # imports keep their batch
+        # Every provider of a (day, model, batch) is summed into its one row.
+        expected: dict[tuple[Any, ...], int] = {}
+        for r in traffic:
+            if enters_rollups(r):
+                key = (r.created_at.date(), r.model)
+                expected[key] = expected.get(key, 0) + r.prompt_tokens + r.completion_tokens
+        with engine.connect() as conn:
+            got = {(_day(row.day), row.model): row.prompt_tokens + row.completion_tokens
+                   for row in conn.execute(select(usage_daily_rank).where(usage_daily_rank.c.batch_id == 0))}
+        assert got == expected
+        # The ledger as it was before m012: no day x model cube, the migration not applied.
+        with engine.begin() as conn:
+            usage_daily_rank.drop(conn)
+            conn.execute(text("DELETE FROM tollway_migrations WHERE name = 'm012_daily_rank'"))
+        assert migrate(engine) == ["m012_daily_rank"]
+        assert _dump(engine, (usage_daily_rank,))["usage_daily_rank"] == written
+
+
+def _day(value: Any) -> Any:
+    return value.date() if isinstance(value, datetime) else value

@@ -21,6 +21,7 @@ from tollway.ledger.rollups import (
     usage_daily_app,
     usage_daily_key,
     usage_daily_model,
+    usage_daily_rank,
     usage_daily_request_hist,
     usage_hourly,
     usage_monthly_model,
@@ -98,6 +99,7 @@ def test_hook_rollups_equal_the_ledger(db_url: str) -> None:
             assert len(n) == len(records)
             for table, dims in ((usage_hourly, ("hour", "model", "provider", "app", "key_id", "batch_id")),
                                 (usage_daily_model, ("day", "model", "provider", "batch_id")),
+                                (usage_daily_rank, ("day", "model", "batch_id")),
                                 (usage_weekly_model, ("week", "model", "provider", "batch_id")),
                                 (usage_monthly_model, ("month", "model", "provider", "batch_id")),
                                 (usage_daily_key, ("day", "key_id", "batch_id")),

@@ -34,6 +34,7 @@ from tollway.ledger.rollups import (
     usage_daily_app,
     usage_daily_key,
     usage_daily_model,
+    usage_daily_rank,
 )
 from tollway.metering import nano_to_usd
 
@@ -103,6 +104,8 @@ def choose_cube(query: RankingQuery) -> Cube:
     for grain in ("week", "month"):
         if _aligned(query, grain):
             return next(c for c in CUBES if c.grain == grain)
+    if SOURCE_COLUMN.get(query.by) == "model":  # model, author, origin, weights: no provider needed
+        return next(c for c in CUBES if c.table is usage_daily_rank)
     return next(c for c in CUBES if c.table is usage_daily_model)
 
 

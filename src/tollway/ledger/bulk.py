@@ -87,7 +87,8 @@ _GRAIN_SQL = {
 # app x key (CELLS: one row per cell, a tenth of the batch or less for a gateway's traffic,
 # whose tasks stay on one key, app and model).  usage_hourly takes CELLS as they are;
 # the key, app and day x model x provider (DM) sums come from CELLS, and the coarser model
-# cubes from DM, so only CELLS, the sessions and the histogram scan the whole batch.
+# cubes (a longer period, or fewer of DM's dimensions) from DM, so only CELLS, the sessions
+# and the histogram scan the whole batch.
 _FROM_HOUR_SQL = {"sqlite": "substr(hour, 1, 10)", "postgresql": "hour::date"}
 _FROM_DAY_SQL = {
     "sqlite": {"day": "day", "week": "date(day, 'weekday 0', '-6 days')", "month": "substr(day, 1, 7) || '-01'"},
@@ -358,7 +359,7 @@ def rollup_statements(dialect: str) -> list[tuple[str, str]]:
         if cube.grain == "hour":  # CELLS is this cube's cells already
             assert cube.dims == _CELL_DIMS
             exprs, source, measures, grouped = ["hour", *cube.dims], CELLS, ", ".join(MEASURES), False
-        elif cube.dims == ("model", "provider"):
+        elif set(cube.dims) <= {"model", "provider"}:  # a day x model x provider sum covers it
             exprs, source, measures, grouped = [from_day[cube.grain], *cube.dims], DM, resums, True
         else:
             assert set(cube.dims) <= set(_CELL_DIMS)

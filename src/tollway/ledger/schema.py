@@ -153,6 +153,12 @@ def _m011_wide_histograms(conn: Connection) -> None:
     m011_wide_histograms(conn)
 
 
+def _m012_daily_rank(conn: Connection) -> None:
+    from tollway.ledger.rollups import m012_daily_rank  # late: rollups.py imports this module
+
+    m012_daily_rank(conn)
+
+
 Migration = tuple[str, Callable[[Connection], None]]
 
 # Append only; never reorder or rename.  Other modules register theirs in MIGRATIONS below.
@@ -167,6 +173,7 @@ MIGRATIONS: list[Migration] = [
     ("m009_fast_cubes", _m009_fast_cubes),
     ("m010_cheaper_cubes", _m010_cheaper_cubes),
     ("m011_wide_histograms", _m011_wide_histograms),
+    ("m012_daily_rank", _m012_daily_rank),
 ]
 
 
