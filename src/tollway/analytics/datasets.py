@@ -1,8 +1,9 @@
 """OpenRouter's public datasets and per-account activity, from tollway's rollups.
 
 * ``rankings-daily``: top 50 models per day, week or month by prompt + completion tokens,
-  plus an ``other`` row per period (``usage_daily_model``, which also holds imported
-  rankings; a ``context_bucket`` or ``category`` filter reads ``usage_daily_detail``).
+  plus an ``other`` row per period (the ranking cubes, ``usage_daily_rank`` by day, which
+  also hold imported rankings; a ``context_bucket`` or ``category`` filter reads
+  ``usage_daily_detail``).
 * ``app-rankings``: apps by tokens in the window (popular) or by excess over the mean of
   the three equal windows before it (trending), from ``usage_daily_app``.
 * ``session-cost``: median cost per session by harness (app), model and turn range,
@@ -17,16 +18,16 @@ key-first cube (``usage_daily_key_model``) or, for a context or category filter,
 from __future__ import annotations
 
 import hashlib
-import heapq
 import statistics
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, cast, func, select, union_all
+from sqlalchemy import BigInteger, Connection, String, cast, func, select, type_coerce, union_all
 
 from tollway.analytics import periods
 from tollway.analytics.query import Viewer
@@ -160,43 +161,70 @@ def rankings_daily(conn: Connection, p: RankingsParams, viewer: Viewer) -> dict[
             per_period[day_of(day)][model] += int(total or 0)
     rows: list[dict[str, Any]] = []
     for day in sorted(per_period):
-        rows.extend(_period_rows(day, [(total, model) for model, total in per_period[day].items() if total]))
+        rows.extend(_period_rows(day, [(None, model, total) for model, total in per_period[day].items() if total]))
     return {"data": rows, "meta": _meta(p.start, p.end, p.now)}
 
 
-def _period_rows(period: date, counted: list[tuple[int, str]]) -> list[dict[str, Any]]:
-    """One period's rows: its top 50 (tokens, then model id) and ``other`` with the rest;
-    none for a period without tokens."""
+def _period_rows(period: date, counted: Sequence[tuple[Any, str, int]]) -> list[dict[str, Any]]:
+    """One period's rows from its (anything, model, tokens) sums, each model once, in model
+    order or not: its top 50 (tokens, then model id) and ``other`` with the rest; none for a
+    period without tokens."""
     if not counted:
         return []
     iso = period.isoformat()
-    top = heapq.nsmallest(TOP_MODELS, counted, key=lambda r: (-r[0], r[1]))
-    rows = [{"date": iso, "model_permaslug": model, "total_tokens": str(total)} for total, model in top]
-    rest = sum(total for total, _ in counted) - sum(total for total, _ in top)
+    # Two stable sorts in C (by model, then by tokens descending) rather than a heap keyed by
+    # a Python lambda: a year by day ranks ~80,000 sums; the first is linear on sorted input.
+    top = sorted(sorted(counted, key=_MODEL_OF), key=_TOKENS_OF, reverse=True)[:TOP_MODELS]
+    rows = [{"date": iso, "model_permaslug": model, "total_tokens": str(total)} for _, model, total in top]
+    rest = sum(map(_TOKENS_OF, counted)) - sum(map(_TOKENS_OF, top))
     rows.append({"date": iso, "model_permaslug": OTHER, "total_tokens": str(rest)})
     return rows
+
+
+_MODEL_OF, _TOKENS_OF = itemgetter(1), itemgetter(2)
+
+
+def _merged(rows: list[tuple[Any, str, int]]) -> list[tuple[Any, str, int]]:
+    """One period's rows with a model's rows from several import batches summed into one."""
+    if len(set(map(_MODEL_OF, rows))) == len(rows):  # the usual case: gateway traffic only
+        return rows
+    sums: dict[str, int] = defaultdict(int)
+    for _, model, tokens in rows:
+        sums[model] += tokens
+    return [(None, model, tokens) for model, tokens in sums.items()]
 
 
 _RANK_WORK_MEM = "64MB"
 
 
 def _top_models(conn: Connection, p: RankingsParams, viewer: Viewer) -> list[dict[str, Any]]:
-    """Top 50 per period and the rest, ranked in SQL over the rankings' own cube (imports
-    included, a non-admin key's own traffic only), so only the kept rows come back."""
+    """Top 50 per period and the rest over the rankings' own cubes (imports included, a
+    non-admin key's own traffic only): a year by day reads the day x model cube
+    (``usage_daily_rank``), ~220 rows a day with no provider to group away."""
     query = RankingQuery(by="model", period=p.period, start=p.start, end=p.end,
                          key_id=None if viewer.is_admin else viewer.key_id or "")
-    if conn.dialect.name == "postgresql":
+    pg = conn.dialect.name == "postgresql"
+    if pg:
         # A year by day groups, sorts and ranks ~80,000 (day, model) sums: in memory, not in
         # temp files (4 MB, the default, spilled both the hash aggregate and the sort).
         conn.exec_driver_sql(f"SET LOCAL work_mem = '{_RANK_WORK_MEM}'")
+    segments = _rank_segments(query)
     parts = []
-    for cube, lo, hi in _rank_segments(query):
+    for cube, lo, hi in segments:
         t = cube.table
         at = t.c[cube.grain]
         assert cube.grain != "hour"  # no app filter here: a daily, weekly or monthly cube
         bucket = at if cube.grain == p.period else periods.bucket_expr(conn.dialect.name, at, p.period, is_date=True)
-        tokens = cast(func.sum(t.c.prompt_tokens + t.c.completion_tokens), BigInteger)  # PG: not numeric
-        part = select(bucket.label("period"), t.c.model.label("model"), tokens.label("tokens")) \
+        tokens = t.c.prompt_tokens + t.c.completion_tokens
+        if not pg and len(segments) == 1 and cube.grain == p.period and cube.dims == ("model",):
+            # SQLite, one cube whose rows are already one per (period, model) and import batch:
+            # its rows in primary-key order, no GROUP BY (that cost SQLite as much as reading
+            # them); the rare import batch's extra rows are summed per period in Python.
+            plain = select(type_coerce(bucket, String), t.c.model, tokens) \
+                .where(at >= lo, at <= hi, tokens > 0).order_by(bucket, t.c.model)
+            return _ranked_in_python(conn, plain)
+        summed = cast(func.sum(tokens), BigInteger)  # PG: not numeric
+        part = select(bucket.label("period"), t.c.model.label("model"), summed.label("tokens")) \
             .where(at >= lo, at <= hi).group_by(bucket, t.c.model)
         if query.key_id is not None:
             part = part.where(t.c.key_id == query.key_id)
@@ -207,15 +235,23 @@ def _top_models(conn: Connection, p: RankingsParams, viewer: Viewer) -> list[dic
         both = union_all(*parts).subquery("parts")
         sub = select(both.c.period, both.c.model, cast(func.sum(both.c.tokens), BigInteger).label("tokens")) \
             .group_by(both.c.period, both.c.model).subquery("sums")
-    if conn.dialect.name == "postgresql":
+    if pg:
         return _ranked_in_sql(conn, sub)
-    # SQLite: its window sort of a year by day (~80,000 sums) costs about twice what a heap
-    # per period costs here (measured at 10M: 245 vs 130 ms), so the sums come back in
-    # period order and are ranked in Python.  PostgreSQL ranks faster than it can send them.
+    # SQLite: its window sort of a year by day (~80,000 sums) costs about twice what ranking
+    # each period in Python costs here (measured at 10M: 245 vs 130 ms), so the sums come back
+    # in period order.  PostgreSQL ranks faster than it can send them.
+    return _ranked_in_python(conn, select(type_coerce(sub.c.period, String), sub.c.model, sub.c.tokens)
+                             .where(sub.c.tokens > 0).order_by(sub.c.period, sub.c.model))
+
+
+def _ranked_in_python(conn: Connection, stmt: Any) -> list[dict[str, Any]]:
+    """Top 50 per period and the rest from (period, model, tokens) rows in period order."""
+    # The driver's plain tuples: SQLAlchemy's Row per row (and a date parsed per row) cost
+    # about as much as the query itself for ~80,000 rows; the period stays ISO text here.
+    rows = conn.execute(stmt).cursor.fetchall()
     out: list[dict[str, Any]] = []
-    sums = select(sub.c.period, sub.c.model, sub.c.tokens).order_by(sub.c.period)
-    for period, rows in groupby(conn.execute(sums), key=lambda row: row[0]):
-        out.extend(_period_rows(day_of(period), [(int(total), model) for _, model, total in rows if total]))
+    for period, group in groupby(rows, key=itemgetter(0)):
+        out.extend(_period_rows(day_of(period), _merged(list(group))))
     return out
 
 
