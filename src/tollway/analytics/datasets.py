@@ -216,8 +216,9 @@ def _top_models(conn: Connection, p: RankingsParams, viewer: Viewer) -> list[dic
             # One cube whose rows are already one per (period, model) and import batch: its
             # rows in primary-key order, no GROUP BY, ranked in Python (the rare import batch's
             # extra rows summed per period there).  Grouping, sorting and ranking ~80,000 rows
-            # in SQL (a year by day) cost both databases more than sending them: measured
-            # side by side, PostgreSQL's row_number() path 264-637 ms, this one 151-381 ms.
+            # in SQL (a year by day) cost both databases more than sending them: side by side
+            # over a synthetic year of this cube (load 6.5), PostgreSQL's row_number() path
+            # took 264-637 ms, this one 151-381 ms.
             # No ORDER BY: PostgreSQL would sort ~80,000 rows (40-100 ms measured) that come
             # off the table in day order already; Python's sort checks that in one pass.
             plain = select(type_coerce(bucket, String), t.c.model, tokens).where(at >= lo, at <= hi, tokens > 0)
