@@ -64,8 +64,9 @@ def body_for(api: str, turns: list[tuple[str, str]]) -> tuple[str, bytes]:
         return "/v1/messages", orjson.dumps({
             "model": model, "stream": True, "max_tokens": 64, "system": "Be terse.",
             "messages": [{"role": r, "content": [{"type": "text", "text": t}]} for r, t in turns]})
+    model = "bench/native" if api == "responses-passthrough" else "bench/echo"
     return "/v1/responses", orjson.dumps({
-        "model": "bench/native" if api == "responses-passthrough" else "bench/echo", "stream": True, "max_output_tokens": 64, "store": False,
+        "model": model, "stream": True, "max_output_tokens": 64, "store": False,
         "instructions": "Be terse.",
         "input": [{"type": "message", "role": r,
                    "content": [{"type": "input_text" if r == "user" else "output_text", "text": t}]}

@@ -26,7 +26,7 @@ try:
 except ImportError:  # still works, just slower
     uvloop = None  # type: ignore[assignment]
 
-WORDS = [" " + w for w in "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()]
+WORDS = [" alpha", " beta", " gamma", " delta", " epsilon", " zeta", " eta", " theta", " iota", " kappa"]
 
 
 def sse(kind: str, seq: int, fields: dict[str, Any]) -> bytes:
