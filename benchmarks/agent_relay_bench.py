@@ -1,10 +1,12 @@
 """What a long agent conversation costs to relay, per API: gateway CPU per request and
 peak RSS, for ``/v1/chat/completions``, ``/v1/messages`` (translated to an OpenAI-format
-upstream, and passed through to an Anthropic-format one) and ``/v1/responses``.
+upstream, and passed through to an Anthropic-format one) and ``/v1/responses`` (translated to
+chat, and passed through to a Responses-native upstream, ``responses-passthrough``).
 
     .venv/bin/python benchmarks/agent_relay_bench.py [--prompt-bytes 200000] [--requests 200]
 
-Starts ../shared/bench/upstream.py (instant answers, ``--chunks`` stream chunks) and ``tollway serve``
+Starts ../shared/bench/upstream.py (instant answers, ``--chunks`` stream chunks),
+benchmarks/responses_upstream.py (the same for ``POST /v1/responses``) and ``tollway serve``
 with one worker, both on loopback; the load comes from this process.  Every request is
 a stream whose prompt is an agent-like conversation: ``--turns`` alternating user/assistant
 messages filling ``--prompt-bytes``.
@@ -40,7 +42,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT.parent / "shared" / "bench"
 TOLLWAY = Path(sys.executable).with_name("tollway")
-APIS = ("chat", "messages", "messages-passthrough", "responses")
+APIS = ("chat", "messages", "messages-passthrough", "responses", "responses-passthrough")
 CLOCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -62,8 +64,9 @@ def body_for(api: str, turns: list[tuple[str, str]]) -> tuple[str, bytes]:
         return "/v1/messages", orjson.dumps({
             "model": model, "stream": True, "max_tokens": 64, "system": "Be terse.",
             "messages": [{"role": r, "content": [{"type": "text", "text": t}]} for r, t in turns]})
+    model = "bench/native" if api == "responses-passthrough" else "bench/echo"
     return "/v1/responses", orjson.dumps({
-        "model": "bench/echo", "stream": True, "max_output_tokens": 64, "store": False,
+        "model": model, "stream": True, "max_output_tokens": 64, "store": False,
         "instructions": "Be terse.",
         "input": [{"type": "message", "role": r,
                    "content": [{"type": "input_text" if r == "user" else "output_text", "text": t}]}
@@ -85,8 +88,9 @@ def rss_mb(pid: int) -> float:
 
 
 class Gateway:
-    def __init__(self, workdir: Path, upstream: str) -> None:
+    def __init__(self, workdir: Path, upstreams: tuple[str, str]) -> None:
         self.workdir = workdir
+        upstream, native = upstreams  # chat + Anthropic formats; Responses-native
         cfg = workdir / "tollway.yaml"
         cfg.write_text(f"""
 database: sqlite:///{workdir}/tollway.db
@@ -94,11 +98,14 @@ server: {{max_body_bytes: 67108864}}
 providers:
   - {{name: bench, kind: openai, base_url: "{upstream}/v1", api_key: sk-bench}}
   - {{name: bench-anthropic, kind: anthropic, base_url: "{upstream}", api_key: sk-bench}}
+  - {{name: bench-native, kind: openai, responses: native, base_url: "{native}/v1", api_key: sk-bench}}
 models:
   - id: bench/echo
     endpoints: [{{provider: bench, model: echo, pricing: {{prompt: 1.0, completion: 2.0}}}}]
   - id: bench/claude
     endpoints: [{{provider: bench-anthropic, model: echo, pricing: {{prompt: 1.0, completion: 2.0}}}}]
+  - id: bench/native
+    endpoints: [{{provider: bench-native, model: echo, pricing: {{prompt: 1.0, completion: 2.0}}}}]
 """)
         self.cfg = cfg
         out = subprocess.run([str(TOLLWAY), "keys", "create", "--config", str(cfg), "--name", "bench"],
@@ -170,7 +177,7 @@ async def cpu_round(gw: Gateway, bodies: dict[str, tuple[str, bytes]], order: tu
     return out, loop
 
 
-async def peak_rss(workdir: Path, upstream: str, path: str, body: bytes, burst: int) -> tuple[float, float]:
+async def peak_rss(workdir: Path, upstream: tuple[str, str], path: str, body: bytes, burst: int) -> tuple[float, float]:
     gw = Gateway(workdir, upstream)
     try:
         await gw.ready()
@@ -216,16 +223,19 @@ async def main() -> None:
     turns = conversation(a.prompt_bytes, a.turns)
     bodies = {api: body_for(api, turns) for api in apis}
     with tempfile.TemporaryDirectory(prefix="tollway-agent-bench-") as tmp:
-        port_file = Path(tmp) / "upstream.port"
-        upstream = subprocess.Popen([sys.executable, str(BENCH / "upstream.py"), "--port", "0",
-                                     "--port-file", str(port_file), "--stream-chunks", str(a.chunks)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_files = (Path(tmp) / "upstream.port", Path(tmp) / "native.port")
+        servers = (BENCH / "upstream.py", ROOT / "benchmarks" / "responses_upstream.py")
+        upstreams = [subprocess.Popen([sys.executable, str(server), "--port", "0", "--port-file", str(port_file),
+                                       "--stream-chunks", str(a.chunks)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for server, port_file in zip(servers, port_files, strict=True)]
         try:
             for _ in range(200):
-                if port_file.exists() and port_file.read_text().strip():
+                if all(f.exists() and f.read_text().strip() for f in port_files):
                     break
                 time.sleep(0.05)
-            upstream_url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+            plain, native = (f"http://127.0.0.1:{f.read_text().strip()}" for f in port_files)
+            upstream_url = (plain, native)
             if a.shared_load:
                 await shared_load_phase(a, Path(tmp), upstream_url)
                 return
@@ -243,12 +253,13 @@ async def main() -> None:
                 print(f"| {api} | {idle:.0f} | {peak:.0f} |")
             print(f"\nload 1 at end {os.getloadavg()}")
         finally:
-            upstream.terminate()
-            upstream.wait(10)
+            for upstream in upstreams:
+                upstream.terminate()
+                upstream.wait(10)
 
 
 async def cpu_phase(a: argparse.Namespace, apis: tuple[str, ...], bodies: dict[str, tuple[str, bytes]],
-                    tmp: Path, upstream_url: str) -> None:
+                    tmp: Path, upstream_url: tuple[str, str]) -> None:
     workdir = tmp / "cpu"
     workdir.mkdir()
     gw = Gateway(workdir, upstream_url)
@@ -296,7 +307,7 @@ def shared_load(gw: Gateway, api: str, seconds: float, a: argparse.Namespace) ->
     return {"cpu_ms": cpu / doc["ok"] * 1000, "rps": doc["rps"], "ttft_p50": doc["ttft_ms"]["p50"]}
 
 
-async def shared_load_phase(a: argparse.Namespace, tmp: Path, upstream_url: str) -> None:
+async def shared_load_phase(a: argparse.Namespace, tmp: Path, upstream_url: tuple[str, str]) -> None:
     workdir = tmp / "shared"
     workdir.mkdir()
     gw = Gateway(workdir, upstream_url)

@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tollway.errors import BadRequest
 from tollway.responses.events import ResponseEventWriter
@@ -162,3 +164,88 @@ def test_text_deltas_read_from_bytes_match_the_parsed_path() -> None:
     assert "".join(e["delta"] for e in fast if e["type"] == "response.output_text.delta") == "".join(texts)
     done = next(e for e in fast if e["type"] == "response.output_text.done")
     assert done["text"] == "".join(texts)
+
+
+# -- the routing view and the deferred translation ------------------------------------------------
+
+_TEXT = st.text(alphabet="ab é\"\\", max_size=6)
+_PART = st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(["input_text", "output_text", "text"]), "text": _TEXT}),
+    st.fixed_dictionaries({"type": st.sampled_from(["refusal", "input_file", "summary_text"]), "text": _TEXT}),
+    st.fixed_dictionaries({"type": st.just("input_text"), "text": st.one_of(st.none(), st.integers())}),
+    st.just({"type": "input_image", "image_url": "https://example.com/a.png"}),
+    st.just("not a part"))
+_PLAIN_ITEM = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant", "system", "developer"]),
+     "content": st.one_of(_TEXT, st.lists(st.fixed_dictionaries(
+         {"type": st.sampled_from(["input_text", "output_text", "text"]), "text": _TEXT}), max_size=2))},
+    optional={"type": st.just("message")})
+_ITEM = st.one_of(
+    _PLAIN_ITEM,
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "assistant", "system", "developer", "robot"]),
+         "content": st.one_of(_TEXT, st.lists(_PART, max_size=3), st.none())},
+        optional={"type": st.sampled_from(["message", "reasoning"]), "id": st.just("msg_1")}),
+    st.fixed_dictionaries({"type": st.just("function_call"), "call_id": st.just("c1"), "name": st.just("f"),
+                           "arguments": st.just("{}")}),
+    st.fixed_dictionaries({"type": st.just("function_call_output"), "call_id": st.just("c1"),
+                           "output": _TEXT}),
+    st.just({"type": "reasoning", "summary": []}),
+    st.just({"role": ["user"], "content": "x"}),
+    st.just(["not", "an", "item"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(items=st.one_of(st.lists(_PLAIN_ITEM, max_size=6), st.lists(_ITEM, max_size=7)),
+       instructions=st.one_of(st.none(), _TEXT))
+def test_deferred_translation_says_what_the_translation_at_once_says(items: list[Any],
+                                                                     instructions: str | None) -> None:
+    """A request parsed for a possible pass-through (translation deferred when every item is a
+    plain message) is rejected with the same 400, or translates to the same chat body, as one
+    translated at once; its routing view is that body (with only the first two messages when
+    the translation is deferred)."""
+    body = {"model": "a/b", "input": items, "max_output_tokens": 9, "temperature": 0.5,
+            **({"instructions": instructions} if instructions is not None else {})}
+    try:
+        eager = ResponsesRequest.parse(json.loads(json.dumps(body)), translate=True)
+    except BadRequest as exc:
+        with pytest.raises(BadRequest) as err:
+            ResponsesRequest.parse(json.loads(json.dumps(body)))
+        assert err.value.message == exc.message
+        return
+    deferred = ResponsesRequest.parse(json.loads(json.dumps(body)))
+    # Deferred, the view holds the first two messages; translated at once, the whole conversation.
+    assert deferred.route["messages"][:2] == eager.chat["messages"][:2]
+    assert len(deferred.route["messages"]) <= 2 if deferred.plain else deferred.route is deferred.chat
+    assert {k: v for k, v in deferred.route.items() if k != "messages"} == \
+        {k: v for k, v in eager.chat.items() if k != "messages"}
+    assert deferred.chat == eager.chat and deferred.reasoning == eager.reasoning
+
+
+def test_a_plain_conversation_is_not_translated_until_needed() -> None:
+    items = [{"type": "message", "role": "user" if i % 2 == 0 else "assistant",
+              "content": [{"type": "input_text" if i % 2 == 0 else "output_text", "text": f"turn {i}"}]}
+             for i in range(9)]
+    request = parse(instructions="Rules.", input=items)
+    assert request.plain and request.translated is None
+    assert request.route["messages"] == [{"role": "system", "content": "Rules."},
+                                         {"role": "user", "content": "turn 0"}]
+    assert len(request.chat["messages"]) == 10 and request.translated is not None
+    # A request no native endpoint can take is translated at once (which validates it).
+    assert ResponsesRequest.parse({"model": "a/b", "input": items}, translate=True).translated is not None
+
+
+@pytest.mark.parametrize("item", [
+    {"type": "function_call_output", "call_id": "c1", "output": "x"},
+    {"role": "user", "content": [{"type": "input_image", "image_url": "https://example.com/a.png"}]},
+    {"role": "user", "content": [{"type": "input_text", "text": 3}]},
+    {"role": {"a": 1}, "content": "x"},
+    {"role": "user", "content": {"text": "x"}},
+])
+def test_anything_but_plain_messages_is_translated_at_once(item: dict[str, Any]) -> None:
+    body = {"model": "a/b", "input": [{"role": "user", "content": "hi"}, item]}
+    try:
+        request = ResponsesRequest.parse(body)
+    except BadRequest:
+        return  # rejected at once, as before
+    assert not request.plain and request.translated is not None

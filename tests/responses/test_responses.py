@@ -400,6 +400,58 @@ async def test_native_stream_cut_short_ends_with_an_error_event(stack: Responses
     assert stack.generation(resp.headers["x-generation-id"])["status"] == "error"
 
 
+def _native_events(final: bool) -> list[dict[str, Any]]:
+    """A native stream of every kind of content event the relay passes without parsing, and
+    one it does not know (parsed, relayed as it came)."""
+    started = {k: v for k, v in NATIVE.items() if k != "usage"}
+    call = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather", "arguments": ""}
+    where = {"item_id": "msg_up", "output_index": 1, "content_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {**started, "status": "in_progress", "output": []}},
+        {"type": "response.in_progress", "response": {**started, "status": "in_progress", "output": []}},
+        {"type": "response.reasoning_summary_part.added", "item_id": "rs_1", "output_index": 0, "summary_index": 0,
+         "part": {"type": "summary_text", "text": ""}},
+        {"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "output_index": 0, "summary_index": 0,
+         "delta": "Thinking \u00e9 \"hard\""},
+        {"type": "response.web_search_call.searching", "item_id": "ws_1", "output_index": 0},
+        {"type": "response.output_item.added", "output_index": 1, "item": call},
+        {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 1,
+         "delta": '{"city": "Par'},
+        {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 1, "delta": 'is"}'},
+        {"type": "response.content_part.added", **where, "part": {"type": "output_text", "text": ""}},
+        {"type": "response.output_text.delta", **where, "delta": "Native \u2603 hi", "logprobs": []},
+    ]
+    if final:
+        events.append({"type": "response.completed", "response": NATIVE})
+    return [{**event, "sequence_number": n} for n, event in enumerate(events)]
+
+
+@pytest.mark.parametrize("final", [True, False], ids=["whole", "cut short"])
+async def test_native_content_events_are_relayed_byte_for_byte(stack: ResponsesStack, final: bool) -> None:
+    events = _native_events(final)
+    blocks = [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events]
+    stack.stub.script(Reply(200, b"".join(blocks), "text/event-stream"))  # written 37 bytes at a time
+    # Read here, not by raw_events: the spec has no schema for web_search_call events.
+    resp = httpx.post(stack.url + "/v1/responses", json={"model": "test/native", "input": "Hi", "stream": True},
+                      headers={"Authorization": f"Bearer {stack.key}"}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    got = [json.loads(block.split("\ndata: ", 1)[1]) for block in resp.text.split("\n\n") if block.strip()]
+    assert [e["sequence_number"] for e in got] == list(range(len(got)))
+    for event, block in zip(events, blocks, strict=False):
+        if "response" not in event:
+            assert block in resp.content  # as the upstream spelt it
+    assert [e for e in got if "response" not in e and e["type"] != "error"] == \
+        [e for e in events if "response" not in e]
+    assert got[0]["response"]["id"] == resp.headers["x-generation-id"]
+    row = stack.generation(resp.headers["x-generation-id"])
+    if final:
+        assert got[-1]["type"] == "response.completed" and got[-1]["response"]["model"] == "test/native"
+        assert (row["status"], row["prompt_tokens"], row["completion_tokens"]) == ("success", 30, 4)
+    else:  # the error that ends it is numbered after the last (unparsed) event relayed
+        assert got[-1]["type"] == "error" and got[-1]["sequence_number"] == len(events)
+        assert row["status"] == "error"
+
+
 async def test_json_schema_format_and_truncation(stack: ResponsesStack) -> None:
     truncated = json.loads(fixture("openai", "plain.json"))
     truncated["choices"][0]["finish_reason"] = "length"

@@ -10,6 +10,8 @@ as it came (its ``sequence_number`` kept).
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,12 +30,28 @@ from tollway.adapters.base import (
 )
 from tollway.adapters.http import ensure_event_stream, error_from_response, post_json
 from tollway.adapters.openai import GATEWAY_ONLY_FIELDS
-from tollway.adapters.sse import iter_events
+from tollway.adapters.sse import iter_blocks, parse_block
 from tollway.errors import UpstreamError
 from tollway.metering import Usage
 from tollway.responses.request import ResponsesRequest, decode_reasoning
 
 _FINAL_EVENTS = ("response.completed", "response.incomplete")
+# Events relayed as they came, never parsed: none of them carries the ``response`` object
+# (whose id and model are rewritten, and whose usage is metered) or an error.
+_UNPARSED = tuple(b"event: response." + kind for kind in (
+    b"output_text.", b"output_item.", b"content_part.", b"function_call_arguments.", b"custom_tool_call_input.",
+    b"reasoning_summary_text.", b"reasoning_summary_part.", b"reasoning_text.", b"refusal."))
+
+
+def _sequence(block: bytes | None) -> int:
+    """The ``sequence_number`` of a relayed event block; -1 when there is none."""
+    event = parse_block(block) if block is not None else None
+    try:
+        obj = orjson.loads(event.data) if event is not None else None
+    except orjson.JSONDecodeError:
+        return -1
+    number = obj.get("sequence_number") if isinstance(obj, dict) else None
+    return number if isinstance(number, int) and not isinstance(number, bool) else -1
 
 
 def is_native(target: Target) -> bool:
@@ -65,9 +83,11 @@ def finish_of(response: dict[str, Any]) -> str:
 def native_body(request: ResponsesRequest, target: Target, stream: bool) -> bytes:
     body = {k: v for k, v in request.body.items()
             if k not in GATEWAY_ONLY_FIELDS and k != "previous_response_id"}
-    # tollway's own encrypted reasoning (another provider's signatures) means nothing here.
-    body["input"] = [item for item in request.items
-                     if not (item.get("type") == "reasoning" and decode_reasoning(item.get("encrypted_content")))]
+    # tollway's own encrypted reasoning (another provider's signatures) means nothing here;
+    # a conversation of plain messages has no reasoning item to look for.
+    body["input"] = request.items if request.plain else [
+        item for item in request.items
+        if not (item.get("type") == "reasoning" and decode_reasoning(item.get("encrypted_content")))]
     body["model"] = target.endpoint.model
     body["store"] = False
     body["stream"] = stream
@@ -92,13 +112,14 @@ class NativeRelay:
     def __init__(self, request: ResponsesRequest) -> None:
         self.request = request
         self.final: dict[str, Any] | None = None
-        self.sequence = -1  # the last sequence_number relayed
+        # The last event block relayed: its sequence_number (read only if the stream breaks)
+        # numbers the error event that ends the stream.
+        self.last: bytes | None = None
 
     def failed(self, message: str) -> bytes:
         """An ``error`` event, next in the upstream's sequence: the stream broke mid-way."""
-        self.sequence += 1
         event = {"type": "error", "code": "server_error", "message": message, "param": None,
-                 "sequence_number": self.sequence}
+                 "sequence_number": _sequence(self.last) + 1}
         return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
 
     def url(self, target: Target) -> str:
@@ -123,20 +144,32 @@ class NativeRelay:
                           upstream_id=upstream_id)
 
     async def stream(self, target: Target, ctx: CallContext, state: StreamState) -> AsyncIterator[bytes]:
+        """The upstream's events, relayed.  Content events (text and argument deltas, parts,
+        items: the bulk of a stream, and none carries the ``response`` object) pass in runs
+        as bytes, found in C (one ``startswith`` per block); only the others are parsed."""
         provider = target.provider.name
         finished = False
         try:
             async with ctx.session.post(self.url(target), data=native_body(self.request, target, True),
                                         headers=_headers(target), timeout=ctx.timeouts.stream) as resp:
                 await ensure_event_stream(resp, provider)
-                async for batch in iter_events(resp):
+                async for blocks in iter_blocks(resp):
                     state.mark_first_byte()
                     out: list[bytes] = []
-                    for event in batch:
-                        out.append(self._event(event.name, event.data, event.raw, ctx, state, provider))
-                        finished = finished or state.finish_reason is not None
-                    data = b"".join(out)
-                    if data:
+                    after = 0  # the first block not yet relayed
+                    unparsed = map(bytes.startswith, blocks, itertools.repeat(_UNPARSED))
+                    for at in itertools.compress(range(len(blocks)), map(operator.not_, unparsed)):
+                        out += blocks[after:at]
+                        after = at + 1
+                        event = parse_block(blocks[at])
+                        if event is not None:
+                            out.append(self._event(event.name, event.data, blocks[at], ctx, state, provider))
+                            finished = finished or state.finish_reason is not None
+                    out += blocks[after:] if after else blocks
+                    if out:
+                        self.last = out[-1]
+                        out.append(b"")  # the last block's terminator
+                        data = b"\n\n".join(out)
                         state.relayed.append(b"")  # marks "bytes reached the client"
                         state.text_bytes += len(data) // 4  # a rough basis if no usage ever comes
                         yield data
@@ -154,8 +187,6 @@ class NativeRelay:
         if not isinstance(obj, dict):
             return raw
         kind = obj.get("type") or name
-        if isinstance(obj.get("sequence_number"), int):
-            self.sequence = obj["sequence_number"]
         if kind == "error":
             message = obj.get("message") or data[:200].decode("utf-8", "replace")
             if state.relayed:
@@ -175,4 +206,4 @@ class NativeRelay:
         elif kind == "response.failed":
             state.finish_reason = "error"
             state.native_finish_reason = "failed"
-        return b"event: " + str(kind).encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
+        return b"event: " + str(kind).encode() + b"\ndata: " + orjson.dumps(obj)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from typing import Any
 
 import orjson
@@ -65,23 +66,49 @@ class ToolNames:
     custom: frozenset[str] = frozenset()  # freeform tools: reply with custom_tool_call items
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponsesRequest:
-    """A Responses request, validated, and its chat equivalent."""
+    """A Responses request, validated, and its chat equivalent.
+
+    ``route`` is what routing, stickiness, limits and the ledger read: every top-level field
+    of the chat translation, but ``messages`` only as far as its first two (all the sticky
+    fingerprint reads).  ``chat``, the whole translation, is built on first use (a translated
+    attempt, a limited key's prompt bound, a local token estimate) when every input item is a
+    plain message (:func:`_plain`), which the translation cannot reject; otherwise at once,
+    since translating is what validates the other items.  A pass-through to a
+    Responses-native upstream therefore never translates the conversation.
+    """
 
     body: dict[str, Any]
-    chat: dict[str, Any]
+    route: dict[str, Any]
     items: list[dict[str, Any]]  # the whole conversation's input items (history + this turn)
     tools: ToolNames
     dropped_tools: tuple[str, ...]  # built-in tools a translated upstream can't run
     forced_builtin: str | None  # tool_choice forcing a built-in tool
-    # (chat message index, provider, reasoning_details) restored only for that provider
-    reasoning: tuple[tuple[int, str, list[dict[str, Any]]], ...] = ()
     store: bool = True
     # The stored rows ``history`` was read from (``previous_response_id`` first), and how many of
     # ``items`` are this turn's own: a stored turn keeps only those, linked to the previous.
     chain: tuple[str, ...] = ()
     own_items: int = 0
+    plain: bool = False  # every item a message of text (no reasoning or tool items)
+    # (chat body, reasoning to restore): (chat message index, provider, reasoning_details)
+    # restored only for that provider.  None until first needed.
+    translated: tuple[dict[str, Any], tuple[tuple[int, str, list[dict[str, Any]]], ...]] | None = None
+
+    @property
+    def chat(self) -> dict[str, Any]:
+        """The whole request as an OpenAI chat body (translated once, when first needed)."""
+        return self._translation()[0]
+
+    @property
+    def reasoning(self) -> tuple[tuple[int, str, list[dict[str, Any]]], ...]:
+        return self._translation()[1]
+
+    def _translation(self) -> tuple[dict[str, Any], tuple[tuple[int, str, list[dict[str, Any]]], ...]]:
+        if self.translated is None:
+            messages, reasoning = _messages(self.body.get("instructions"), self.items)
+            self.translated = ({**self.route, "messages": messages}, tuple(reasoning))
+        return self.translated
 
     @property
     def stream(self) -> bool:
@@ -94,23 +121,27 @@ class ResponsesRequest:
 
     def chat_for(self, provider: str) -> dict[str, Any]:
         """The chat body for one provider: reasoning details only where that provider made them."""
-        mine = [(i, d) for i, p, d in self.reasoning if p == provider]
+        chat, reasoning = self._translation()
+        mine = [(i, d) for i, p, d in reasoning if p == provider]
         if not mine:
-            return self.chat
-        messages = list(self.chat["messages"])
+            return chat
+        messages = list(chat["messages"])
         for index, details in mine:
             if all(d.get("format") == REASONING_CONTENT_FORMAT for d in details):
                 text = "".join(str(d.get("text", "")) for d in details)
                 messages[index] = {**messages[index], "reasoning_content": text}
             else:
                 messages[index] = {**messages[index], "reasoning_details": details}
-        return {**self.chat, "messages": messages}
+        return {**chat, "messages": messages}
 
     @classmethod
     def parse(cls, body: dict[str, Any], history: list[dict[str, Any]] | None = None,
-              default_store: bool = True, chain: tuple[str, ...] = ()) -> ResponsesRequest:
+              default_store: bool = True, chain: tuple[str, ...] = (), *,
+              translate: bool = False) -> ResponsesRequest:
         """Validate and map; ``history`` is the stored conversation ``previous_response_id`` names
-        (read from the stored rows ``chain``)."""
+        (read from the stored rows ``chain``).  ``translate``: no endpoint can take the request
+        as it is (none is Responses-native), so translate now: translating validates as it
+        goes, cheaper than checking first and translating after."""
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise _bad("'model' is required: name a model id such as 'openai/gpt-5'")
@@ -131,31 +162,72 @@ class ResponsesRequest:
                                        or max_output < 1):
             raise _bad("'max_output_tokens' must be a positive integer")
         items = [*(history or ()), *new_items]
-        messages, reasoning = _messages(body.get("instructions"), items)
-        chat: dict[str, Any] = {k: body[k] for k in _ROUTING_FIELDS if k in body}
-        chat.update(model=model, messages=messages)
+        plain = not translate and _plain(items)
+        translated = None
+        reasoning: list[tuple[int, str, list[dict[str, Any]]]] = []
+        if plain:
+            head, _ = _messages(body.get("instructions"), items, head=True)
+        else:
+            head, reasoning = _messages(body.get("instructions"), items)  # validates the other items
+        route: dict[str, Any] = {k: body[k] for k in _ROUTING_FIELDS if k in body}
+        route.update(model=model, messages=head)
         for name in ("stream", "temperature", "top_p"):
             if body.get(name) is not None:
-                chat[name] = body[name]
+                route[name] = body[name]
         if max_output is not None:
-            chat["max_tokens"] = max_output
+            route["max_tokens"] = max_output
         tools, names, dropped = _tools(body.get("tools"))
         forced = _forced_builtin(body.get("tool_choice"))
         if tools:
-            chat["tools"] = tools
+            route["tools"] = tools
             choice = _tool_choice(body.get("tool_choice"))
             if choice is not None:
-                chat["tool_choice"] = choice
+                route["tool_choice"] = choice
             if isinstance(body.get("parallel_tool_calls"), bool):
-                chat["parallel_tool_calls"] = body["parallel_tool_calls"]
-        _reasoning_and_format(body, chat)
+                route["parallel_tool_calls"] = body["parallel_tool_calls"]
+        _reasoning_and_format(body, route)
         user = body.get("safety_identifier") or body.get("user")
         if isinstance(user, str) and user:
-            chat["user"] = user
+            route["user"] = user
+        if not plain:
+            translated = (route, tuple(reasoning))  # the whole conversation: the route is the chat body
         store = body["store"] if isinstance(body.get("store"), bool) else default_store
-        return cls(body=body, chat=chat, items=items, tools=names, dropped_tools=dropped,
-                   forced_builtin=forced, reasoning=tuple(reasoning), store=store, chain=chain,
-                   own_items=len(new_items))
+        return cls(body=body, route=route, items=items, tools=names, dropped_tools=dropped,
+                   forced_builtin=forced, store=store, chain=chain, own_items=len(new_items), plain=plain,
+                   translated=translated)
+
+
+_MESSAGE_ROLES = frozenset(_ROLES)
+
+
+def _plain(items: list[Any]) -> bool:
+    """Every item a message of a known role whose content is a string or a list of text parts,
+    and one of them the user's or the assistant's: nothing the translation rejects.
+
+    Checked over the whole conversation with C-level maps and sets, not a Python step per
+    item: this runs on every request of a long agent conversation."""
+    try:
+        if set(map(type, items)) != {dict}:
+            return False
+        if set(map(dict.get, items, repeat("type"), repeat("message"))) != {"message"}:
+            return False
+        roles = set(map(dict.get, items, repeat("role")))
+        if not roles <= _MESSAGE_ROLES or not roles & {"user", "assistant"}:
+            return False
+        contents: list[Any] = list(map(dict.get, items, repeat("content")))
+        kinds = set(map(type, contents))
+        if not kinds <= {str, list}:
+            return False
+        if list in kinds:
+            parts = list(chain.from_iterable(c for c in contents if type(c) is list) if str in kinds
+                         else chain.from_iterable(contents))
+            if parts and (set(map(type, parts)) != {dict}
+                          or not set(map(dict.get, parts, repeat("type"))) <= _TEXT_PARTS
+                          or set(map(type, map(dict.get, parts, repeat("text")))) != {str}):
+                return False
+    except TypeError:  # an unhashable type or role: not plain (the translation says why)
+        return False
+    return True
 
 
 # -- input items -> chat messages ---------------------------------------------------------------
@@ -212,8 +284,10 @@ def _output_text(output: Any) -> str:
     return orjson.dumps(output).decode()
 
 
-def _messages(instructions: Any, items: list[Any]) -> tuple[list[dict[str, Any]],
-                                                             list[tuple[int, str, list[dict[str, Any]]]]]:
+def _messages(instructions: Any, items: list[Any], head: bool = False) -> tuple[
+        list[dict[str, Any]], list[tuple[int, str, list[dict[str, Any]]]]]:
+    """The items as chat messages (and reasoning to restore); with ``head``, only the first two
+    messages (translated until a third starts: only the last message is ever extended)."""
     messages: list[dict[str, Any]] = []
     reasoning: list[tuple[int, str, list[dict[str, Any]]]] = []
     pending: tuple[str, list[dict[str, Any]]] | None = None  # reasoning waiting for its assistant turn
@@ -231,6 +305,8 @@ def _messages(instructions: Any, items: list[Any]) -> tuple[list[dict[str, Any]]
         return messages[-1]
 
     for i, item in enumerate(items):
+        if head and len(messages) > 2:
+            return messages[:2], reasoning
         # The common item of a long conversation, a message of one text part, maps directly.
         if type(item) is dict and item.get("type", "message") == "message":
             content = item.get("content")
@@ -303,6 +379,8 @@ def _messages(instructions: Any, items: list[Any]) -> tuple[list[dict[str, Any]]
         else:
             # Output items of built-in tools (web_search_call, ...) mean nothing to a chat model.
             continue
+    if head:
+        return messages[:2], reasoning
     if not any(m["role"] in {"user", "assistant", "tool"} for m in messages):
         raise _bad("'input' has no message: send at least one user message")
     return messages, reasoning

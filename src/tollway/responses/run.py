@@ -24,6 +24,7 @@ from tollway.adapters.base import CallContext, Completion, MidStreamError, Strea
 from tollway.auth import Principal
 from tollway.errors import BadRequest, NotFound
 from tollway.gateway import Closer, Gateway, RequestMeta, _Run, validate_chat_body
+from tollway.limits import has_limits
 from tollway.limits.capping import RESPONSES_OUTPUT_FIELDS, cap_output
 from tollway.messages import translate_stream
 from tollway.metering import Usage
@@ -62,17 +63,33 @@ async def parse_request(gateway: Gateway, principal: Principal, body: dict[str, 
                            "has expired, or belongs to another key", code=404)
         history, chain = stored.conversation, stored.chain
     return ResponsesRequest.parse(body, history, default_store=gateway.settings.responses.store_default,
-                                  chain=chain)
+                                  chain=chain, translate=_translated_only(gateway, body))
+
+
+def _translated_only(gateway: Gateway, body: dict[str, Any]) -> bool:
+    """Whether every endpoint the request can reach is a translated one (none Responses-native):
+    a plain model id, no ``models`` fallbacks, and none of its endpoints' providers native.
+    Anything else (fallback lists, aliases) may reach a native endpoint: not translated upfront."""
+    name = body.get("model")
+    model = gateway.catalog.models.get(name) if isinstance(name, str) and "models" not in body else None
+    if model is None:
+        return False
+    providers = gateway.catalog.providers
+    return not any(getattr(providers.get(e.provider), "responses", None) == "native" for e in model.endpoints)
 
 
 async def create_response(gateway: Gateway, principal: Principal, request: ResponsesRequest,
                           meta: RequestMeta) -> ResponsesOutcome:
     """Route, call, meter and (``store``) keep one response; a stream is returned unstarted."""
-    validate_chat_body(request.chat, built_messages=True)
+    validate_chat_body(request.route, built_messages=True)
     prompt_cache_key = request.body.get("prompt_cache_key")
     if meta.session_id is None and isinstance(prompt_cache_key, str) and prompt_cache_key:
         meta.session_id = prompt_cache_key
-    run, targets = await gateway._open_run(principal, request.chat, meta)  # caps the chat body's output
+    # Routing reads the routing view (no conversation translated); a limited key's reservation
+    # bounds the whole prompt, so it reads (and caps the output of) the full chat translation.
+    limited = has_limits(principal.key)
+    run, targets = await gateway._open_run(principal, request.chat if limited else request.route, meta)
+    run.full_body = lambda: request.chat  # local token estimates, built only if needed
     if run.hold is not None and run.hold.output_cap is not None:
         # ... and the Responses body, which a native upstream gets.
         cap_output(request.body, run.hold.output_cap, RESPONSES_OUTPUT_FIELDS)
@@ -80,10 +97,10 @@ async def create_response(gateway: Gateway, principal: Principal, request: Respo
         targets = [t for t in targets if is_native(t)]
         if not targets:
             err = BadRequest(f"tool_choice forces the built-in tool {request.forced_builtin!r}, which no "
-                             f"endpoint of {request.chat['model']} can run (only providers with "
+                             f"endpoint of {request.route['model']} can run (only providers with "
                              "'responses: native' can); force a function tool or use tool_choice 'auto'",
                              code=400)
-            gateway._record_failure(run, err, model=str(request.chat["model"]))
+            gateway._record_failure(run, err, model=str(request.route["model"]))
             raise err
     outcome = ResponsesOutcome(response_id=run.generation_id)
 
