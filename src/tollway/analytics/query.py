@@ -435,7 +435,8 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
                 signed = _in_quarters(signed)
             segments = [cube_read.Segment(hist_tables[grain], grain, a, b, sign) for grain, a, b, sign in signed]
             parts = [cube_read.segment_select(dialect, seg, answer.sources, query.granularity, hist_where, key_id,
-                                              perf=True, measures=()) for seg in segments]
+                                              perf=True, measures=(), grouped=len(segments) == 1)
+                     for seg in segments]
             _add_rows(conn, cube_read.combined(parts, timed, answer.sources, perf=True, measures=()), answer, timed,
                       (), perf=True)
         if len(answer.groups) > query.limit:
