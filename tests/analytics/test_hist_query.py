@@ -7,7 +7,7 @@ import random
 from datetime import datetime, timedelta
 
 from tollway.analytics.attribution import Attribution
-from tollway.analytics.query import Viewer, run_query
+from tollway.analytics.query import Viewer, _hist_segments, _in_quarters, _segments, run_query
 from tollway.analytics.query_spec import parse_query
 from tollway.ledger.definitions import bucket_bounds, perf_buckets
 
@@ -61,3 +61,31 @@ def test_percentiles_over_partial_months_match_the_rows(db_url: str) -> None:
                         got = {r["model"]: r["p50_latency"] for r in rows
                                if r["date__month"].startswith(month.strftime("%Y-%m"))}
                         assert got == _expected(records, month, end, 0.5)
+
+
+def test_percentiles_over_quarters_match_the_rows(db_url: str) -> None:
+    """A long range reads whole quarters (a quarter less a month outside the range, too), months
+    and days at its edges; the answer is the rows' own."""
+    rng = random.Random(12)
+    records = []
+    at = datetime(2025, 9, 20)
+    while at < datetime(2026, 7, 10):
+        # c/z runs only in September 2025 and June 2026: outside the range, inside its quarters.
+        model = "c/z" if at.month in (6, 9) else rng.choice(["a/x", "b/y"])
+        records.append(record(len(records), at, model, completion_tokens=rng.randint(1, 900),
+                              latency_ms=rng.choice([None, rng.randint(50, 20_000)]),
+                              status=rng.choice(["success"] * 9 + ["error"])))
+        at += timedelta(minutes=rng.randint(60, 240))
+    lo, hi = datetime(2025, 10, 3), datetime(2026, 6, 1)  # most of Q4, Q1, April and May of Q2
+    plan = _in_quarters(_hist_segments(_segments(lo, hi, hourly_only=False, monthly=True), True))
+    assert ("quarter", datetime(2025, 10, 1), datetime(2026, 7, 1), 1) in plan  # three quarters in one read
+    assert ("month", datetime(2026, 6, 1), datetime(2026, 7, 1), -1) in plan
+    with ledger(db_url) as engine:
+        write(engine, records, batch_size=101)
+        with engine.connect() as conn:
+            attribution = Attribution.load(conn, None, with_keys=True)
+            body = {"metrics": ["p50_latency", "p99_latency"], "dimensions": ["model"],
+                    "time_range": {"start": lo.isoformat() + "Z", "end": hi.isoformat() + "Z"}}
+            rows = run_query(conn, parse_query(body, hi), Viewer(None, True), attribution)["data"]["data"]
+    assert {r["model"]: r["p50_latency"] for r in rows} == _expected(records, lo, hi, 0.5)
+    assert {r["model"]: r["p99_latency"] for r in rows} == _expected(records, lo, hi, 0.99)

@@ -1,6 +1,6 @@
-"""Migrations m009_fast_cubes, m010_cheaper_cubes, m011_wide_histograms and m012_daily_rank fill
-their new tables from an existing ledger exactly as the writers (live, bulk, importer) would have
-filled them, and drop the tables they replace (the hourly histogram; the narrow daily and
+"""Migrations m009_fast_cubes, m010_cheaper_cubes, m011_wide_histograms, m012_daily_rank and
+m013_quarterly_hist fill their new tables from an existing ledger exactly as the writers (live,
+bulk, importer) would have filled them, and drop the tables they replace (the hourly histogram; the narrow daily and
 monthly histograms)."""
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tollway.ledger.detail import (
     usage_daily_session_model,
     usage_monthly_hist,
     usage_monthly_perf,
+    usage_quarterly_hist,
 )
 from tollway.ledger.rollups import GATEWAY_BATCH, enters_rollups, usage_daily_key_model, usage_daily_rank
 
@@ -168,3 +169,39 @@ def test_m012_fills_the_day_by_model_cube_as_every_writer_does(db_url: str, tmp_
 
 def _day(value: Any) -> Any:
     return value.date() if isinstance(value, datetime) else value
+
+
+def test_m013_sums_the_monthly_histograms_by_quarter_as_the_writers_do(db_url: str) -> None:
+    """The live writer and the bulk writer fill ``usage_quarterly_hist`` through the generic
+    histogram path; m013 rebuilds the same rows from ``usage_monthly_hist``."""
+    rng = random.Random(13)
+    start = datetime(2025, 12, 20, 5, 3)  # four quarters: 2025 Q4 .. 2026 Q3
+    traffic = [record(i, start + timedelta(minutes=rng.randint(0, 200 * 1440)), rng.choice(["a/x", "b/y"]),
+                      provider=rng.choice(["p1", "p2", None]), completion_tokens=rng.randint(0, 900),
+                      status=rng.choice(["success"] * 6 + ["error"]), ttft_ms=rng.choice([None, rng.randint(1, 900)]),
+                      latency_ms=rng.choice([None, rng.randint(1, 9000)]))
+               for i in range(400)]
+    with ledger(db_url) as engine:
+        write(engine, traffic[:200])  # the live writer's hook
+        with engine.begin() as conn:  # the set-based writer
+            ingest_batch(conn, traffic[200:])
+        written = _dump(engine, (usage_quarterly_hist,))["usage_quarterly_hist"]
+        assert {_day(row[0]).isoformat() for row in written} == {"2025-10-01", "2026-01-01", "2026-04-01",
+                                                                  "2026-07-01"}
+        # Each quarter's counts are its months' counts (bucket by bucket).
+        with engine.connect() as conn:
+            months = conn.execute(select(usage_monthly_hist)).all()
+        expected: dict[tuple[Any, ...], list[int]] = {}
+        for row in months:
+            month = _day(row[0])
+            key = (month.replace(month=(month.month - 1) // 3 * 3 + 1), *row[1:5])
+            counts = expected.setdefault(key, [0] * len(row[5:]))
+            for i, n in enumerate(row[5:]):
+                counts[i] += n
+        assert {(_day(row[0]), *row[1:5]): list(row[5:]) for row in written} == expected
+        # The ledger as it was before m013: no quarterly histograms, the migration not applied.
+        with engine.begin() as conn:
+            usage_quarterly_hist.drop(conn)
+            conn.execute(text("DELETE FROM tollway_migrations WHERE name = 'm013_quarterly_hist'"))
+        assert migrate(engine) == ["m013_quarterly_hist"]
+        assert _dump(engine, (usage_quarterly_hist,))["usage_quarterly_hist"] == written

@@ -50,6 +50,7 @@ from tollway.ledger.detail import (
     usage_hourly_detail,
     usage_monthly_hist,
     usage_monthly_model_detail,
+    usage_quarterly_hist,
 )
 from tollway.ledger.records import COLUMNS, GenerationRecord
 from tollway.ledger.rollups import KEY_FIRST, usage_daily_app, usage_daily_key
@@ -407,7 +408,7 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
                 sums_tables["day"] = table
         if one_key and set(answer.sources) <= _KEY_MODEL_COLUMNS and sums_tables["day"] is not usage_daily_key:
             sums_tables["day"] = KEY_FIRST.table
-    hist_tables = {"day": usage_daily_hist, "month": usage_monthly_hist}
+    hist_tables = {"day": usage_daily_hist, "month": usage_monthly_hist, "quarter": usage_quarterly_hist}
     # Only the histograms of the metrics asked for (a row per metric).
     hist_where = {**where_in, "metric": frozenset(p[0] for m in query.metrics if (p := METRICS[m].percentile))}
     measures = cube_read.measures_for(query.metrics)
@@ -429,10 +430,13 @@ def _from_cubes(conn: Connection, query: AnalyticsQuery, viewer: Viewer, answer:
             _add_rows(conn, stmt, answer, timed, measures, perf=False)
         if wants_hist:
             lo, hi = _whole_days(lo, hi)  # histograms are kept by day: a range's partial days whole
-            segments = [cube_read.Segment(hist_tables[grain], grain, a, b, sign) for grain, a, b, sign in
-                        _hist_segments(_segments(lo, hi, hourly_only=hourly_only, monthly=monthly), monthly)]
+            signed = _hist_segments(_segments(lo, hi, hourly_only=hourly_only, monthly=monthly), monthly)
+            if query.granularity is None:  # a quarter's row answers for its months only when they are not split
+                signed = _in_quarters(signed)
+            segments = [cube_read.Segment(hist_tables[grain], grain, a, b, sign) for grain, a, b, sign in signed]
             parts = [cube_read.segment_select(dialect, seg, answer.sources, query.granularity, hist_where, key_id,
-                                              perf=True, measures=()) for seg in segments]
+                                              perf=True, measures=(), grouped=len(segments) == 1)
+                     for seg in segments]
             _add_rows(conn, cube_read.combined(parts, timed, answer.sources, perf=True, measures=()), answer, timed,
                       (), perf=True)
         if len(answer.groups) > query.limit:
@@ -460,6 +464,42 @@ def _hist_segments(segments: list[tuple[str, datetime, datetime]], monthly: bool
             else:
                 out.append(("day", a, b, 1))
             a = b
+    return out
+
+
+def _in_quarters(segments: list[tuple[str, datetime, datetime, int]]) -> list[tuple[str, datetime, datetime, int]]:
+    """The whole months of histogram segments regrouped by calendar quarter, with signs as
+    :func:`_hist_segments`: a quarter of which most months are in the range is read as the
+    quarter's row less its other months (their days in the range, if any, stay as they were)."""
+    months: set[datetime] = set()
+    out: list[tuple[str, datetime, datetime, int]] = []
+    for grain, lo, hi, sign in segments:
+        if grain != "month" or sign != 1:
+            out.append((grain, lo, hi, sign))
+            continue
+        while lo < hi:
+            months.add(lo)
+            lo = _next_month(lo)
+    for quarter in sorted({m.replace(month=(m.month - 1) // 3 * 3 + 1) for m in months}):
+        three = [quarter, _next_month(quarter), _next_month(_next_month(quarter))]
+        inside = [m in months for m in three]
+        if sum(inside) >= 2:
+            out.append(("quarter", quarter, _next_month(three[2]), 1))
+            out += [("month", m, _next_month(m), -1) for m, hit in zip(three, inside, strict=True) if not hit]
+        else:
+            out += [("month", m, _next_month(m), 1) for m, hit in zip(three, inside, strict=True) if hit]
+    return _joined(out)
+
+
+def _joined(segments: list[tuple[str, datetime, datetime, int]]) -> list[tuple[str, datetime, datetime, int]]:
+    """Adjacent segments of one grain and sign as one (fewer SELECTs to re-sum)."""
+    out: list[tuple[str, datetime, datetime, int]] = []
+    for seg in sorted(segments, key=lambda s: (s[0], s[3], s[1])):
+        last = out[-1] if out else None
+        if last is not None and last[0] == seg[0] and last[3] == seg[3] and last[2] == seg[1]:
+            out[-1] = (last[0], last[1], seg[2], last[3])
+        else:
+            out.append(seg)
     return out
 
 

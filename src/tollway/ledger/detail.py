@@ -102,6 +102,9 @@ usage_monthly_model_detail = _table("usage_monthly_model_detail", "month", MODEL
 # per bucket.
 usage_daily_hist = _table("usage_daily_hist", "day", PERF_DIMS, _perf_keys()[:1], HIST_COLUMNS)
 usage_monthly_hist = _table("usage_monthly_hist", "month", PERF_DIMS, _perf_keys()[:1], HIST_COLUMNS)
+# The same by calendar quarter (m013_quarterly_hist): a year's percentiles by model read ~4
+# quarters' rows (whole quarters of the range; months and days at its edges) instead of ~12 months'.
+usage_quarterly_hist = _table("usage_quarterly_hist", "quarter", PERF_DIMS, _perf_keys()[:1], HIST_COLUMNS)
 # Tasks (X-Session-Id) by day, app, model and key: session-cost's medians read a month of these
 # (a row per task and day) instead of the ledger's rows.
 usage_daily_session_model = _table("usage_daily_session_model", "day", SESSION_DIMS, [],
@@ -114,13 +117,14 @@ class DetailCube:
     their kind's), so the live path slices one tuple and the bulk path re-sums the batch's cells."""
 
     table: Table
-    grain: str  # hour | day
+    grain: str  # hour | day | month | quarter (histograms only)
     dims: tuple[Expr, ...]
     perf: bool  # a histogram (metric -> a count per bucket) rather than a sum of measures
 
     def __post_init__(self) -> None:
         assert self.dims == DETAIL_DIMS[:len(self.dims)]
         assert self.grain != "hour" or (self.dims == DETAIL_DIMS and not self.perf)
+        assert self.grain != "quarter" or self.perf
 
 
 DETAIL_CUBES = (
@@ -130,6 +134,7 @@ DETAIL_CUBES = (
     DetailCube(usage_daily_hist, "day", PERF_DIMS, True),
     DetailCube(usage_monthly_model_detail, "month", MODEL_DIMS, False),
     DetailCube(usage_monthly_hist, "month", PERF_DIMS, True),
+    DetailCube(usage_quarterly_hist, "quarter", PERF_DIMS, True),
 )
 DETAIL_TABLES = (*(c.table for c in DETAIL_CUBES), usage_daily_session_model)
 PERF_CUBES = tuple(c for c in DETAIL_CUBES if c.perf)
@@ -176,9 +181,31 @@ def m011_wide_histograms(conn: Connection) -> None:
         old.drop(conn)
 
 
+def quarter_of(day: date) -> date:
+    """The first day of ``day``'s calendar quarter."""
+    return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+
+
+def m013_quarterly_hist(conn: Connection) -> None:
+    """Migration ``m013_quarterly_hist``: the histograms by quarter, summed from the monthly ones
+    (every month lies in one quarter), in key order so PostgreSQL stores a quarter's rows together."""
+    t = usage_quarterly_hist
+    t.create(conn, checkfirst=True)
+    keys = _key_columns(next(c for c in DETAIL_CUBES if c.table is t))
+    kind = "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
+    period = _PERIOD_OF_DAY_SQL[(kind, "quarter")].format(day="month")
+    n = ", ".join(str(i + 1) for i in range(len(keys)))
+    conn.exec_driver_sql(
+        f"INSERT INTO {t.name} ({', '.join((*keys, *HIST_COLUMNS))}) "
+        f"SELECT {period}, {', '.join(keys[1:])}, {', '.join(f'sum({b})' for b in HIST_COLUMNS)} "
+        f"FROM {usage_monthly_hist.name} GROUP BY {n} ORDER BY {n}")
+
+
 def _period(at: datetime, grain: str) -> date | datetime:
     if grain == "hour":
         return at.replace(minute=0, second=0, microsecond=0)
+    if grain == "quarter":
+        return quarter_of(at.date())
     return at.date().replace(day=1) if grain == "month" else at.date()
 
 
@@ -269,7 +296,13 @@ def apply_detail(conn: Connection, records: list[GenerationRecord]) -> None:
 
 _HOUR_SQL = {"sqlite": "substr(created_at, 1, 13) || ':00:00.000000'", "postgresql": "date_trunc('hour', created_at)"}
 _DAY_SQL = {"sqlite": "substr(created_at, 1, 10)", "postgresql": "created_at::date"}
-_MONTH_OF_DAY_SQL = {"sqlite": "substr(day, 1, 7) || '-01'", "postgresql": "date_trunc('month', day)::date"}
+# A histogram period from a day (the bulk path's daily cells; m013 from a month, which is its first day).
+_PERIOD_OF_DAY_SQL = {("sqlite", "month"): "substr({day}, 1, 7) || '-01'",
+                      ("postgresql", "month"): "date_trunc('month', {day})::date",
+                      ("sqlite", "quarter"): "substr({day}, 1, 5) || CASE WHEN substr({day}, 6, 2) < '04' THEN '01' "
+                                             "WHEN substr({day}, 6, 2) < '07' THEN '04' WHEN substr({day}, 6, 2) < "
+                                             "'10' THEN '07' ELSE '10' END || '-01'",
+                      ("postgresql", "quarter"): "date_trunc('quarter', {day})::date"}
 _FROM_HOUR_SQL = {("sqlite", "day"): "substr(hour, 1, 10)", ("postgresql", "day"): "hour::date",
                   ("sqlite", "month"): "substr(hour, 1, 7) || '-01'",
                   ("postgresql", "month"): "date_trunc('month', hour)::date"}
@@ -351,8 +384,8 @@ def detail_statements(dialect: str, stage: str) -> list[tuple[str, str]]:
             select = f"SELECT {finest}, {', '.join(dims)}, {GATEWAY_BATCH}, {', '.join(measures)} " \
                      f"FROM {source}{where}"
         else:
-            period = _MONTH_OF_DAY_SQL[kind] if cube.perf else _FROM_HOUR_SQL[(kind, cube.grain)]
-            assert not cube.perf or cube.grain == "month"
+            period = _PERIOD_OF_DAY_SQL[(kind, cube.grain)].format(day="day") if cube.perf else \
+                _FROM_HOUR_SQL[(kind, cube.grain)]
             select = (f"SELECT {period}, {', '.join(dims)}, {GATEWAY_BATCH}, "
                       f"{', '.join(f'sum({m})' for m in measures)} FROM {source}{where} "
                       f"GROUP BY {numbers(1 + len(dims))}")

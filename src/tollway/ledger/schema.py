@@ -159,6 +159,12 @@ def _m012_daily_rank(conn: Connection) -> None:
     m012_daily_rank(conn)
 
 
+def _m013_quarterly_hist(conn: Connection) -> None:
+    from tollway.ledger.detail import m013_quarterly_hist  # late: detail.py imports this module
+
+    m013_quarterly_hist(conn)
+
+
 Migration = tuple[str, Callable[[Connection], None]]
 
 # Append only; never reorder or rename.  Other modules register theirs in MIGRATIONS below.
@@ -174,6 +180,7 @@ MIGRATIONS: list[Migration] = [
     ("m010_cheaper_cubes", _m010_cheaper_cubes),
     ("m011_wide_histograms", _m011_wide_histograms),
     ("m012_daily_rank", _m012_daily_rank),
+    ("m013_quarterly_hist", _m013_quarterly_hist),
 ]
 
 
