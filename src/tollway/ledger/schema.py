@@ -7,6 +7,7 @@ Money is integer nano-dollars (1e-9 USD): exact, and a signed 64-bit column stil
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -99,88 +100,33 @@ def _m001_initial(conn: Connection) -> None:
     generations.create(conn, checkfirst=True)
 
 
-def _m002_rollups(conn: Connection) -> None:
-    from tollway.ledger.rollups import m002_rollups  # late: rollups.py imports this module
-
-    m002_rollups(conn)
-
-
-def _m003_limits(conn: Connection) -> None:
-    from tollway.limits.tables import m003_limits  # late: tables.py imports this module
-
-    m003_limits(conn)
-
-
-def _m004_responses(conn: Connection) -> None:
-    from tollway.responses.store import m004_responses  # late: store.py imports this module
-
-    m004_responses(conn)
-
-
-def _m005_dead_letters(conn: Connection) -> None:
-    from tollway.ledger.dead_letters import m005_dead_letters  # late: dead_letters.py imports this module
-
-    m005_dead_letters(conn)
-
-
-def _m007_analytics(conn: Connection) -> None:
-    from tollway.ledger.detail import m007_analytics  # late: detail.py imports this module
-
-    m007_analytics(conn)
-
-
-def _m008_app_categories(conn: Connection) -> None:
-    from tollway.ledger.apps import m008_app_categories  # late: apps.py imports this module
-
-    m008_app_categories(conn)
-
-
-def _m009_fast_cubes(conn: Connection) -> None:
-    from tollway.ledger.rollups import m009_fast_cubes  # late: rollups.py imports this module
-
-    m009_fast_cubes(conn)
-
-
-def _m010_cheaper_cubes(conn: Connection) -> None:
-    from tollway.ledger.detail import m010_cheaper_cubes  # late: detail.py imports this module
-
-    m010_cheaper_cubes(conn)
-
-
-def _m011_wide_histograms(conn: Connection) -> None:
-    from tollway.ledger.detail import m011_wide_histograms  # late: detail.py imports this module
-
-    m011_wide_histograms(conn)
-
-
-def _m012_daily_rank(conn: Connection) -> None:
-    from tollway.ledger.rollups import m012_daily_rank  # late: rollups.py imports this module
-
-    m012_daily_rank(conn)
-
-
-def _m013_quarterly_hist(conn: Connection) -> None:
-    from tollway.ledger.detail import m013_quarterly_hist  # late: detail.py imports this module
-
-    m013_quarterly_hist(conn)
-
-
 Migration = tuple[str, Callable[[Connection], None]]
+
+
+def _defined_in(module: str, name: str) -> Migration:
+    """The migration ``name``, the function of that name in ``module``, imported only when it
+    runs: those modules import this one (their tables share its metadata)."""
+
+    def run(conn: Connection) -> None:
+        getattr(importlib.import_module(module), name)(conn)
+
+    return name, run
+
 
 # Append only; never reorder or rename.  Other modules register theirs in MIGRATIONS below.
 MIGRATIONS: list[Migration] = [
     ("m001_initial", _m001_initial),
-    ("m002_rollups", _m002_rollups),
-    ("m003_limits", _m003_limits),
-    ("m004_responses", _m004_responses),
-    ("m005_dead_letters", _m005_dead_letters),
-    ("m007_analytics", _m007_analytics),
-    ("m008_app_categories", _m008_app_categories),
-    ("m009_fast_cubes", _m009_fast_cubes),
-    ("m010_cheaper_cubes", _m010_cheaper_cubes),
-    ("m011_wide_histograms", _m011_wide_histograms),
-    ("m012_daily_rank", _m012_daily_rank),
-    ("m013_quarterly_hist", _m013_quarterly_hist),
+    _defined_in("tollway.ledger.rollups", "m002_rollups"),
+    _defined_in("tollway.limits.tables", "m003_limits"),
+    _defined_in("tollway.responses.store", "m004_responses"),
+    _defined_in("tollway.ledger.dead_letters", "m005_dead_letters"),
+    _defined_in("tollway.ledger.detail", "m007_analytics"),
+    _defined_in("tollway.ledger.apps", "m008_app_categories"),
+    _defined_in("tollway.ledger.rollups", "m009_fast_cubes"),
+    _defined_in("tollway.ledger.detail", "m010_cheaper_cubes"),
+    _defined_in("tollway.ledger.detail", "m011_wide_histograms"),
+    _defined_in("tollway.ledger.rollups", "m012_daily_rank"),
+    _defined_in("tollway.ledger.detail", "m013_quarterly_hist"),
 ]
 
 
