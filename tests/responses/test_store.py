@@ -123,6 +123,18 @@ def _response(i: int) -> dict[str, object]:
                                                                              "text": f"answer {i}"}]}]}
 
 
+def _save_turn(engine: Engine, key_id: str, i: int, response_id: str, conversation: list[dict[str, object]],
+               chain: tuple[str, ...], now: datetime) -> tuple[list[dict[str, object]], store.StoredResponse]:
+    """Save turn ``i`` after ``conversation`` (stored as ``chain``) as ``response_id``; the whole
+    conversation saved, and the row loaded back."""
+    whole = [*conversation, *_turn(i)]
+    store.save(engine, key_id, {**_response(i), "id": response_id}, whole, now=now, ttl_s=3600, chain=chain,
+               own_items=1)
+    loaded = store.load(engine, key_id, response_id, now=now)
+    assert loaded is not None
+    return whole, loaded
+
+
 def _stored_bytes(engine: Engine, response_id: str) -> int:
     with engine.connect() as conn:
         return len(conn.execute(select(store.stored_responses.c.input)
@@ -139,11 +151,7 @@ def test_a_long_conversation_stores_each_turn_once(stack: ResponsesStack) -> Non
         chain: tuple[str, ...] = ()
         sizes = []
         for i in range(turns):
-            conversation = [*conversation, *_turn(i)]
-            store.save(engine, stack.key_id, _response(i), conversation, now=now, ttl_s=3600, chain=chain,
-                       own_items=1)
-            loaded = store.load(engine, stack.key_id, f"resp-chain-{i}", now=now)
-            assert loaded is not None
+            conversation, loaded = _save_turn(engine, stack.key_id, i, f"resp-chain-{i}", conversation, chain, now)
             assert loaded.input == conversation, i  # what the old, whole-conversation rows held
             assert 1 <= len(loaded.chain) <= store.MAX_CHAIN
             sizes.append(_stored_bytes(engine, f"resp-chain-{i}"))
@@ -163,11 +171,7 @@ def test_deleting_a_turn_keeps_the_turns_after_it(stack: ResponsesStack) -> None
         conversation: list[dict[str, object]] = []
         chain: tuple[str, ...] = ()
         for i in range(5):
-            conversation = [*conversation, *_turn(i)]
-            store.save(engine, stack.key_id, {**_response(i), "id": f"resp-del-{i}"}, conversation, now=now,
-                       ttl_s=3600, chain=chain, own_items=1)
-            loaded = store.load(engine, stack.key_id, f"resp-del-{i}", now=now)
-            assert loaded is not None
+            _, loaded = _save_turn(engine, stack.key_id, i, f"resp-del-{i}", conversation, chain, now)
             conversation, chain = loaded.conversation, loaded.chain
         before = store.load(engine, stack.key_id, "resp-del-4", now=now)
         assert before is not None
