@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -39,9 +40,27 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+# A body whose first key is "model" with a plain string value (no escapes), as Claude Code
+# and Codex send it.  Only a hint for choosing how to parse the rest (see
+# :func:`leading_model`): the model a request is routed and billed by is always the one the
+# full parse reads.
+_LEADING_MODEL = re.compile(rb'\{[ \t\r\n]*"model"[ \t\r\n]*:[ \t\r\n]*"([^"\\]{1,256})"')
+
+
+def leading_model(raw: bytes) -> str | None:
+    """The model id named by the body's first key, read without parsing the body; None when
+    the first key is not ``"model"`` or its value is not a plain string."""
+    match = _LEADING_MODEL.match(raw)
+    return match.group(1).decode("utf-8", "replace") if match else None
+
+
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     """Parse the body once; a clear 400 if it is not a JSON object."""
-    raw = await read_body(request, limit)
+    return json_object(await read_body(request, limit))
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """``raw`` parsed; a clear 400 if it is not a JSON object."""
     if not raw:
         raise BadRequest("request body is empty: send a JSON object", code=400)
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pydantic import SecretStr
@@ -33,6 +33,15 @@ class Catalog:
             if provider is not None and provider.active and not endpoint.disabled:
                 out.append((endpoint, provider))
         return out
+
+    def served_only_by(self, model_id: str | None, accepts: Callable[[ProviderConfig], bool]) -> bool:
+        """Whether ``model_id`` names a model with active endpoints, every one of them at a
+        provider that ``accepts`` (e.g. one that speaks the client's wire format)."""
+        model = self.models.get(model_id) if model_id is not None else None
+        if model is None:
+            return False
+        endpoints = self.active_endpoints(model)
+        return bool(endpoints) and all(accepts(provider) for _, provider in endpoints)
 
     def is_active(self, model: ModelConfig) -> bool:
         return not model.disabled and bool(self.active_endpoints(model))
