@@ -16,7 +16,6 @@ from typing import Any, Protocol
 
 import orjson
 
-from tollway import messages_passthrough
 from tollway.adapters.anthropic_mapping import FINISH_TO_STOP, anthropic_usage
 from tollway.errors import BadRequest, TollwayError
 from tollway.metering import Usage
@@ -47,25 +46,18 @@ class MessagesRequest:
     use: for a translated attempt, a limited key's prompt bound, or a local token estimate.
     """
 
-    __slots__ = ("_conversation", "_openai", "anthropic", "route")
+    __slots__ = ("_openai", "anthropic", "route")
 
-    def __init__(self, anthropic: dict[str, Any],
-                 conversation: messages_passthrough.Conversation | None = None) -> None:
+    def __init__(self, anthropic: dict[str, Any]) -> None:
         self.anthropic = anthropic
-        # Read by :meth:`parse_passthrough`: ``anthropic["messages"]`` is then the checked
-        # conversation as JSON (an ``orjson.Fragment``), and this gives it as dicts.
-        self._conversation = conversation
-        self.route = to_openai_request(anthropic if conversation is None else
-                                       {**anthropic, "messages": conversation.dicts()}, head=True)
+        self.route = to_openai_request(anthropic, head=True)
         self._openai: dict[str, Any] | None = None
 
     @property
     def openai(self) -> dict[str, Any]:
         """The whole request as an OpenAI chat body (translated once, when first needed)."""
         if self._openai is None:
-            body = self.anthropic if self._conversation is None else \
-                {**self.anthropic, "messages": orjson.loads(self._conversation.json)}
-            self._openai = to_openai_request(body)
+            self._openai = to_openai_request(self.anthropic)
         return self._openai
 
     @property
@@ -86,7 +78,12 @@ class MessagesRequest:
 
         ``counting`` is for ``/v1/messages/count_tokens``, which takes no ``max_tokens``.
         """
-        _check_required(body, counting)
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            raise BadRequest("'model' is required: name a model id such as 'anthropic/claude-sonnet-4.5'",
+                             code=400)
+        max_tokens = body.get("max_tokens")
+        if not counting and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+            raise BadRequest("'max_tokens' is required and must be a positive integer", code=400)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise BadRequest("'messages' must be a non-empty list of {role, content} objects", code=400)
@@ -108,33 +105,6 @@ class MessagesRequest:
                     break
         _check_shapes(body)
         return cls(body)
-
-    @classmethod
-    def parse_passthrough(cls, raw: bytes) -> MessagesRequest | None:
-        """The raw body read for a pass-through (:mod:`tollway.messages_passthrough`: the
-        conversation checked in one typed pass, never decoded into Python objects); None when
-        it is anything but a valid request those structs describe, for :meth:`parse` to read
-        and, if it is malformed, to say why."""
-        read = messages_passthrough.read(raw)
-        if read is None or not len(read[1]):
-            return None
-        fields, conversation = read
-        try:
-            _check_required(fields, counting=False)
-            _check_shapes(fields)
-        except BadRequest:
-            return None
-        fields["messages"] = orjson.Fragment(conversation.json)
-        return cls(fields, conversation)
-
-
-def _check_required(body: dict[str, Any], counting: bool) -> None:
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise BadRequest("'model' is required: name a model id such as 'anthropic/claude-sonnet-4.5'",
-                         code=400)
-    max_tokens = body.get("max_tokens")
-    if not counting and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
-        raise BadRequest("'max_tokens' is required and must be a positive integer", code=400)
 
 
 def _check_content(content: Any, where: str) -> None:
