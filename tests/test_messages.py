@@ -13,14 +13,14 @@ from tollway.messages import MessagesRequest
 
 _TEXT = st.text(max_size=12)
 _INT = st.integers(min_value=-(2**53), max_value=2**53)
-_JSON = st.recursive(st.none() | st.booleans() | _INT | _TEXT,
+JSON_VALUE = st.recursive(st.none() | st.booleans() | _INT | _TEXT,
                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
                      max_leaves=6)
 # Bodies the one-pass reading should take: every block typed, no unknown field.
 _GOOD_BLOCK = st.one_of(
     st.fixed_dictionaries({"type": st.just("text"), "text": _TEXT},
                           optional={"cache_control": st.just({"type": "ephemeral"})}),
-    st.fixed_dictionaries({"type": st.just("tool_use"), "id": _TEXT, "name": _TEXT, "input": _JSON}),
+    st.fixed_dictionaries({"type": st.just("tool_use"), "id": _TEXT, "name": _TEXT, "input": JSON_VALUE}),
     st.fixed_dictionaries({"type": st.just("tool_result"), "tool_use_id": _TEXT},
                           optional={"content": st.one_of(_TEXT, st.lists(st.fixed_dictionaries(
                               {"type": st.just("text"), "text": _TEXT}), max_size=2)),
@@ -28,13 +28,13 @@ _GOOD_BLOCK = st.one_of(
     st.fixed_dictionaries({"type": st.just("thinking"), "thinking": _TEXT, "signature": _TEXT}),
     st.fixed_dictionaries({"type": st.just("image"), "source": st.fixed_dictionaries(
         {"type": st.just("base64"), "media_type": st.just("image/png"), "data": _TEXT})}))
-_GOOD_BODY = st.fixed_dictionaries(
+GOOD_BODY = st.fixed_dictionaries(
     {"model": st.just("test/claude"), "max_tokens": st.integers(min_value=1, max_value=9),
      "messages": st.lists(st.fixed_dictionaries(
          {"role": st.sampled_from(["user", "assistant", "system"]),
           "content": st.one_of(_TEXT, st.lists(_GOOD_BLOCK, max_size=3))}), min_size=1, max_size=5)},
     optional={"system": st.one_of(_TEXT, st.lists(_GOOD_BLOCK, max_size=2)), "stream": st.booleans(),
-              "metadata": st.fixed_dictionaries({"user_id": _TEXT}), "context_management": _JSON})
+              "metadata": st.fixed_dictionaries({"user_id": _TEXT}), "context_management": JSON_VALUE})
 
 
 def _message(body: dict[str, Any], where: int) -> dict[str, Any]:
@@ -94,12 +94,12 @@ def empty(body: dict[str, Any], where: int, value: Any) -> None:
     body["messages"] = []
 
 
-_FLAWS = [role, content, message_field, block, block_type, block_field, tool_result, top_level, empty]
+FLAWS = [role, content, message_field, block, block_type, block_field, tool_result, top_level, empty]
 
 
 @settings(max_examples=500, deadline=None)
-@given(body=_GOOD_BODY, flaw=st.one_of(st.none(), st.sampled_from(_FLAWS)), where=st.integers(0, 99),
-       value=_JSON)
+@given(body=GOOD_BODY, flaw=st.one_of(st.none(), st.sampled_from(FLAWS)), where=st.integers(0, 99),
+       value=JSON_VALUE)
 def test_a_body_is_a_request_or_a_400(body: dict[str, Any], flaw: Any, where: int, value: Any) -> None:
     """A valid body, or one with one flaw put into it (a role that is a list once raised
     TypeError here: a 500)."""

@@ -238,7 +238,7 @@ class Gateway:
         # key's reservation bounds the whole prompt, so it reads the full chat translation.
         limited = has_limits(principal.key)
         run, targets = await self._open_run(principal, request.openai if limited else request.route, meta)
-        run.full_body = lambda: request.openai  # local token estimates, built only if needed
+        run.full_body = request.estimate_body  # local token estimates, built only if needed
         if run.hold is not None and run.hold.output_cap is not None:
             cap_output(request.anthropic, run.hold.output_cap, MESSAGES_OUTPUT_FIELDS)  # the pass-through body
         headers = forward_headers or {}
@@ -331,6 +331,12 @@ class Gateway:
     def _usage_doc(self, target: Target, usage: Usage, cost: int) -> dict[str, Any]:
         prompt_cost, _ = self.catalog.price_table(target.model.id, target.endpoint).split_nano(usage)
         return render_usage(usage, cost, prompt_cost)
+
+    def passes_messages_through(self, model_id: str | None) -> bool:
+        """Whether a Messages request for ``model_id`` can only go to Anthropic-format endpoints
+        (a hint for how to read its body: a fallback to another format still works)."""
+        return self.catalog.served_only_by(
+            model_id, lambda provider: isinstance(self.adapters[provider.kind], AnthropicAdapter))
 
     def _passthrough(self, target: Target) -> AnthropicAdapter | None:
         adapter = self.adapters[target.provider.kind]

@@ -11,11 +11,12 @@ format).  Replies go back the other way: :func:`to_anthropic_message` for a comp
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any, Protocol
 
 import orjson
 
+from tollway import messages_passthrough
 from tollway.adapters.anthropic_mapping import FINISH_TO_STOP, anthropic_usage
 from tollway.errors import BadRequest, TollwayError
 from tollway.metering import Usage
@@ -46,19 +47,41 @@ class MessagesRequest:
     use: for a translated attempt, a limited key's prompt bound, or a local token estimate.
     """
 
-    __slots__ = ("_openai", "anthropic", "route")
+    __slots__ = ("_conversation", "_openai", "anthropic", "route")
 
-    def __init__(self, anthropic: dict[str, Any]) -> None:
+    def __init__(self, anthropic: dict[str, Any],
+                 conversation: messages_passthrough.Conversation | None = None) -> None:
         self.anthropic = anthropic
-        self.route = to_openai_request(anthropic, head=True)
+        # Read by :meth:`parse_passthrough`: ``anthropic["messages"]`` is then the conversation
+        # as raw JSON (an ``orjson.Fragment``), checked only as far as the routing view reads it.
+        self._conversation = conversation
+        head = anthropic if conversation is None else \
+            {**anthropic, "messages": _checked(conversation.dicts())}
+        self.route = to_openai_request(head, head=True)
         self._openai: dict[str, Any] | None = None
 
     @property
     def openai(self) -> dict[str, Any]:
-        """The whole request as an OpenAI chat body (translated once, when first needed)."""
+        """The whole request as an OpenAI chat body (translated once, when first needed); for a
+        conversation read raw, checked first (a 400 naming the fix, as :meth:`parse` gives)."""
         if self._openai is None:
-            self._openai = to_openai_request(self.anthropic)
+            body = self.anthropic
+            if self._conversation is not None:
+                messages = orjson.loads(self._conversation.json)
+                _check_messages(messages)
+                body = {**body, "messages": messages}
+            self._openai = to_openai_request(body)
         return self._openai
+
+    def estimate_body(self) -> dict[str, Any]:
+        """What a local token estimate reads: the chat body, or, for a raw conversation that
+        does not pass the check (the upstream took it, but tollway cannot translate it), its
+        JSON as one message, so a cut stream is still billed by its size."""
+        try:
+            return self.openai
+        except BadRequest:
+            assert self._conversation is not None  # a parsed body was checked whole
+            return {**self.route, "messages": [{"role": "user", "content": self._conversation.json.decode()}]}
 
     @property
     def stream(self) -> bool:
@@ -78,33 +101,72 @@ class MessagesRequest:
 
         ``counting`` is for ``/v1/messages/count_tokens``, which takes no ``max_tokens``.
         """
-        if not isinstance(body.get("model"), str) or not body["model"]:
-            raise BadRequest("'model' is required: name a model id such as 'anthropic/claude-sonnet-4.5'",
-                             code=400)
-        max_tokens = body.get("max_tokens")
-        if not counting and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
-            raise BadRequest("'max_tokens' is required and must be a positive integer", code=400)
+        _check_required(body, counting)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise BadRequest("'messages' must be a non-empty list of {role, content} objects", code=400)
-        roles = _ROLES
-        for i, message in enumerate(messages):
-            # The common message (a known role; text, or blocks that hold no tool result) is
-            # checked inline: this loop runs over every message of a long conversation.
-            if type(message) is not dict or message.get("role") not in roles:
-                raise BadRequest(f"messages[{i}].role must be 'user', 'assistant' or 'system'", code=400)
-            content = message.get("content")
-            if type(content) is str:
-                continue
-            if type(content) is not list:
-                raise BadRequest(f"messages[{i}].content must be a string or a list of content blocks",
-                                 code=400)
-            for block in content:
-                if type(block) is not dict or block.get("type") == "tool_result":
-                    _check_content(content, f"messages[{i}].content")
-                    break
+        _check_messages(messages)
         _check_shapes(body)
         return cls(body)
+
+    @classmethod
+    def parse_passthrough(cls, raw: bytes) -> MessagesRequest | None:
+        """The raw body read for a pass-through (:mod:`tollway.messages_passthrough`: the
+        conversation kept as raw JSON, only the messages the routing view reads decoded and
+        checked); None when it is anything else, or anything :meth:`parse` would reject on
+        what it reads, for :meth:`parse` to read and, if it is malformed, to say why.
+
+        Only for a request that can go nowhere but to an Anthropic-format upstream, which
+        checks the rest of the conversation itself; so not with ``models`` (a fallback model
+        may be translated, which needs the whole conversation checked)."""
+        read = messages_passthrough.read(raw)
+        if read is None or not len(read[1]) or "models" in read[0]:
+            return None
+        fields, conversation = read
+        try:
+            _check_required(fields, counting=False)
+            _check_shapes(fields)
+            fields["messages"] = orjson.Fragment(conversation.json)
+            return cls(fields, conversation)
+        except BadRequest:
+            return None
+
+
+def _check_required(body: dict[str, Any], counting: bool) -> None:
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise BadRequest("'model' is required: name a model id such as 'anthropic/claude-sonnet-4.5'",
+                         code=400)
+    max_tokens = body.get("max_tokens")
+    if not counting and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        raise BadRequest("'max_tokens' is required and must be a positive integer", code=400)
+
+
+def _check_messages(messages: list[Any]) -> None:
+    for i, message in enumerate(messages):
+        _check_message(i, message)
+
+
+def _checked(messages: Iterator[Any]) -> Iterator[Any]:
+    """``messages``, each checked as it is reached."""
+    for i, message in enumerate(messages):
+        _check_message(i, message)
+        yield message
+
+
+def _check_message(i: int, message: Any) -> None:
+    # The common message (a known role; text, or blocks that hold no tool result) is checked
+    # inline: this runs over every message of a long conversation.
+    if type(message) is not dict or message.get("role") not in _ROLES:
+        raise BadRequest(f"messages[{i}].role must be 'user', 'assistant' or 'system'", code=400)
+    content = message.get("content")
+    if type(content) is str:
+        return
+    if type(content) is not list:
+        raise BadRequest(f"messages[{i}].content must be a string or a list of content blocks", code=400)
+    for block in content:
+        if type(block) is not dict or block.get("type") == "tool_result":
+            _check_content(content, f"messages[{i}].content")
+            break
 
 
 def _check_content(content: Any, where: str) -> None:

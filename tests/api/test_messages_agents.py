@@ -15,7 +15,7 @@ import anthropic
 import orjson
 import pytest
 
-from tests.adapters.harness import Reply, Stack, running_stack
+from tests.adapters.harness import Reply, Stack, fixture, running_stack
 from tollway.catalog.agents import load_agents, parse_agents
 from tollway.messages import MessagesRequest
 from tollway.metering import estimate_prompt_tokens
@@ -142,6 +142,59 @@ def test_the_routing_view_is_the_translation_without_the_conversation() -> None:
             head = request.route["messages"]  # a prefix of the translation, two messages at least
             assert head == full["messages"][:len(head)], (system, messages)
             assert len(head) >= min(2, len(full["messages"]))
+
+
+async def test_both_readings_send_the_upstream_the_same_body(stack: Stack,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claude Code's request with "model" first (as it sends it) is read for the pass-through,
+    its conversation kept as raw JSON; the same request with "model" last is read the ordinary
+    way.  The upstream gets the same body, and the ledger the same record, either way."""
+    taken: list[bool] = []
+    one_pass = MessagesRequest.parse_passthrough.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[MessagesRequest], raw: bytes) -> MessagesRequest | None:
+        parsed: MessagesRequest | None = one_pass(cls, raw)
+        taken.append(parsed is not None)
+        return parsed
+
+    monkeypatch.setattr(MessagesRequest, "parse_passthrough", classmethod(spy))
+    body = {**copy.deepcopy(CLAUDE_CODE["body"]), "model": "test/claude", "stream": False}
+    last = {k: v for k, v in body.items() if k != "model"} | {"model": "test/claude"}
+    received, rows = [], []
+    for sent in (body, last):
+        stack.stub.script(anthropic_reply())
+        async with aiohttp.ClientSession() as http, http.post(
+                stack.url + "/v1/messages", data=orjson.dumps(sent),
+                headers={"x-api-key": stack.key, "content-type": "application/json"}) as resp:
+            assert resp.status == 200, await resp.text()
+            generation = resp.headers["x-generation-id"]
+        received.append(stack.stub.received[-1].body)
+        row = stack.generation(generation)
+        rows.append({k: row[k] for k in ("api", "provider", "model", "prompt_tokens", "completion_tokens",
+                                         "cost_nanousd", "extra")})
+    assert taken == [True]  # the "model"-last body never tried the raw reading
+    expected = {k: v for k, v in body.items() if k != "stream"} | {"model": "claude-up"}
+    assert received[0] == received[1] == expected
+    assert rows[0] == rows[1]
+
+
+async def test_a_flaw_deep_in_a_passed_through_conversation_is_the_upstreams_to_name(
+        stack: Stack) -> None:
+    """Past the messages tollway reads, a pass-through leaves the conversation to its upstream,
+    which speaks the same format: the body goes as sent, and the upstream's 400 reaches the
+    client in Anthropic's shape."""
+    stack.stub.script(Reply.of("anthropic", "error_400.json", status=400))
+    messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                {"role": "user", "content": "c"}, {"role": "tool", "content": "d"}]
+    raw = orjson.dumps({"model": "test/claude", "max_tokens": 5, "messages": messages})
+    async with aiohttp.ClientSession() as http, http.post(
+            stack.url + "/v1/messages", data=raw, headers={"x-api-key": stack.key}) as resp:
+        assert resp.status == 400, await resp.text()
+        error = await resp.json()
+    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+    upstream = json.loads(fixture("anthropic", "error_400.json"))["error"]["message"]
+    assert upstream in error["error"]["message"]
+    assert stack.stub.received[-1].body["messages"] == messages  # forwarded as sent
 
 
 async def test_malformed_requests_are_named(stack: Stack) -> None:

@@ -9,7 +9,16 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tollway.api.common import gateway_of, json_response, read_json_object, request_meta
+from tollway.api.common import (
+    gateway_of,
+    json_object,
+    json_response,
+    leading_model,
+    read_body,
+    read_json_object,
+    request_meta,
+)
+from tollway.limits import has_limits
 from tollway.messages import MessagesRequest
 from tollway.streaming import SSEResponse
 
@@ -31,8 +40,15 @@ def _query(request: Request) -> str:
 async def messages(request: Request) -> Response | SSEResponse:
     gateway = gateway_of(request)
     principal = await gateway.keys.authenticate(request)
-    body = await read_json_object(request, gateway.settings.server.max_body_bytes)
-    parsed = MessagesRequest.parse(body)
+    raw = await read_body(request, gateway.settings.server.max_body_bytes)
+    # A request that can only go to Anthropic-format upstreams is read for the pass-through:
+    # its conversation checked but never decoded.  A limited key's prompt bound reads the
+    # whole chat translation, so its requests take the ordinary parse.
+    parsed = None
+    if not has_limits(principal.key) and gateway.passes_messages_through(leading_model(raw)):
+        parsed = MessagesRequest.parse_passthrough(raw)
+    if parsed is None:
+        parsed = MessagesRequest.parse(json_object(raw))
     outcome = await gateway.messages(principal, parsed, request_meta(request, "messages"),
                                      _forwarded(request), _query(request))
     headers = {"X-Generation-Id": outcome.generation_id}
