@@ -31,6 +31,7 @@ from tollway.adapters.base import (
 from tollway.adapters.http import ensure_event_stream, error_from_response, post_json
 from tollway.adapters.openai import GATEWAY_ONLY_FIELDS
 from tollway.adapters.sse import iter_blocks, parse_block
+from tollway.config import ProviderConfig
 from tollway.errors import UpstreamError
 from tollway.metering import Usage
 from tollway.responses.request import ResponsesRequest, decode_reasoning
@@ -54,8 +55,12 @@ def _sequence(block: bytes | None) -> int:
     return number if isinstance(number, int) and not isinstance(number, bool) else -1
 
 
+def native_provider(provider: ProviderConfig) -> bool:
+    return provider.responses == "native"
+
+
 def is_native(target: Target) -> bool:
-    return target.provider.responses == "native"
+    return native_provider(target.provider)
 
 
 def usage_from_responses(usage: Any) -> Usage | None:
@@ -84,8 +89,10 @@ def native_body(request: ResponsesRequest, target: Target, stream: bool) -> byte
     body = {k: v for k, v in request.body.items()
             if k not in GATEWAY_ONLY_FIELDS and k != "previous_response_id"}
     # tollway's own encrypted reasoning (another provider's signatures) means nothing here;
-    # a conversation of plain messages has no reasoning item to look for.
-    body["input"] = request.items if request.plain else [
+    # a conversation of plain messages has no reasoning item to look for, and the typed pass
+    # took none (its items go as the JSON written once when they were read).
+    body["input"] = orjson.Fragment(request.items_json) if request.items_json is not None \
+        else request.items if request.plain else [
         item for item in request.items
         if not (item.get("type") == "reasoning" and decode_reasoning(item.get("encrypted_content")))]
     body["model"] = target.endpoint.model

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from typing import Any
@@ -77,6 +78,9 @@ class ResponsesRequest:
     plain message (:func:`_plain`), which the translation cannot reject; otherwise at once,
     since translating is what validates the other items.  A pass-through to a
     Responses-native upstream therefore never translates the conversation.
+
+    A request read by the typed pass (:mod:`tollway.responses.fast`) also has its items as
+    the JSON a native upstream is sent (``items_json``), written once when they were read.
     """
 
     body: dict[str, Any]
@@ -94,6 +98,9 @@ class ResponsesRequest:
     # (chat body, reasoning to restore): (chat message index, provider, reasoning_details)
     # restored only for that provider.  None until first needed.
     translated: tuple[dict[str, Any], tuple[tuple[int, str, list[dict[str, Any]]], ...]] | None = None
+    # ``items`` as the JSON array a Responses-native upstream is sent (no tollway reasoning in
+    # them: the typed pass reads no such request), or None to write it per call.
+    items_json: bytes | None = None
 
     @property
     def chat(self) -> dict[str, Any]:
@@ -152,15 +159,7 @@ class ResponsesRequest:
             new_items = raw_input
         else:
             raise _bad("'input' is required: a string or a list of input items")
-        if body.get("background") is True:
-            raise _bad("'background' responses are not supported by tollway; remove it")
-        for name in ("stream", "store", "parallel_tool_calls"):
-            if body.get(name) is not None and not isinstance(body[name], bool):
-                raise _bad(f"'{name}' must be true or false")
-        max_output = body.get("max_output_tokens")
-        if max_output is not None and (not isinstance(max_output, int) or isinstance(max_output, bool)
-                                       or max_output < 1):
-            raise _bad("'max_output_tokens' must be a positive integer")
+        check_flags(body)
         items = [*(history or ()), *new_items]
         plain = not translate and _plain(items)
         translated = None
@@ -169,32 +168,63 @@ class ResponsesRequest:
             head, _ = _messages(body.get("instructions"), items, head=True)
         else:
             head, reasoning = _messages(body.get("instructions"), items)  # validates the other items
-        route: dict[str, Any] = {k: body[k] for k in _ROUTING_FIELDS if k in body}
-        route.update(model=model, messages=head)
-        for name in ("stream", "temperature", "top_p"):
-            if body.get(name) is not None:
-                route[name] = body[name]
-        if max_output is not None:
-            route["max_tokens"] = max_output
-        tools, names, dropped = _tools(body.get("tools"))
-        forced = _forced_builtin(body.get("tool_choice"))
-        if tools:
-            route["tools"] = tools
-            choice = _tool_choice(body.get("tool_choice"))
-            if choice is not None:
-                route["tool_choice"] = choice
-            if isinstance(body.get("parallel_tool_calls"), bool):
-                route["parallel_tool_calls"] = body["parallel_tool_calls"]
-        _reasoning_and_format(body, route)
-        user = body.get("safety_identifier") or body.get("user")
-        if isinstance(user, str) and user:
-            route["user"] = user
+        route, names, dropped, forced = routing_view(body, model, head)
         if not plain:
             translated = (route, tuple(reasoning))  # the whole conversation: the route is the chat body
-        store = body["store"] if isinstance(body.get("store"), bool) else default_store
         return cls(body=body, route=route, items=items, tools=names, dropped_tools=dropped,
-                   forced_builtin=forced, store=store, chain=chain, own_items=len(new_items), plain=plain,
-                   translated=translated)
+                   forced_builtin=forced, store=store_of(body, default_store), chain=chain,
+                   own_items=len(new_items), plain=plain, translated=translated)
+
+
+def check_flags(body: dict[str, Any]) -> None:
+    """The top-level fields checked before the items are read (``background``, the flags,
+    ``max_output_tokens``)."""
+    if body.get("background") is True:
+        raise _bad("'background' responses are not supported by tollway; remove it")
+    for name in ("stream", "store", "parallel_tool_calls"):
+        if body.get(name) is not None and not isinstance(body[name], bool):
+            raise _bad(f"'{name}' must be true or false")
+    max_output = body.get("max_output_tokens")
+    if max_output is not None and (not isinstance(max_output, int) or isinstance(max_output, bool)
+                                   or max_output < 1):
+        raise _bad("'max_output_tokens' must be a positive integer")
+
+
+def routing_view(body: dict[str, Any], model: str, head: list[dict[str, Any]]) -> tuple[
+        dict[str, Any], ToolNames, tuple[str, ...], str | None]:
+    """The chat translation's top-level fields with ``head`` as its messages; the client's
+    tools by name, the built-in tools dropped, and a built-in tool that ``tool_choice`` forces."""
+    route: dict[str, Any] = {k: body[k] for k in _ROUTING_FIELDS if k in body}
+    route.update(model=model, messages=head)
+    for name in ("stream", "temperature", "top_p"):
+        if body.get(name) is not None:
+            route[name] = body[name]
+    max_output = body.get("max_output_tokens")
+    if max_output is not None:
+        route["max_tokens"] = max_output
+    tools, names, dropped = _tools(body.get("tools"))
+    forced = _forced_builtin(body.get("tool_choice"))
+    if tools:
+        route["tools"] = tools
+        choice = _tool_choice(body.get("tool_choice"))
+        if choice is not None:
+            route["tool_choice"] = choice
+        if isinstance(body.get("parallel_tool_calls"), bool):
+            route["parallel_tool_calls"] = body["parallel_tool_calls"]
+    _reasoning_and_format(body, route)
+    user = body.get("safety_identifier") or body.get("user")
+    if isinstance(user, str) and user:
+        route["user"] = user
+    return route, names, dropped, forced
+
+
+def head_messages(instructions: Any, items: Iterable[Any]) -> list[dict[str, Any]]:
+    """The chat translation's first two messages, reading ``items`` only as far as they need."""
+    return _messages(instructions, items, head=True)[0]
+
+
+def store_of(body: dict[str, Any], default: bool) -> bool:
+    return body["store"] if isinstance(body.get("store"), bool) else default
 
 
 _MESSAGE_ROLES = frozenset(_ROLES)
@@ -284,10 +314,11 @@ def _output_text(output: Any) -> str:
     return orjson.dumps(output).decode()
 
 
-def _messages(instructions: Any, items: list[Any], head: bool = False) -> tuple[
+def _messages(instructions: Any, items: Iterable[Any], head: bool = False) -> tuple[
         list[dict[str, Any]], list[tuple[int, str, list[dict[str, Any]]]]]:
     """The items as chat messages (and reasoning to restore); with ``head``, only the first two
-    messages (translated until a third starts: only the last message is ever extended)."""
+    messages (translated until a third starts: only the last message is ever extended), so
+    ``items`` is read only that far (it may be an iterator that decodes items as it goes)."""
     messages: list[dict[str, Any]] = []
     reasoning: list[tuple[int, str, list[dict[str, Any]]]] = []
     pending: tuple[str, list[dict[str, Any]]] | None = None  # reasoning waiting for its assistant turn
