@@ -100,6 +100,12 @@ def test_bad_utf8_unknown_fields_and_fallback_models_are_left_to_the_ordinary_pa
     # Fallback models may be translated, which needs the whole conversation checked.
     assert MessagesRequest.parse_passthrough(good.replace(b'"max_tokens":5', b'"max_tokens":5,"models":["a"]')) \
         is None
+    # An integer past 64 bits: msgspec reads it, orjson cannot write it (the ordinary parse
+    # reads it as a float); inside the conversation it goes as sent.
+    assert MessagesRequest.parse_passthrough(good.replace(b'"max_tokens":5', b'"max_tokens":5,"top_k":'
+                                                          b'18446744073709551616')) is None
+    big = MessagesRequest.parse_passthrough(good.replace(b'"text":"hi"', b'"text":"hi","n":18446744073709551616'))
+    assert big is not None and b"18446744073709551616" in orjson.dumps(big.anthropic)
     # Not JSON, or JSON that is not an object: the ordinary parse says what is wrong.
     for bad in (b"", b"[]", b"{", good + b"x", b'{"model":"m","max_tokens":5,"messages":[{"role":"user"},]}'):
         assert MessagesRequest.parse_passthrough(bad) is None

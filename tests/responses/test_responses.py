@@ -15,6 +15,7 @@ from tests.adapters.harness import FORMATS, MODEL_OF, Reply, fixture
 from tests.responses.conftest import ResponsesStack
 from tests.responses.spec import event_errors, response_errors
 from tests.support.servers import new_key
+from tollway.responses import passthrough
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Current weather in a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"},
@@ -280,6 +281,49 @@ async def test_native_stream_is_relayed(stack: ResponsesStack) -> None:
     assert got[2]["response"]["id"] == resp.headers["x-generation-id"]
     row = stack.generation(resp.headers["x-generation-id"])
     assert (row["prompt_tokens"], row["completion_tokens"], row["streamed"]) == (30, 4, True)
+
+
+def _codex_turn(model: str, *, first: bool) -> bytes:
+    """A Codex-like turn (reasoning, a tool call and its output), "model" first or last."""
+    fields: dict[str, Any] = {
+        "stream": False, "store": False, "instructions": "Be terse.", "prompt_cache_key": "s-1",
+        "tools": [WEATHER], "include": ["reasoning.encrypted_content"], "client_metadata": {"turn_id": "t1"},
+        "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Oslo?"}]},
+                  {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAB-opaque"},
+                  {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather",
+                   "arguments": "{\"city\": \"Oslo\"}", "status": "completed"},
+                  {"type": "function_call_output", "call_id": "call_1", "output": "-3 \u00b0C, snow"}]}
+    return json.dumps({"model": model, **fields} if first else {**fields, "model": model}).encode()
+
+
+async def test_native_upstream_gets_the_same_body_from_the_raw_read(stack: ResponsesStack,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Items read raw (model named first) and read the ordinary way (model last) reach a native
+    upstream as the same body, and the ledger gets the same record."""
+    taken: list[bool] = []
+    read = passthrough.read
+
+    def spy(raw: bytes, default_store: bool) -> Any:
+        request = read(raw, default_store)
+        taken.append(request is not None)
+        return request
+
+    monkeypatch.setattr(passthrough, "read", spy)
+    upstream, rows = [], []
+    for first in (True, False):
+        stack.stub.script(Reply(200, json.dumps(NATIVE).encode()))
+        resp = httpx.post(stack.url + "/v1/responses", content=_codex_turn("test/native", first=first),
+                          headers={"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"})
+        assert resp.status_code == 200, resp.text
+        upstream.append(stack.stub.received[-1].body)
+        row = stack.generation(resp.json()["id"])
+        rows.append({k: row[k] for k in ("api", "provider", "prompt_tokens", "completion_tokens", "cost_nanousd",
+                                         "session_id")})
+    assert taken == [True]  # the second body does not name its model first: never offered
+    assert upstream[0] == upstream[1]
+    assert upstream[0]["model"] == "gpt-native" and upstream[0]["store"] is False
+    assert upstream[0]["input"] == json.loads(_codex_turn("test/native", first=True))["input"]
+    assert rows[0] == rows[1] and rows[0]["session_id"] == "s-1"
 
 
 # -- failures -------------------------------------------------------------------------------------

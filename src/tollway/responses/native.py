@@ -89,8 +89,8 @@ def native_body(request: ResponsesRequest, target: Target, stream: bool) -> byte
     body = {k: v for k, v in request.body.items()
             if k not in GATEWAY_ONLY_FIELDS and k != "previous_response_id"}
     # tollway's own encrypted reasoning (another provider's signatures) means nothing here;
-    # a conversation of plain messages has no reasoning item to look for, and the typed pass
-    # took none (its items go as the JSON written once when they were read).
+    # a conversation of plain messages has no reasoning item to look for, and items read raw
+    # hold none (:mod:`tollway.responses.passthrough`; they go as the JSON they were).
     body["input"] = orjson.Fragment(request.items_json) if request.items_json is not None \
         else request.items if request.plain else [
         item for item in request.items

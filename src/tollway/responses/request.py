@@ -25,7 +25,7 @@ from tollway.errors import BadRequest
 
 # Gateway fields (OpenRouter's) that the chat body carries under the same name.
 _ROUTING_FIELDS = ("models", "provider", "session_id")
-_ENCRYPTED_PREFIX = "tw1."
+ENCRYPTED_PREFIX = "tw1."
 # reasoning_details "format" of plain reasoning text that an OpenAI-compatible upstream
 # (DeepSeek, Kimi, GLM in thinking mode) wants back as the assistant's ``reasoning_content``.
 REASONING_CONTENT_FORMAT = "reasoning-content"
@@ -43,15 +43,15 @@ def encode_reasoning(provider: str, details: list[dict[str, Any]]) -> str:
     """Reasoning details (e.g. Anthropic thinking with its signature) as ``encrypted_content``,
     tagged with the provider that produced them so they go back only there."""
     raw = orjson.dumps({"p": provider, "d": details})
-    return _ENCRYPTED_PREFIX + base64.urlsafe_b64encode(raw).decode()
+    return ENCRYPTED_PREFIX + base64.urlsafe_b64encode(raw).decode()
 
 
 def decode_reasoning(value: Any) -> tuple[str, list[dict[str, Any]]] | None:
     """(provider, details) from tollway's ``encrypted_content``; None for anything else."""
-    if not isinstance(value, str) or not value.startswith(_ENCRYPTED_PREFIX):
+    if not isinstance(value, str) or not value.startswith(ENCRYPTED_PREFIX):
         return None
     try:
-        obj = orjson.loads(base64.urlsafe_b64decode(value[len(_ENCRYPTED_PREFIX):]))
+        obj = orjson.loads(base64.urlsafe_b64decode(value[len(ENCRYPTED_PREFIX):]))
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("p"), str) or not isinstance(obj.get("d"), list):
@@ -98,9 +98,12 @@ class ResponsesRequest:
     # (chat body, reasoning to restore): (chat message index, provider, reasoning_details)
     # restored only for that provider.  None until first needed.
     translated: tuple[dict[str, Any], tuple[tuple[int, str, list[dict[str, Any]]], ...]] | None = None
-    # ``items`` as the JSON array a Responses-native upstream is sent (no tollway reasoning in
-    # them: the typed pass reads no such request), or None to write it per call.
+    # ``items`` as the JSON array a Responses-native upstream is sent, or None to write it per
+    # call.  Set by :mod:`tollway.responses.passthrough`, whose requests hold no tollway
+    # reasoning (it reads none) and whose ``items`` stay empty until something needs them
+    # as objects (``raw_items``): then they are decoded, and checked by their translation.
     items_json: bytes | None = None
+    raw_items: bool = False
 
     @property
     def chat(self) -> dict[str, Any]:
@@ -113,9 +116,21 @@ class ResponsesRequest:
 
     def _translation(self) -> tuple[dict[str, Any], tuple[tuple[int, str, list[dict[str, Any]]], ...]]:
         if self.translated is None:
+            if self.raw_items and self.items_json is not None:
+                self.items, self.raw_items = orjson.loads(self.items_json), False
             messages, reasoning = _messages(self.body.get("instructions"), self.items)
             self.translated = ({**self.route, "messages": messages}, tuple(reasoning))
         return self.translated
+
+    def estimate_body(self) -> dict[str, Any]:
+        """What a local token estimate reads: the chat body, or, for raw items whose translation
+        fails (the upstream took them; tollway cannot read them as chat), their JSON as one
+        message, so a cut stream is still billed by its size."""
+        try:
+            return self.chat
+        except BadRequest:
+            assert self.items_json is not None  # items parsed as objects were checked whole
+            return {**self.route, "messages": [{"role": "user", "content": self.items_json.decode()}]}
 
     @property
     def stream(self) -> bool:

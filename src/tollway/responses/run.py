@@ -89,7 +89,7 @@ async def create_response(gateway: Gateway, principal: Principal, request: Respo
     # bounds the whole prompt, so it reads (and caps the output of) the full chat translation.
     limited = has_limits(principal.key)
     run, targets = await gateway._open_run(principal, request.chat if limited else request.route, meta)
-    run.full_body = lambda: request.chat  # local token estimates, built only if needed
+    run.full_body = request.estimate_body  # local token estimates, built only if needed
     if run.hold is not None and run.hold.output_cap is not None:
         # ... and the Responses body, which a native upstream gets.
         cap_output(request.body, run.hold.output_cap, RESPONSES_OUTPUT_FIELDS)
