@@ -11,7 +11,7 @@ format).  Replies go back the other way: :func:`to_anthropic_message` for a comp
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from typing import Any, Protocol
 
 import orjson
@@ -45,6 +45,10 @@ class MessagesRequest:
     first two chat messages (the sticky-session fingerprint reads no more), so a pass-through
     never translates the conversation.  ``openai``, the whole chat body, is built on first
     use: for a translated attempt, a limited key's prompt bound, or a local token estimate.
+
+    A request that can only be passed through may instead be read by
+    :meth:`parse_passthrough`, which never decodes the conversation beyond what ``route``
+    reads: ``anthropic["messages"]`` is then its raw JSON, and its upstream checks the rest.
     """
 
     __slots__ = ("_conversation", "_openai", "anthropic", "route")
@@ -142,32 +146,30 @@ def _check_required(body: dict[str, Any], counting: bool) -> None:
         raise BadRequest("'max_tokens' is required and must be a positive integer", code=400)
 
 
-def _check_messages(messages: list[Any]) -> None:
-    for i, message in enumerate(messages):
-        _check_message(i, message)
+def _check_messages(messages: Iterable[Any], first: int = 0) -> None:
+    """Each message (numbered from ``first``) has a known role and content of the right shape."""
+    roles = _ROLES
+    for i, message in enumerate(messages, first):
+        # The common message (a known role; text, or blocks that hold no tool result) is
+        # checked inline: this loop runs over every message of a long conversation.
+        if type(message) is not dict or message.get("role") not in roles:
+            raise BadRequest(f"messages[{i}].role must be 'user', 'assistant' or 'system'", code=400)
+        content = message.get("content")
+        if type(content) is str:
+            continue
+        if type(content) is not list:
+            raise BadRequest(f"messages[{i}].content must be a string or a list of content blocks", code=400)
+        for block in content:
+            if type(block) is not dict or block.get("type") == "tool_result":
+                _check_content(content, f"messages[{i}].content")
+                break
 
 
 def _checked(messages: Iterator[Any]) -> Iterator[Any]:
-    """``messages``, each checked as it is reached."""
+    """``messages``, each checked as it is reached (the routing view reads only the first)."""
     for i, message in enumerate(messages):
-        _check_message(i, message)
+        _check_messages((message,), i)
         yield message
-
-
-def _check_message(i: int, message: Any) -> None:
-    # The common message (a known role; text, or blocks that hold no tool result) is checked
-    # inline: this runs over every message of a long conversation.
-    if type(message) is not dict or message.get("role") not in _ROLES:
-        raise BadRequest(f"messages[{i}].role must be 'user', 'assistant' or 'system'", code=400)
-    content = message.get("content")
-    if type(content) is str:
-        return
-    if type(content) is not list:
-        raise BadRequest(f"messages[{i}].content must be a string or a list of content blocks", code=400)
-    for block in content:
-        if type(block) is not dict or block.get("type") == "tool_result":
-            _check_content(content, f"messages[{i}].content")
-            break
 
 
 def _check_content(content: Any, where: str) -> None:
