@@ -197,6 +197,22 @@ async def test_a_flaw_deep_in_a_passed_through_conversation_is_the_upstreams_to_
     assert stack.stub.received[-1].body["messages"] == messages  # forwarded as sent
 
 
+async def test_a_later_model_key_is_read_the_ordinary_way(stack: Stack) -> None:
+    """The first "model" names a pass-through model, a later one (the one that counts) a
+    translated model: the body is read and checked whole, so the flaw deep in it is tollway's
+    400, before any upstream is called."""
+    messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                {"role": "user", "content": "c"}, {"role": "tool", "content": "d"}]
+    raw = orjson.dumps({"model": "test/claude", "max_tokens": 5, "messages": messages})[:-1] + b',"model":"test/oa"}'
+    calls = len(stack.stub.received)
+    async with aiohttp.ClientSession() as http, http.post(
+            stack.url + "/v1/messages", data=raw, headers={"x-api-key": stack.key}) as resp:
+        assert resp.status == 400, await resp.text()
+        error = await resp.json()
+    assert "messages[3].role" in error["error"]["message"]
+    assert len(stack.stub.received) == calls
+
+
 async def test_malformed_requests_are_named(stack: Stack) -> None:
     client = anthropic.AsyncAnthropic(base_url=stack.url, api_key=stack.key, max_retries=0)
     for messages, fix in ([{"role": "tool", "content": "x"}], "messages[0].role"),\

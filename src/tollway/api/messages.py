@@ -45,8 +45,11 @@ async def messages(request: Request) -> Response | SSEResponse:
     # its conversation checked but never decoded.  A limited key's prompt bound reads the
     # whole chat translation, so its requests take the ordinary parse.
     parsed = None
-    if not has_limits(principal.key) and gateway.passes_messages_through(leading_model(raw)):
+    model = leading_model(raw)
+    if not has_limits(principal.key) and gateway.passes_messages_through(model):
         parsed = MessagesRequest.parse_passthrough(raw)
+        if parsed is not None and parsed.route["model"] != model:
+            parsed = None  # a later "model" key names another model, which may not pass through
     if parsed is None:
         parsed = MessagesRequest.parse(json_object(raw))
     outcome = await gateway.messages(principal, parsed, request_meta(request, "messages"),

@@ -22,8 +22,11 @@ async def create(request: Request) -> Response | SSEResponse:
     # (tollway reads only what it needs; the upstream checks the rest).  A limited key's
     # prompt bound reads the whole chat translation, so its requests take the ordinary parse.
     parsed = None
-    if not has_limits(principal.key) and gateway.catalog.served_only_by(leading_model(raw), native_provider):
+    model = leading_model(raw)
+    if not has_limits(principal.key) and gateway.catalog.served_only_by(model, native_provider):
         parsed = passthrough.read(raw, gateway.settings.responses.store_default)
+        if parsed is not None and parsed.route["model"] != model:
+            parsed = None  # a later "model" key names another model, which may not be native
     if parsed is None:
         parsed = await run.parse_request(gateway, principal, json_object(raw))
     outcome = await run.create_response(gateway, principal, parsed, request_meta(request, "responses"))
