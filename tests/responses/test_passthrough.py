@@ -258,6 +258,17 @@ def test_the_raw_read_declines(raw: bytes) -> None:
     assert passthrough.read(raw, default_store=False) is None
 
 
+def test_tollway_reasoning_is_found_whatever_the_key_order() -> None:
+    ours = encode_reasoning("anthropic", [{"type": "thinking", "thinking": "t", "signature": "s"}])
+    later = {"encrypted_content": ours, "summary": [], "type": "reasoning"}  # "type" not first
+    assert passthrough.read(_with(input=[*_bench_body()["input"], later]), default_store=False) is None
+    # The same text inside a message is no reasoning: it goes as sent.
+    text = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": f'"{ours}"'}]}
+    raw_read = passthrough.read(_with(input=[*_bench_body()["input"], text]), default_store=False)
+    assert raw_read is not None
+    assert orjson.loads(native_body(raw_read, TARGET, True))["input"][-1] == text
+
+
 def test_store_by_default_is_read_the_ordinary_way() -> None:
     """Stored items are kept as objects in the ledger database."""
     raw = orjson.dumps({k: v for k, v in _bench_body().items() if k != "store"})

@@ -22,6 +22,7 @@ parse would reject in what is read here.
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any
 
 import msgspec
@@ -78,9 +79,22 @@ class _Body(msgspec.Struct, forbid_unknown_fields=True):
 
 _FIELDS = tuple(name for name in _Body.__struct_fields__ if name != "input")
 _DECODER = msgspec.json.Decoder(_Body)
-_ENCODER = msgspec.json.Encoder()
 # tollway's encrypted reasoning as it appears in JSON: a string value that starts so.
 _OUR_REASONING = b'"' + ENCRYPTED_PREFIX.encode()
+# Items whose first key says they are no reasoning item, as Codex and the SDKs write them:
+# nothing to look for in them.  Searching the whole body instead costs as much as reading it
+# (text is full of the bytes a short needle starts or ends with).
+_NOT_REASONING = (b'{"type":"message"', b'{"type":"function_call', b'{"type":"custom_tool_call', b'{"role":')
+
+
+def _items_json(items: list[Raw]) -> bytes | None:
+    """The items as one JSON array, or None if one may hold tollway's own reasoning (which a
+    native upstream is not sent: the ordinary read drops it)."""
+    spans = list(map(bytes, items))
+    if not all(map(bytes.startswith, spans, repeat(_NOT_REASONING))) \
+            and any(_OUR_REASONING in span for span in spans if not span.startswith(_NOT_REASONING)):
+        return None
+    return b"[" + b",".join(spans) + b"]"
 
 
 def read(raw: bytes, default_store: bool) -> ResponsesRequest | None:
@@ -92,7 +106,7 @@ def read(raw: bytes, default_store: bool) -> ResponsesRequest | None:
         return None
     body = {name: value for name in _FIELDS if (value := getattr(decoded, name)) is not UNSET}
     if body.get("previous_response_id") is not None or "models" in body or store_of(body, default_store) \
-            or not isinstance(body.get("model"), str) or not body["model"] or _OUR_REASONING in raw:
+            or not isinstance(body.get("model"), str) or not body["model"]:
         return None
     if not raw.isascii():
         # msgspec does not check the UTF-8 of what it skips; the ordinary parse refuses bad UTF-8.
@@ -101,8 +115,9 @@ def read(raw: bytes, default_store: bool) -> ResponsesRequest | None:
         except UnicodeDecodeError:
             return None
     items = decoded.input
-    if not items:
-        return None  # nothing to send: the ordinary parse says so
+    items_json = _items_json(items) if items else None  # no items: the ordinary parse says what to send
+    if items_json is None:
+        return None
     try:
         orjson.dumps(body)  # an integer past 64 bits, which orjson (writing the upstream's body) refuses
         check_flags(body)
@@ -112,4 +127,4 @@ def read(raw: bytes, default_store: bool) -> ResponsesRequest | None:
         return None
     return ResponsesRequest(body=body, route=route, items=[], tools=names, dropped_tools=dropped,
                             forced_builtin=forced, store=False, own_items=len(items),
-                            items_json=_ENCODER.encode(items), raw_items=True)
+                            items_json=items_json, raw_items=True)
