@@ -4,6 +4,7 @@ a flaw in the conversation to the upstream and says it when tollway has to read 
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,13 @@ from tollway.messages import MessagesRequest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agents"
 
+# Later turns of a conversation: the raw reading is for conversations longer than what routing
+# reads (see worth_reading_raw); a short one is read the ordinary way.
+TAIL = [{"role": "user" if i % 2 == 0 else "assistant", "content": [{"type": "text", "text": f"turn {i} " * 300}]}
+        for i in range(6)]
+_TAIL_JSON = orjson.dumps(TAIL)[1:-1]
+
+
 def _same_request(fast: MessagesRequest, slow: MessagesRequest) -> None:
     assert orjson.loads(orjson.dumps(fast.anthropic)) == slow.anthropic  # what the upstream gets
     assert fast.route == slow.route
@@ -32,8 +40,9 @@ def _same_request(fast: MessagesRequest, slow: MessagesRequest) -> None:
        value=JSON_VALUE)
 def test_passthrough_reading_agrees_with_the_ordinary_parse(body: dict[str, Any], flaw: Any, where: int,
                                                             value: Any) -> None:
-    """A valid body, or one with one flaw put into it: both readings agree, or the one-pass
-    reading declines."""
+    """A valid body, or one with one flaw put into it: both readings agree, or the raw reading
+    declines, or it leaves a flaw in the conversation to the upstream and says it when needed."""
+    body["messages"] = [*body["messages"], *copy.deepcopy(TAIL)]  # long enough to be read raw
     if flaw is not None:
         flaw(body, where, value)
         event(f"flaw: {flaw.__name__}")
@@ -61,12 +70,19 @@ def test_passthrough_reading_agrees_with_the_ordinary_parse(body: dict[str, Any]
     assert estimate["messages"][0]["content"] == orjson.dumps(body["messages"]).decode()
 
 
+def test_a_short_conversation_is_read_the_ordinary_way() -> None:
+    one = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x" * 1000}]}
+    assert MessagesRequest.parse_passthrough(orjson.dumps(one)) is None
+    assert MessagesRequest.parse_passthrough(orjson.dumps({**one, "messages": one["messages"] + TAIL})) \
+        is not None
+
+
 def _agent_body(name: str) -> dict[str, Any]:
     body: dict[str, Any] = json.loads((FIXTURES / name).read_text())["body"]
     return body
 
 
-def test_claude_code_requests_take_the_one_pass_reading() -> None:
+def test_claude_code_requests_are_read_raw() -> None:
     """What the real client sends (captured from Claude Code 2.1.328), with a tool loop added:
     the optimisation must apply to it, not only to the benchmark's text conversation."""
     body = _agent_body("claude_code_2.1.328_request.json")
@@ -78,7 +94,8 @@ def test_claude_code_requests_take_the_one_pass_reading() -> None:
         {"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "print(1)"}],
              "cache_control": {"type": "ephemeral"}},
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"}}]}]
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"}}]},
+        *TAIL]
     raw = orjson.dumps(body)
     fast = MessagesRequest.parse_passthrough(raw)
     assert fast is not None
@@ -86,7 +103,8 @@ def test_claude_code_requests_take_the_one_pass_reading() -> None:
 
 
 def test_bad_utf8_unknown_fields_and_fallback_models_are_left_to_the_ordinary_parse() -> None:
-    good = b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}'
+    good = b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]},' \
+        + _TAIL_JSON + b"]}"
     assert MessagesRequest.parse_passthrough(good) is not None
     # msgspec skips the text without checking its UTF-8; orjson refuses it (a 400).
     assert MessagesRequest.parse_passthrough(good.replace(b'"hi"', b'"h\xed\xa0\x80i"')) is None
@@ -114,10 +132,11 @@ def test_bad_utf8_unknown_fields_and_fallback_models_are_left_to_the_ordinary_pa
 def test_a_duplicate_model_key_reaches_the_upstream_once() -> None:
     """The upstream never sees two "model" keys, so it cannot serve one model while tollway
     bills another: the body is re-encoded from what was read (the last key wins, as in orjson)."""
-    raw = b'{"model":"a/first","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"model":"b/last"}'
+    raw = b'{"model":"a/first","max_tokens":5,"messages":[{"role":"user","content":"hi"},' + _TAIL_JSON \
+        + b'],"model":"b/last"}'
     fast = MessagesRequest.parse_passthrough(raw)
     assert fast is not None
     assert fast.route["model"] == "b/last"
     sent = orjson.dumps({**fast.anthropic, "model": "upstream-name"})
     assert sent.count(b'"model"') == 1
-    assert orjson.loads(sent)["messages"] == [{"role": "user", "content": "hi"}]
+    assert orjson.loads(sent)["messages"] == [{"role": "user", "content": "hi"}, *TAIL]

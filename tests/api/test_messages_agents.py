@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from tests.adapters.harness import Reply, Stack, fixture, running_stack
+from tests.test_messages_passthrough import TAIL
 from tollway.catalog.agents import load_agents, parse_agents
 from tollway.messages import MessagesRequest
 from tollway.metering import estimate_prompt_tokens
@@ -159,6 +160,7 @@ async def test_both_readings_send_the_upstream_the_same_body(stack: Stack,
 
     monkeypatch.setattr(MessagesRequest, "parse_passthrough", classmethod(spy))
     body = {**copy.deepcopy(CLAUDE_CODE["body"]), "model": "test/claude", "stream": False}
+    body["messages"] += TAIL  # later in the session: longer than what routing reads
     last = {k: v for k, v in body.items() if k != "model"} | {"model": "test/claude"}
     received, rows = [], []
     for sent in (body, last):
@@ -185,7 +187,7 @@ async def test_a_flaw_deep_in_a_passed_through_conversation_is_the_upstreams_to_
     client in Anthropic's shape."""
     stack.stub.script(Reply.of("anthropic", "error_400.json", status=400))
     messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-                {"role": "user", "content": "c"}, {"role": "tool", "content": "d"}]
+                *TAIL, {"role": "tool", "content": "d"}]
     raw = orjson.dumps({"model": "test/claude", "max_tokens": 5, "messages": messages})
     async with aiohttp.ClientSession() as http, http.post(
             stack.url + "/v1/messages", data=raw, headers={"x-api-key": stack.key}) as resp:

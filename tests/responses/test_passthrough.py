@@ -141,7 +141,8 @@ def _assert_same(raw_read: ResponsesRequest, slow: ResponsesRequest) -> None:
        extra=st.one_of(st.fixed_dictionaries({}, optional=_AGENT_TOP_LEVEL),
                        st.fixed_dictionaries({}, optional=_TOP_LEVEL)))
 def test_the_raw_read_declines_or_reads_what_the_ordinary_read_reads(items: Any, extra: dict[str, Any]) -> None:
-    raw = orjson.dumps({"model": "a/b", "input": items, **extra})
+    body = {"model": "a/b", "input": items, **extra}
+    raw = orjson.dumps(_later(body) if isinstance(items, list) and items else body)  # long enough to read raw
     raw_read = passthrough.read(raw, default_store=False)
     if raw_read is None:
         event("declined")
@@ -160,7 +161,22 @@ def test_the_raw_read_declines_or_reads_what_the_ordinary_read_reads(items: Any,
         raw_read.chat  # noqa: B018
     assert caught.value.message == error
     estimate = raw_read.estimate_body()  # a cut stream is still billed by the items' size
-    assert estimate["messages"][0]["content"] == orjson.dumps(items).decode()
+    assert estimate["messages"][0]["content"] == orjson.dumps(orjson.loads(raw)["input"]).decode()
+
+
+def _later(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` some turns later: the raw read is for conversations longer than what routing
+    reads (a short one is read the ordinary way)."""
+    turns = [{"type": "message", "role": "user" if i % 2 == 0 else "assistant",
+              "content": [{"type": "input_text" if i % 2 == 0 else "output_text", "text": f"turn {i} " * 1000}]}
+             for i in range(6)]
+    return {**body, "input": [*body["input"], *turns]}
+
+
+def test_a_short_conversation_is_read_the_ordinary_way() -> None:
+    one = {"model": "a/b", "store": False, "input": [{"role": "user", "content": "x" * 1000}]}
+    assert passthrough.read(orjson.dumps(one), default_store=False) is None
+    assert passthrough.read(orjson.dumps(_later(one)), default_store=False) is not None
 
 
 def _bench_body(turns: int = 6) -> dict[str, Any]:
@@ -190,8 +206,8 @@ def _tool_turn() -> dict[str, Any]:
 @pytest.mark.parametrize("body", [
     _bench_body(),
     _tool_turn(),
-    json.loads((FIXTURES / "codex_0.169.0_request.json").read_text())["body"],
-], ids=["bench", "codex-tool-turn", "codex-0.169-fixture"])
+    _later(json.loads((FIXTURES / "codex_0.169.0_request.json").read_text())["body"]),
+], ids=["bench", "codex-tool-turn", "codex-0.169-fixture-later-in-its-session"])
 def test_agent_bodies_are_read_raw(body: dict[str, Any]) -> None:
     raw = orjson.dumps(body)
     raw_read = passthrough.read(raw, default_store=False)

@@ -30,6 +30,7 @@ import orjson
 from msgspec import UNSET, Raw
 
 from tollway.errors import BadRequest
+from tollway.messages_passthrough import worth_reading_raw
 from tollway.responses.request import (
     ENCRYPTED_PREFIX,
     ResponsesRequest,
@@ -115,7 +116,9 @@ def read(raw: bytes, default_store: bool) -> ResponsesRequest | None:
         except UnicodeDecodeError:
             return None
     items = decoded.input
-    items_json = _items_json(items) if items else None  # no items: the ordinary parse says what to send
+    if not worth_reading_raw(items):  # no items (the ordinary parse says what to send), or short ones
+        return None
+    items_json = _items_json(items)
     if items_json is None:
         return None
     try:
