@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from msgspec import Raw
 
-from tollway.raw_body import RawBodyReader
+from tollway.raw_body import RawBodyReader, spans_json
 
 # Every top-level field the Messages API (and tollway's routing extensions) takes.
 _READER = RawBodyReader("messages", (
@@ -32,7 +32,7 @@ class Conversation:
 
     def __init__(self, messages: list[Raw]) -> None:
         self._messages = messages
-        self.json = b"[" + b",".join(map(bytes, messages)) + b"]"
+        self.json = spans_json(messages)
 
     def __len__(self) -> int:
         return len(self._messages)

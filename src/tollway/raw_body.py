@@ -23,6 +23,13 @@ import msgspec
 import orjson
 from msgspec import UNSET, Raw
 
+_ENCODER = msgspec.json.Encoder()
+
+
+def spans_json(spans: list[Raw]) -> bytes:
+    """The spans as one JSON array, written in one pass (each span copied once)."""
+    return _ENCODER.encode(spans)
+
 
 def worth_reading_raw(spans: list[Raw]) -> bool:
     """Whether the messages the routing view decodes anyway (the first two, mostly) are the

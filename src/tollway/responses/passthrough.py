@@ -26,7 +26,7 @@ import orjson
 from msgspec import Raw
 
 from tollway.errors import BadRequest
-from tollway.raw_body import RawBodyReader
+from tollway.raw_body import RawBodyReader, spans_json
 from tollway.responses.request import (
     ENCRYPTED_PREFIX,
     ResponsesRequest,
@@ -59,7 +59,7 @@ def _items_json(items: list[Raw]) -> bytes | None:
     if not all(map(bytes.startswith, spans, repeat(_NOT_REASONING))) \
             and any(_OUR_REASONING in span for span in spans if not span.startswith(_NOT_REASONING)):
         return None
-    return b"[" + b",".join(spans) + b"]"
+    return spans_json(items)
 
 
 def read(raw: bytes, default_store: bool) -> ResponsesRequest | None:
