@@ -332,7 +332,7 @@ class Gateway:
         prompt_cost, _ = self.catalog.price_table(target.model.id, target.endpoint).split_nano(usage)
         return render_usage(usage, cost, prompt_cost)
 
-    def passes_messages_through(self, model_id: str | None) -> bool:
+    def passes_messages_through(self, model_id: str) -> bool:
         """Whether a Messages request for ``model_id`` can only go to Anthropic-format endpoints
         (a hint for how to read its body: a fallback to another format still works)."""
         return self.catalog.served_only_by(

@@ -20,6 +20,7 @@ from tollway import messages_passthrough
 from tollway.adapters.anthropic_mapping import FINISH_TO_STOP, anthropic_usage
 from tollway.errors import BadRequest, TollwayError
 from tollway.metering import Usage
+from tollway.raw_body import estimate_by_size
 from tollway.streaming import TextDeltaRuns, plain_text_delta, valid_texts
 
 # Anthropic request fields the OpenAI body carries under the same name.
@@ -79,13 +80,12 @@ class MessagesRequest:
 
     def estimate_body(self) -> dict[str, Any]:
         """What a local token estimate reads: the chat body, or, for a raw conversation that
-        does not pass the check (the upstream took it, but tollway cannot translate it), its
-        JSON as one message, so a cut stream is still billed by its size."""
+        does not pass the check, :func:`~tollway.raw_body.estimate_by_size`."""
         try:
             return self.openai
         except BadRequest:
             assert self._conversation is not None  # a parsed body was checked whole
-            return {**self.route, "messages": [{"role": "user", "content": self._conversation.json.decode()}]}
+            return estimate_by_size(self.route, self._conversation.json)
 
     @property
     def stream(self) -> bool:
@@ -124,7 +124,7 @@ class MessagesRequest:
         checks the rest of the conversation itself; so not with ``models`` (a fallback model
         may be translated, which needs the whole conversation checked)."""
         read = messages_passthrough.read(raw)
-        if read is None or not len(read[1]) or "models" in read[0]:
+        if read is None or "models" in read[0]:
             return None
         fields, conversation = read
         try:

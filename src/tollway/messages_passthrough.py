@@ -34,9 +34,6 @@ class Conversation:
         self._messages = messages
         self.json = spans_json(messages)
 
-    def __len__(self) -> int:
-        return len(self._messages)
-
     def dicts(self) -> Iterator[Any]:
         """Each message decoded when the iteration reaches it (the routing view reads two)."""
         return (orjson.loads(memoryview(message)) for message in self._messages)

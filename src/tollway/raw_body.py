@@ -31,6 +31,12 @@ def spans_json(spans: list[Raw]) -> bytes:
     return _ENCODER.encode(spans)
 
 
+def estimate_by_size(route: dict[str, Any], conversation_json: bytes) -> dict[str, Any]:
+    """A chat body for a local token estimate of a raw conversation tollway cannot translate
+    (the upstream took it): its JSON as one message, so a cut stream is billed by its size."""
+    return {**route, "messages": [{"role": "user", "content": conversation_json.decode()}]}
+
+
 def worth_reading_raw(spans: list[Raw]) -> bool:
     """Whether the messages the routing view decodes anyway (the first two, mostly) are the
     smaller part of the conversation: otherwise reading it raw first costs more than reading

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -12,10 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from tollway.auth import Principal
 from tollway.errors import BadRequest, PayloadTooLarge
 from tollway.gateway import Gateway, RequestMeta
 from tollway.ledger.apps import parse_categories
 from tollway.ledger.bounds import bound_text
+from tollway.limits import has_limits
 
 
 def gateway_of(request: Request) -> Gateway:
@@ -52,6 +54,27 @@ def leading_model(raw: bytes) -> str | None:
     the first key is not ``"model"`` or its value is not a plain string."""
     match = _LEADING_MODEL.match(raw)
     return match.group(1).decode("utf-8", "replace") if match else None
+
+
+class _Routed(Protocol):
+    route: dict[str, Any]
+
+
+R = TypeVar("R", bound=_Routed)
+
+
+def read_for_passthrough(raw: bytes, principal: Principal, passes_through: Callable[[str], bool],
+                         read: Callable[[bytes], R | None]) -> R | None:
+    """``raw`` read by ``read`` (a pass-through reader that leaves the conversation raw) when the
+    model it names first is one that ``passes_through`` (only endpoints of the client's wire
+    format) and the key has no limits (a limited key's prompt bound reads the whole chat
+    translation); None otherwise, for the ordinary parse.  Also None when a later "model" key
+    names another model, which may not pass through."""
+    model = leading_model(raw)
+    if model is None or has_limits(principal.key) or not passes_through(model):
+        return None
+    parsed = read(raw)
+    return parsed if parsed is not None and parsed.route["model"] == model else None
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:

@@ -13,12 +13,11 @@ from tollway.api.common import (
     gateway_of,
     json_object,
     json_response,
-    leading_model,
     read_body,
+    read_for_passthrough,
     read_json_object,
     request_meta,
 )
-from tollway.limits import has_limits
 from tollway.messages import MessagesRequest
 from tollway.streaming import SSEResponse
 
@@ -41,17 +40,9 @@ async def messages(request: Request) -> Response | SSEResponse:
     gateway = gateway_of(request)
     principal = await gateway.keys.authenticate(request)
     raw = await read_body(request, gateway.settings.server.max_body_bytes)
-    # A request that can only go to Anthropic-format upstreams is read for the pass-through:
-    # its conversation checked but never decoded.  A limited key's prompt bound reads the
-    # whole chat translation, so its requests take the ordinary parse.
-    parsed = None
-    model = leading_model(raw)
-    if not has_limits(principal.key) and gateway.passes_messages_through(model):
-        parsed = MessagesRequest.parse_passthrough(raw)
-        if parsed is not None and parsed.route["model"] != model:
-            parsed = None  # a later "model" key names another model, which may not pass through
-    if parsed is None:
-        parsed = MessagesRequest.parse(json_object(raw))
+    # A request that can only go to Anthropic-format upstreams keeps its conversation raw.
+    parsed = read_for_passthrough(raw, principal, gateway.passes_messages_through,
+                                  MessagesRequest.parse_passthrough) or MessagesRequest.parse(json_object(raw))
     outcome = await gateway.messages(principal, parsed, request_meta(request, "messages"),
                                      _forwarded(request), _query(request))
     headers = {"X-Generation-Id": outcome.generation_id}

@@ -6,9 +6,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tollway.api.common import gateway_of, json_object, json_response, leading_model, read_body, request_meta
+from tollway.api.common import gateway_of, json_object, json_response, read_body, read_for_passthrough, request_meta
 from tollway.errors import BadRequest
-from tollway.limits import has_limits
 from tollway.responses import passthrough, run
 from tollway.responses.native import native_provider
 from tollway.streaming import SSEResponse
@@ -18,15 +17,10 @@ async def create(request: Request) -> Response | SSEResponse:
     gateway = gateway_of(request)
     principal = await gateway.keys.authenticate(request)
     raw = await read_body(request, gateway.settings.server.max_body_bytes)
-    # A request that can only go to Responses-native upstreams keeps its items as raw JSON
-    # (tollway reads only what it needs; the upstream checks the rest).  A limited key's
-    # prompt bound reads the whole chat translation, so its requests take the ordinary parse.
-    parsed = None
-    model = leading_model(raw)
-    if not has_limits(principal.key) and gateway.catalog.served_only_by(model, native_provider):
-        parsed = passthrough.read(raw, gateway.settings.responses.store_default)
-        if parsed is not None and parsed.route["model"] != model:
-            parsed = None  # a later "model" key names another model, which may not be native
+    # A request that can only go to Responses-native upstreams keeps its items raw.
+    parsed = read_for_passthrough(
+        raw, principal, lambda model: gateway.catalog.served_only_by(model, native_provider),
+        lambda body: passthrough.read(body, gateway.settings.responses.store_default))
     if parsed is None:
         parsed = await run.parse_request(gateway, principal, json_object(raw))
     outcome = await run.create_response(gateway, principal, parsed, request_meta(request, "responses"))

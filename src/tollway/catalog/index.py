@@ -34,10 +34,10 @@ class Catalog:
                 out.append((endpoint, provider))
         return out
 
-    def served_only_by(self, model_id: str | None, accepts: Callable[[ProviderConfig], bool]) -> bool:
+    def served_only_by(self, model_id: str, accepts: Callable[[ProviderConfig], bool]) -> bool:
         """Whether ``model_id`` names a model with active endpoints, every one of them at a
         provider that ``accepts`` (e.g. one that speaks the client's wire format)."""
-        model = self.models.get(model_id) if model_id is not None else None
+        model = self.models.get(model_id)
         if model is None:
             return False
         endpoints = self.active_endpoints(model)

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from tollway.errors import BadRequest
+from tollway.raw_body import estimate_by_size
 
 # Gateway fields (OpenRouter's) that the chat body carries under the same name.
 _ROUTING_FIELDS = ("models", "provider", "session_id")
@@ -79,8 +80,8 @@ class ResponsesRequest:
     since translating is what validates the other items.  A pass-through to a
     Responses-native upstream therefore never translates the conversation.
 
-    A request read by the typed pass (:mod:`tollway.responses.fast`) also has its items as
-    the JSON a native upstream is sent (``items_json``), written once when they were read.
+    A request read by :mod:`tollway.responses.passthrough` keeps its items as the JSON a
+    native upstream is sent (``items_json``), decoded only if something needs them.
     """
 
     body: dict[str, Any]
@@ -124,13 +125,12 @@ class ResponsesRequest:
 
     def estimate_body(self) -> dict[str, Any]:
         """What a local token estimate reads: the chat body, or, for raw items whose translation
-        fails (the upstream took them; tollway cannot read them as chat), their JSON as one
-        message, so a cut stream is still billed by its size."""
+        fails, :func:`~tollway.raw_body.estimate_by_size`."""
         try:
             return self.chat
         except BadRequest:
             assert self.items_json is not None  # items parsed as objects were checked whole
-            return {**self.route, "messages": [{"role": "user", "content": self.items_json.decode()}]}
+            return estimate_by_size(self.route, self.items_json)
 
     @property
     def stream(self) -> bool:
