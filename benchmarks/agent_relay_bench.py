@@ -20,8 +20,9 @@ messages filling ``--prompt-bytes``.
 * ``--shared-load SECONDS``: instead, the shared harness's load generator
   (``../shared/bench/load.py``, closed loop, streams, one ``--prompt-bytes`` user message)
   with ``--api openai`` (chat) and ``--api anthropic`` (``/v1/messages`` passed through to
-  an Anthropic-format upstream) against one gateway, alternating for ``--rounds``: gateway
-  CPU per request, requests per second, TTFT p50.
+  an Anthropic-format upstream, and translated to the OpenAI-format one, which is how
+  ../shared/bench/gateways/tollway.sh serves it) against one gateway, alternating for
+  ``--rounds``: gateway CPU per request, requests per second, TTFT p50.
 """
 
 from __future__ import annotations
@@ -293,8 +294,12 @@ async def cpu_phase(a: argparse.Namespace, apis: tuple[str, ...], bodies: dict[s
 
 
 def shared_load(gw: Gateway, api: str, seconds: float, a: argparse.Namespace) -> dict[str, float]:
-    """One run of the shared load generator; the gateway's CPU over it, per answered request."""
+    """One run of the shared load generator; the gateway's CPU over it, per answered request.
+    ``anthropic`` names a model served in Anthropic's format (a pass-through);
+    ``anthropic-translated`` one served in OpenAI's, as ../shared/bench/gateways/tollway.sh
+    configures ``bench/echo`` (the Messages request translated to chat and back)."""
     model = "bench/claude" if api == "anthropic" else "bench/echo"
+    api = api.removesuffix("-translated")
     before = cpu_seconds(gw.proc.pid)
     out = subprocess.run([sys.executable, str(BENCH / "load.py"), "--url", gw.url, "--key", gw.key, "--api", api,
                           "--model", model, "--mode", "closed", "-c", str(a.conns), "-d", str(seconds), "--stream",
@@ -311,7 +316,7 @@ async def shared_load_phase(a: argparse.Namespace, tmp: Path, upstream_url: tupl
     workdir = tmp / "shared"
     workdir.mkdir()
     gw = Gateway(workdir, upstream_url)
-    apis = ("openai", "anthropic")
+    apis = ("openai", "anthropic", "anthropic-translated")
     try:
         await gw.ready()
         print(f"../shared/bench/load.py: {a.prompt_bytes:,}-byte prompts, {a.conns} connections, "
@@ -327,7 +332,8 @@ async def shared_load_phase(a: argparse.Namespace, tmp: Path, upstream_url: tupl
                                                  for api, v in runs.items()))
     finally:
         gw.stop()
-    names = {"openai": "chat (`--api openai`)", "anthropic": "messages pass-through (`--api anthropic`)"}
+    names = {"openai": "chat (`--api openai`)", "anthropic": "messages pass-through (`--api anthropic`)",
+             "anthropic-translated": "messages translated to chat (`--api anthropic`, tollway.sh's model)"}
     base = statistics.median(r["openai"]["cpu_ms"] for r in rounds)
     print("\n| API | gateway CPU ms/request (median) | x chat | req/s | TTFT p50 ms |\n|---|---|---|---|---|")
     for api in apis:

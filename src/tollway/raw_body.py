@@ -37,6 +37,22 @@ def estimate_by_size(route: dict[str, Any], conversation_json: bytes) -> dict[st
     return {**route, "messages": [{"role": "user", "content": conversation_json.decode()}]}
 
 
+def may_be_worth_reading_raw(raw: bytes) -> bool:
+    """False when ``raw`` cannot hold a conversation worth reading raw, found without scanning
+    it byte by byte: such a conversation has at least three messages or items (see
+    :func:`worth_reading_raw`), each an object, so the body holds at least four ``{`` (its
+    own, and one per message; a brace inside a string only adds; a body whose messages are
+    not objects is malformed, which the ordinary parse says).  ``bytes.find`` of one byte is memchr (a
+    200 KB prompt in ~2 us), where msgspec's scan, wasted when it then declines, takes ~100 us:
+    so a body of one or two long messages, as ../shared/bench/load.py sends, skips it."""
+    at = -1
+    for _ in range(4):
+        at = raw.find(b"{", at + 1)
+        if at < 0:
+            return False
+    return True
+
+
 def worth_reading_raw(spans: list[Raw]) -> bool:
     """Whether the messages the routing view decodes anyway (the first two, mostly) are the
     smaller part of the conversation: otherwise reading it raw first costs more than reading
@@ -59,6 +75,8 @@ class RawBodyReader:
         """The top-level fields present (the conversation left out) and the conversation's
         spans; None when the body is anything else, or a conversation not worth reading raw
         (the ordinary parse then decides)."""
+        if not may_be_worth_reading_raw(raw):
+            return None
         try:
             body = self._decoder.decode(raw)
         except (msgspec.ValidationError, msgspec.DecodeError):

@@ -14,6 +14,11 @@ from tollway.adapters.openai import _ChunkRelay
 class _Ctx:
     generation_id = "gen-1-abc"
     model_id = "author/model"
+    translated = False
+
+
+class _TranslatedCtx(_Ctx):
+    translated = True
 
 
 def _event(obj: dict, spaced: bool) -> bytes:
@@ -33,9 +38,9 @@ def _stream(spaced: bool, n: int = 40, usage: bool = True) -> list[bytes]:
     return events
 
 
-def _relay(blocks: list[bytes]) -> tuple[list[dict], StreamState, _ChunkRelay]:
+def _relay(blocks: list[bytes], ctx: _Ctx | None = None) -> tuple[list[dict], StreamState, _ChunkRelay]:
     state = StreamState()
-    relay = _ChunkRelay(_Ctx(), "prov", state)  # type: ignore[arg-type]
+    relay = _ChunkRelay(ctx or _Ctx(), "prov", state)  # type: ignore[arg-type]
     out = b"".join(relay.process(b) for b in blocks)
     chunks = [orjson.loads(e[6:]) for e in out.split(b"\n\n") if e.startswith(b"data: ")]
     return chunks, state, relay
@@ -93,3 +98,17 @@ def test_long_block_with_special_events_only_at_the_end() -> None:
     assert relay.done and relay.finished and len(chunks) == 2001
     assert state.usage is not None and state.usage.completion_tokens == 2000
     assert all(c["id"] == "gen-1-abc" for c in chunks)
+
+
+@pytest.mark.parametrize("spaced", [False, True])
+@pytest.mark.parametrize("per_event", [False, True])
+def test_a_translated_stream_keeps_the_upstream_spelling(spaced: bool, per_event: bool) -> None:
+    """For a stream another writer translates (Anthropic or Responses events), every content
+    chunk reaches the writer as the upstream spelt it, the parsed ones too (so the writer's byte
+    templates fit them all), and metering reads the same finish and usage."""
+    events = _stream(spaced)
+    chunks, state, relay = _relay(events if per_event else [b"".join(events)], _TranslatedCtx())
+    assert relay.done and relay.finished
+    assert chunks == [orjson.loads(e[6:]) for e in events[:41]]  # the upstream's own, untouched
+    assert state.finish_reason == "stop"
+    assert state.usage is not None and state.usage.completion_tokens == 40

@@ -61,6 +61,9 @@ class CallContext:
     session: aiohttp.ClientSession
     timeouts: ClientTimeouts
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # The stream's chunks are turned into another API's events (Anthropic's, Responses'),
+    # which carry ids of their own: the chunks' ids and model need not be rewritten.
+    translated: bool = False
 
 
 @dataclass(slots=True)

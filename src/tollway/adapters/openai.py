@@ -300,6 +300,10 @@ class _ChunkRelay:
                 choice.setdefault("native_finish_reason", choice["finish_reason"])
         if not choices:
             return None  # the usage-only chunk: tollway emits its own, with cost, at the end
+        if self.ctx.translated:
+            # Spelt as the upstream spells its other chunks, so the writer's byte templates
+            # (TextDeltaRuns) recognise them all alike; usage is read from the state, not here.
+            return event + b"\n\n"
         obj.pop("usage", None)
         obj["id"] = self.ctx.generation_id
         obj["model"] = self.ctx.model_id
@@ -329,7 +333,8 @@ class _ChunkRelay:
                 return
         if b'"provider"' in event:
             return  # the upstream already sends a provider field; keep the slow path exact
-        self.replacements = found
+        # A translated stream's chunks never reach the client as they are: nothing to rewrite.
+        self.replacements = [] if self.ctx.translated else found
         self.id_pattern = found[0][0]
         # The first chunk spells "finish_reason": null; a real finish is spelled the same way.
         self.finish_mark = _FINISH_MARKS[1] if b'"finish_reason": ' in event else _FINISH_MARKS[0]

@@ -130,6 +130,7 @@ async def _stream(gateway: Gateway, principal: Principal, request: ResponsesRequ
             return relay.stream(target, ctx, state), None
         writer = ResponseEventWriter(request, run.generation_id, target.model.id, target.provider.name, created)
         sinks.append(writer)
+        ctx.translated = True
         chunks = gateway.adapters[target.provider.kind].stream(target, request.chat_for(target.provider.name),
                                                                ctx, state)
 
