@@ -39,12 +39,13 @@ def estimate_by_size(route: dict[str, Any], conversation_json: bytes) -> dict[st
 
 def may_be_worth_reading_raw(raw: bytes) -> bool:
     """False when ``raw`` cannot hold a conversation worth reading raw, found without scanning
-    it byte by byte: such a conversation has at least three messages or items (see
-    :func:`worth_reading_raw`), each an object, so the body holds at least four ``{`` (its
-    own, and one per message; a brace inside a string only adds; a body whose messages are
-    not objects is malformed, which the ordinary parse says).  ``bytes.find`` of one byte is memchr (a
-    200 KB prompt in ~2 us), where msgspec's scan, wasted when it then declines, takes ~100 us:
-    so a body of one or two long messages, as ../shared/bench/load.py sends, skips it."""
+    it byte by byte.  Such a conversation has at least three messages or items (see
+    :func:`worth_reading_raw`), each an object, so the body holds at least four ``{``: its
+    own and one per message (a brace inside a string only adds; a body whose messages are
+    not objects is malformed, which the ordinary parse says).  ``bytes.find`` of one byte is
+    memchr (a 200 KB prompt in ~2 us), where msgspec's scan, wasted when the reading then
+    declines, takes ~100 us: a body of one or two long messages, as ../shared/bench/load.py
+    sends, skips it."""
     at = -1
     for _ in range(4):
         at = raw.find(b"{", at + 1)
