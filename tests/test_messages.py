@@ -3,6 +3,7 @@ another exception (a 500), and never a request that the translation then chokes 
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from hypothesis import event, given, settings
@@ -114,3 +115,25 @@ def test_a_body_is_a_request_or_a_400(body: dict[str, Any], flaw: Any, where: in
     event("accepted")
     assert request.openai["messages"][:len(request.route["messages"])] == request.route["messages"]
     assert request.translation_notes is None or request.translation_notes["dropped"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(body=GOOD_BODY, flaw=st.one_of(st.none(), st.sampled_from(FLAWS)), where=st.integers(0, 99),
+       value=JSON_VALUE)
+def test_translating_while_checking_says_what_the_two_passes_say(body: dict[str, Any], flaw: Any, where: int,
+                                                                 value: Any) -> None:
+    """``parse(to_chat=True)`` (a model served only in chat format: the check and the chat
+    translation in one pass) accepts and rejects exactly what ``parse`` does, with the same
+    400, and builds the same routing view and chat body."""
+    if flaw is not None:
+        flaw(body, where, value)
+        event(f"flaw: {flaw.__name__}")
+    outcomes = []
+    for to_chat in (False, True):
+        try:
+            request = MessagesRequest.parse(copy.deepcopy(body), to_chat=to_chat)
+            outcomes.append(("accepted", request.route, request.openai, request.anthropic))
+        except BadRequest as exc:
+            outcomes.append(("400", exc.message))
+    event(outcomes[0][0])
+    assert outcomes[0] == outcomes[1]

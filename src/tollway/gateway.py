@@ -35,6 +35,7 @@ from tollway.adapters.base import (
     Target,
 )
 from tollway.adapters.http import ClientTimeouts
+from tollway.adapters.openai import OpenAIAdapter
 from tollway.auth import KeyCache, Principal
 from tollway.catalog import Catalog, build_catalog
 from tollway.catalog.agents import AgentDirectory, load_agents  # issue 12: agent attribution
@@ -338,6 +339,12 @@ class Gateway:
         (a hint for how to read its body: a fallback to another format still works)."""
         return self.catalog.served_only_by(
             model_id, lambda provider: isinstance(self.adapters[provider.kind], AnthropicAdapter))
+
+    def translates_messages_to_chat(self, model_id: str) -> bool:
+        """Whether a Messages request for ``model_id`` can only go to OpenAI chat endpoints (a
+        hint: its chat translation is then built as the request is checked)."""
+        return self.catalog.served_only_by(
+            model_id, lambda provider: isinstance(self.adapters[provider.kind], OpenAIAdapter))
 
     def _passthrough(self, target: Target) -> AnthropicAdapter | None:
         adapter = self.adapters[target.provider.kind]

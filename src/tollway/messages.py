@@ -55,15 +55,16 @@ class MessagesRequest:
     __slots__ = ("_conversation", "_openai", "anthropic", "route")
 
     def __init__(self, anthropic: dict[str, Any],
-                 conversation: messages_passthrough.Conversation | None = None) -> None:
+                 conversation: messages_passthrough.Conversation | None = None,
+                 openai: dict[str, Any] | None = None) -> None:
         self.anthropic = anthropic
         # Read by :meth:`parse_passthrough`: ``anthropic["messages"]`` is then the conversation
         # as raw JSON (an ``orjson.Fragment``), checked only as far as the routing view reads it.
         self._conversation = conversation
+        self._openai = openai  # the whole chat translation, when :meth:`parse` built it at once
         head = anthropic if conversation is None else \
             {**anthropic, "messages": _checked(conversation.dicts())}
         self.route = to_openai_request(head, head=True)
-        self._openai: dict[str, Any] | None = None
 
     @property
     def openai(self) -> dict[str, Any]:
@@ -100,15 +101,22 @@ class MessagesRequest:
         return {"dropped": dropped} if dropped else None
 
     @classmethod
-    def parse(cls, body: dict[str, Any], *, counting: bool = False) -> MessagesRequest:
+    def parse(cls, body: dict[str, Any], *, counting: bool = False, to_chat: bool = False) -> MessagesRequest:
         """Reject only what is malformed (400 naming the fix); every other field is kept.
 
         ``counting`` is for ``/v1/messages/count_tokens``, which takes no ``max_tokens``.
+        ``to_chat``, for a request whose model is served only in OpenAI's chat format: the
+        chat translation is built now, in the same pass over the conversation as its check
+        (the same checks, the same 400s), instead of in a second pass when the attempt needs it.
         """
         _check_required(body, counting)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise BadRequest("'messages' must be a non-empty list of {role, content} objects", code=400)
+        if to_chat:
+            translated = _openai_messages(body, check=True)
+            _check_shapes(body)
+            return cls(body, openai=to_openai_request(body, messages=translated))
         _check_messages(messages)
         _check_shapes(body)
         return cls(body)
@@ -244,34 +252,43 @@ def _tool_result_text(content: Any) -> str:
                    if isinstance(b, dict) and isinstance(b.get("text"), str))
 
 
-def _openai_messages(body: dict[str, Any], head: bool = False) -> list[dict[str, Any]]:
+def _openai_messages(body: dict[str, Any], head: bool = False, check: bool = False) -> list[dict[str, Any]]:
     """The conversation as chat messages; with ``head``, only until there are two (what the
-    translation of the whole conversation starts with: each message maps on its own)."""
+    translation of the whole conversation starts with: each message maps on its own).
+
+    With ``check``, each message is checked as :func:`_check_messages` checks it, in the same
+    pass (the common message is valid by the shape the fast path tests; any other is checked
+    before it is translated), so a request translated at once walks its conversation once."""
     out: list[dict[str, Any]] = []
     system = body.get("system")
     if system:
         out.append({"role": "system", "content": _parts(system)})
-    for message in body["messages"]:
+    for index, message in enumerate(body["messages"]):
         if head and len(out) >= 2:
             break
+        if type(message) is dict:
+            content = message.get("content")
+            role = message.get("role")
+            # The common message of a long conversation, one text block (or a string), maps
+            # directly: the block (already an OpenAI text part) and its list are shared.
+            if type(content) is list and len(content) == 1:
+                block = content[0]
+                if type(block) is dict and len(block) == 2 and block.get("type") == "text" \
+                        and type(text := block.get("text")) is str:
+                    if role == "user":
+                        out.append({"role": "user", "content": content})
+                        continue
+                    if role == "assistant":
+                        out.append({"role": "assistant", "content": text or None})
+                        continue
+            elif type(content) is str and (role == "user" or role == "assistant"):
+                out.append({"role": "user", "content": [{"type": "text", "text": content}]} if role == "user"
+                           else {"role": "assistant", "content": content or None})
+                continue
+        if check:
+            _check_messages((message,), index)
         content = message.get("content")
         role = message["role"]
-        # The common message of a long conversation, one text block (or a string), maps
-        # directly: the block (already an OpenAI text part) and its list are shared.
-        if type(content) is list and len(content) == 1:
-            block = content[0]
-            if type(block) is dict and len(block) == 2 and block.get("type") == "text" \
-                    and type(text := block.get("text")) is str:
-                if role == "user":
-                    out.append({"role": "user", "content": content})
-                    continue
-                if role == "assistant":
-                    out.append({"role": "assistant", "content": text or None})
-                    continue
-        elif type(content) is str and role != "system":
-            out.append({"role": "user", "content": [{"type": "text", "text": content}]} if role == "user"
-                       else {"role": "assistant", "content": content or None})
-            continue
         if role == "system":
             # Chat takes system messages anywhere, so a mid-conversation one stays in place.
             parts = _parts(content)
@@ -330,11 +347,13 @@ def _reasoning(thinking: Any, config: Any) -> dict[str, Any]:
     return out
 
 
-def to_openai_request(body: dict[str, Any], head: bool = False) -> dict[str, Any]:
+def to_openai_request(body: dict[str, Any], head: bool = False,
+                      messages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """An Anthropic Messages body as an OpenAI chat body (routing fields kept); with ``head``,
-    only its first two messages (see :class:`MessagesRequest`)."""
+    only its first two messages (see :class:`MessagesRequest`); with ``messages``, those as
+    the chat messages (already translated)."""
     out: dict[str, Any] = {k: body[k] for k in _SAME_NAME if k in body}
-    out["messages"] = _openai_messages(body, head)
+    out["messages"] = _openai_messages(body, head) if messages is None else messages
     if "max_tokens" in body:  # count_tokens requests have none
         out["max_tokens"] = body["max_tokens"]
     if isinstance(body.get("stop_sequences"), list) and body["stop_sequences"]:

@@ -6,6 +6,8 @@ Errors on these paths are rendered in Anthropic's shape by ``tollway.app``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,6 +20,7 @@ from tollway.api.common import (
     read_json_object,
     request_meta,
 )
+from tollway.gateway import Gateway
 from tollway.messages import MessagesRequest
 from tollway.streaming import SSEResponse
 
@@ -36,13 +39,20 @@ def _query(request: Request) -> str:
     return raw.decode("latin-1")
 
 
+def _parse(gateway: Gateway, body: dict[str, Any]) -> MessagesRequest:
+    """The ordinary parse; a request for a model served only in chat format is translated as
+    it is checked (one pass over the conversation)."""
+    model = body.get("model")
+    return MessagesRequest.parse(body, to_chat=isinstance(model, str) and gateway.translates_messages_to_chat(model))
+
+
 async def messages(request: Request) -> Response | SSEResponse:
     gateway = gateway_of(request)
     principal = await gateway.keys.authenticate(request)
     raw = await read_body(request, gateway.settings.server.max_body_bytes)
     # A request that can only go to Anthropic-format upstreams keeps its conversation raw.
     parsed = read_for_passthrough(raw, principal, gateway.passes_messages_through,
-                                  MessagesRequest.parse_passthrough) or MessagesRequest.parse(json_object(raw))
+                                  MessagesRequest.parse_passthrough) or _parse(gateway, json_object(raw))
     outcome = await gateway.messages(principal, parsed, request_meta(request, "messages"),
                                      _forwarded(request), _query(request))
     headers = {"X-Generation-Id": outcome.generation_id}
