@@ -267,8 +267,7 @@ class Gateway:
                     # After a mid-stream error the error event was the end of the stream.
                     return b"" if state.finish_reason == "error" else writer.end(usage, state.finish_reason)
 
-                ctx.translated = True
-                return translate_stream(adapter.stream(target, request.openai, ctx, state), writer), close
+                return translate_stream(adapter, target, request.openai, ctx, state, writer), close
 
             return await self._attempt_stream(run, targets, open_messages,
                                               lambda target, exc: error_event(exc.message))

@@ -130,16 +130,14 @@ async def _stream(gateway: Gateway, principal: Principal, request: ResponsesRequ
             return relay.stream(target, ctx, state), None
         writer = ResponseEventWriter(request, run.generation_id, target.model.id, target.provider.name, created)
         sinks.append(writer)
-        ctx.translated = True
-        chunks = gateway.adapters[target.provider.kind].stream(target, request.chat_for(target.provider.name),
-                                                               ctx, state)
 
         def close(usage: Usage, cost: int) -> bytes:
             # After a mid-stream error, response.failed was the end of the stream.
             return b"" if state.finish_reason == "error" else writer.end(usage_doc(usage, cost),
                                                                          state.finish_reason)
 
-        return translate_stream(chunks, writer), close
+        return translate_stream(gateway.adapters[target.provider.kind], target,
+                                request.chat_for(target.provider.name), ctx, state, writer), close
 
     def failed(target: Target, exc: MidStreamError) -> bytes:
         return sinks[-1].failed(exc.message)
