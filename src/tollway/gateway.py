@@ -12,7 +12,6 @@ is recorded exactly once.
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -66,6 +65,7 @@ from tollway.metering import (
     nano_to_usd,
 )
 from tollway.metrics import Metrics
+from tollway.process_tuning import tune_for_serving
 from tollway.redaction import RedactingFilter, Redactor, install_log_redaction, remove_log_redaction
 from tollway.routing import Router, build_health
 from tollway.streaming import final_chunks, midstream_error_chunk, render_usage, stream_usage
@@ -158,6 +158,7 @@ class Gateway:
         self.redactor = Redactor.from_settings(settings, self.catalog.providers.values())
         self._log_redaction: RedactingFilter | None = None
         self._session: aiohttp.ClientSession | None = None
+        self.malloc_tuned = False  # set by start(): tollway.process_tuning
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -170,16 +171,8 @@ class Gateway:
                                          keepalive_timeout=60)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
                                               skip_auto_headers=("User-Agent",))
-        # Everything built so far (modules, catalog, config, engine) lives as long as the
-        # process: move it out of the collector's sight, so the cyclic GC's full passes
-        # only walk per-request garbage.  Profiles showed full collections, triggered by
-        # request allocations, costing ~10% of a proxied request.
-        gc.collect()
-        gc.freeze()
-        # Requests allocate many short-lived objects and few cycles: collect the young
-        # generation less often (the default 700 made it run several times per request).
-        gen0, gen1, gen2 = gc.get_threshold()
-        gc.set_threshold(max(gen0, 20_000), gen1, gen2)
+        # The GC and malloc of a process that relays large bodies (tollway.process_tuning).
+        self.malloc_tuned = tune_for_serving(self.settings.server.malloc_keep_bytes)
 
     async def stop(self) -> None:
         if self._session is not None:
