@@ -157,8 +157,8 @@ class LedgerSettings(_Frozen):
     batch_size: int = Field(default=500, ge=1)
     # How long the writer gathers records before committing a batch (sooner once batch_size
     # are waiting).  A commit costs the writer's thread ~3.5 ms of CPU plus ~30 us a record
-    # (a dozen rollup statements), so at ~1,000 requests/s 250 ms batches cost 6-13 % less gateway
-    # CPU per request than 50 ms ones (measured side by side; README, "Large prompts").  A
+    # (a dozen rollup statements), so at ~1,000 requests/s 250 ms batches cost 7-13 % less gateway
+    # CPU per request than 50 ms ones (measured side by side; README, "Eighth round").  A
     # crash loses nothing more with ``write_ahead`` (the default): that log holds every record
     # until it is committed.  Without it, a crash loses up to this long of traffic.
     flush_interval_ms: int = Field(default=250, ge=1)
