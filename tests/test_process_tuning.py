@@ -9,6 +9,9 @@ import sys
 
 import pytest
 
+from tests.conftest import Running
+from tests.support.servers import gateway_server, make_settings
+from tests.support.stub_openai import StubOpenAI
 from tollway.process_tuning import MALLOC_KEEP_MAX, is_glibc
 
 # Allocate and free a 200 KB buffer per "request", as a relayed 200 KB prompt does, and print
@@ -54,3 +57,13 @@ def test_zero_leaves_malloc_alone() -> None:
     from tollway.process_tuning import keep_freed_memory
 
     assert keep_freed_memory(0) is False
+
+
+def test_a_serving_gateway_applies_its_setting(running: Running, stub: tuple[StubOpenAI, str],
+                                               database: str) -> None:
+    """Gateway.start applies ``server.malloc_keep_bytes`` (default 32 MiB); 0 leaves malloc alone."""
+    assert running.gateway.malloc_tuned is is_glibc()
+    settings = make_settings(database, stub[1], extra={"server": {"key_cache_ttl_s": 0, "malloc_keep_bytes": 0}})
+    assert settings.server.malloc_keep_bytes == 0
+    with gateway_server(settings) as (_url, app):
+        assert app.state.gateway.malloc_tuned is False
