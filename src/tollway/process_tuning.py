@@ -19,8 +19,9 @@ threshold at its 128 KiB start, so every large buffer is mapped afresh.  Thresho
 
 The cost is memory the process keeps: up to ``keep`` bytes of freed heap top stay resident
 for the next request instead of going back to the kernel (buffers larger than ``keep`` are
-still mapped and unmapped on their own); measured after a 64-connection burst of 200 KB
-prompts, peak RSS 201 MB against 186 MB with glibc's defaults.
+still mapped and unmapped on their own).  Peak RSS under 64 connections of 200 KB prompts
+did not tell the two apart: 201 against 186 MB with glibc's defaults in one sequence of
+loads, 186 against 200 MB in another.
 """
 
 from __future__ import annotations
