@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import Running
 from tests.support.servers import gateway_server, make_settings
 from tests.support.stub_openai import StubOpenAI
-from tollway.process_tuning import MALLOC_KEEP_MAX, is_glibc
+from tollway.process_tuning import MALLOC_KEEP_MAX, is_glibc, keep_freed_memory
 
 # Allocate and free a 200 KB buffer per "request", as a relayed 200 KB prompt does, and print
 # the minor page faults the loop took (getrusage: counted by the kernel, not timed).
@@ -54,8 +54,6 @@ def test_kept_memory_stops_page_faults_per_request() -> None:
 
 
 def test_zero_leaves_malloc_alone() -> None:
-    from tollway.process_tuning import keep_freed_memory
-
     assert keep_freed_memory(0) is False
 
 

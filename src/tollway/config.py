@@ -22,6 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from tollway.process_tuning import MALLOC_KEEP_MAX
+
 DEFAULT_CONFIG_FILE = "tollway.yaml"
 DEFAULT_DATABASE = "sqlite:///./tollway.db"
 
@@ -183,7 +185,7 @@ class ServerSettings(_Frozen):
     # Freed memory glibc's malloc keeps for the next request instead of giving it back to
     # the kernel (tollway.process_tuning: no page faults per large request); 0 keeps glibc's
     # defaults.  At most 32 MiB, glibc's limit.
-    malloc_keep_bytes: int = Field(default=32 * 1024 * 1024, ge=0, le=32 * 1024 * 1024)
+    malloc_keep_bytes: int = Field(default=MALLOC_KEEP_MAX, ge=0, le=MALLOC_KEEP_MAX)
 
 
 class RoutingSettings(_Frozen):

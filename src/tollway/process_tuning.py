@@ -78,5 +78,6 @@ def tune_for_serving(malloc_keep_bytes: int) -> bool:
     gc.set_threshold(max(gen0, 20_000), gen1, gen2)
     kept = keep_freed_memory(malloc_keep_bytes)
     if malloc_keep_bytes > 0 and not kept:
-        log.info("server.malloc_keep_bytes: not applied (the C library is not glibc)")
+        # Not glibc (musl, macOS), or its mallopt refused: glibc's defaults stay.
+        log.info("server.malloc_keep_bytes: not applied (needs glibc's mallopt); the C library's defaults stay")
     return kept
