@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -88,8 +89,11 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+CpuClock = Callable[[int, int | None], float]
+
+
 class Gateway:
-    def __init__(self, workdir: Path, upstreams: tuple[str, str]) -> None:
+    def __init__(self, workdir: Path, upstreams: tuple[str, str], binary: Path = TOLLWAY) -> None:
         self.workdir = workdir
         upstream, native = upstreams  # chat + Anthropic formats; Responses-native
         cfg = workdir / "tollway.yaml"
@@ -109,12 +113,12 @@ models:
     endpoints: [{{provider: bench-native, model: echo, pricing: {{prompt: 1.0, completion: 2.0}}}}]
 """)
         self.cfg = cfg
-        out = subprocess.run([str(TOLLWAY), "keys", "create", "--config", str(cfg), "--name", "bench"],
+        out = subprocess.run([str(binary), "keys", "create", "--config", str(cfg), "--name", "bench"],
                              capture_output=True, text=True, check=True)
         self.key = out.stdout.strip().splitlines()[-1].strip()
         self.port = _free_port()
         with open(workdir / "server.log", "wb") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen([str(TOLLWAY), "serve", "--config", str(cfg), "--host", "127.0.0.1",
+            self.proc = subprocess.Popen([str(binary), "serve", "--config", str(cfg), "--host", "127.0.0.1",
                                           "--port", str(self.port), "--workers", "1"],
                                          stdout=subprocess.DEVNULL, stderr=log)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -164,17 +168,18 @@ async def closed_loop(gw: Gateway, path: str, body: bytes, requests: int, conns:
 
 
 async def cpu_round(gw: Gateway, bodies: dict[str, tuple[str, bytes]], order: tuple[str, ...],
-                    requests: int, conns: int) -> tuple[dict[str, float], dict[str, float]]:
+                    requests: int, conns: int,
+                    clock: CpuClock = cpu_seconds) -> tuple[dict[str, float], dict[str, float]]:
     """CPU ms per request by API: the whole process, and its event-loop thread alone (the
-    rest is the ledger's threads)."""
+    rest is the ledger's threads); ``clock`` reads a process's or a thread's CPU seconds."""
     out, loop = {}, {}
     pid = gw.proc.pid
     for api in order:
         path, body = bodies[api]
-        before, before_loop = cpu_seconds(pid), cpu_seconds(pid, pid)
+        before, before_loop = clock(pid, None), clock(pid, pid)
         await closed_loop(gw, path, body, requests, conns)
-        out[api] = (cpu_seconds(pid) - before) / requests * 1000
-        loop[api] = (cpu_seconds(pid, pid) - before_loop) / requests * 1000
+        out[api] = (clock(pid, None) - before) / requests * 1000
+        loop[api] = (clock(pid, pid) - before_loop) / requests * 1000
     return out, loop
 
 

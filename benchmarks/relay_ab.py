@@ -70,7 +70,8 @@ def shared_load(gw: arb.Gateway, api: str, seconds: float) -> float:
     doc = json.loads(out.stdout)
     if doc["errors"]:
         raise RuntimeError(f"load.py --api {api}: errors {doc['errors']}")
-    return (cpu_seconds(gw.proc.pid) - before) / doc["ok"] * 1000
+    answered = int(doc["ok"])
+    return (cpu_seconds(gw.proc.pid) - before) / answered * 1000
 
 
 async def main() -> None:
@@ -82,7 +83,6 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="shared body: seconds per API per round")
     a = ap.parse_args()
     os.sched_setaffinity(0, {1})
-    arb.cpu_seconds = cpu_seconds  # agent_relay_bench's rounds, measured in nanoseconds
     apis = arb.APIS if a.body == "agent" else SHARED_APIS
     bodies = {api: arb.body_for(api, arb.conversation(200_000, 100)) for api in arb.APIS}
     with tempfile.TemporaryDirectory(prefix="tollway-relay-ab-") as tmp:
@@ -97,15 +97,15 @@ async def main() -> None:
                 time.sleep(0.05)
             urls = tuple(f"http://127.0.0.1:{p.read_text().strip()}" for p in ports)
             for i, checkout in enumerate(a.checkouts):
-                arb.TOLLWAY = checkout.resolve() / ".venv" / "bin" / "tollway"
                 workdir = Path(tmp) / f"gateway-{i}"
                 workdir.mkdir()
                 name = f"{i + 1}:{checkout.resolve().name}"
-                gateways[name] = arb.Gateway(workdir, (urls[0], urls[1]))
+                gateways[name] = arb.Gateway(workdir, (urls[0], urls[1]),
+                                             checkout.resolve() / ".venv" / "bin" / "tollway")
                 os.sched_setaffinity(gateways[name].proc.pid, {0})
             for gw in gateways.values():
                 await gw.ready()
-                await arb.cpu_round(gw, bodies, arb.APIS, 30, 8)  # warm-up
+                await arb.cpu_round(gw, bodies, arb.APIS, 30, 8, cpu_seconds)  # warm-up
             samples: dict[tuple[str, str], list[float]] = defaultdict(list)
             pairs = [(name, api) for api in apis for name in gateways]
             print(f"{a.body} body, {a.rounds} rounds; load 1 {os.getloadavg()[0]:.2f}", flush=True)
@@ -113,7 +113,7 @@ async def main() -> None:
                 for name, api in order:
                     gw = gateways[name]
                     if a.body == "agent":
-                        out, _ = await arb.cpu_round(gw, bodies, (api,), a.requests, 8)
+                        out, _ = await arb.cpu_round(gw, bodies, (api,), a.requests, 8, cpu_seconds)
                         samples[(name, api)].append(out[api])
                     else:
                         samples[(name, api)].append(shared_load(gw, api, a.seconds))
