@@ -23,12 +23,14 @@ import msgspec
 import orjson
 from msgspec import UNSET, Raw
 
+from tollway.json_body import tight
+
 _ENCODER = msgspec.json.Encoder()
 
 
 def spans_json(spans: list[Raw]) -> bytes:
     """The spans as one JSON array, written in one pass (each span copied once)."""
-    return _ENCODER.encode(spans)
+    return tight(_ENCODER.encode(spans))
 
 
 def estimate_by_size(route: dict[str, Any], conversation_json: bytes) -> dict[str, Any]:

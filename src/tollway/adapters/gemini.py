@@ -39,6 +39,7 @@ from tollway.adapters.gemini_mapping import (
 from tollway.adapters.http import ensure_event_stream, error_from_response, post_json
 from tollway.adapters.sse import iter_events
 from tollway.errors import BadRequest, UpstreamError
+from tollway.json_body import dumps_tight
 from tollway.metering import Usage, estimate_tokens_from_bytes
 
 
@@ -80,7 +81,7 @@ class GeminiAdapter:
                      state: StreamState) -> AsyncIterator[bytes]:
         provider = target.provider.name
         label = _label(target)
-        request = orjson.dumps(to_gemini_request(target, body))
+        request = dumps_tight(to_gemini_request(target, body))
         calls = 0
         finished = False
         try:
@@ -178,7 +179,7 @@ class GeminiAdapter:
     async def _post(self, target: Target, method: str, request: dict[str, Any],
                     ctx: CallContext) -> dict[str, Any]:
         provider = target.provider.name
-        obj, raw, status = await post_json(ctx.session, self.url(target, method), orjson.dumps(request),
+        obj, raw, status = await post_json(ctx.session, self.url(target, method), dumps_tight(request),
                                    self.headers(target, ctx), ctx.timeouts.complete, provider)
         if not isinstance(obj, dict):
             raise UpstreamError(f"provider {provider} returned a body that is not JSON", provider=provider,

@@ -32,6 +32,7 @@ from tollway.adapters.base import (
 )
 from tollway.adapters.http import ensure_event_stream, error_from_response, post_json
 from tollway.errors import UpstreamError
+from tollway.json_body import dumps_tight
 from tollway.metering import Usage
 
 # Request fields that belong to OpenRouter/tollway, not to the OpenAI wire format: an
@@ -61,7 +62,7 @@ def build_upstream_body(target: Target, body: dict[str, Any], stream: bool) -> b
             else {"include_usage": True}
     else:
         out.pop("stream_options", None)
-    return orjson.dumps(out)
+    return dumps_tight(out)
 
 
 def _headers(target: Target) -> dict[str, str]:
@@ -124,7 +125,7 @@ class OpenAIAdapter:
     async def embed(self, target: Target, body: dict[str, Any], ctx: CallContext) -> EmbeddingResult:
         """``POST {base_url}/embeddings``: the body forwarded with the upstream's model name."""
         provider = target.provider.name
-        payload = orjson.dumps({**{k: v for k, v in body.items() if k not in GATEWAY_ONLY_FIELDS},
+        payload = dumps_tight({**{k: v for k, v in body.items() if k not in GATEWAY_ONLY_FIELDS},
                                 "model": target.endpoint.model})
         obj, raw, status = await post_json(ctx.session, target.provider.base_url + "/embeddings", payload,
                                    _headers(target), ctx.timeouts.complete, provider)

@@ -33,6 +33,7 @@ from tollway.adapters.openai import GATEWAY_ONLY_FIELDS
 from tollway.adapters.sse import iter_blocks, parse_block
 from tollway.config import ProviderConfig
 from tollway.errors import UpstreamError
+from tollway.json_body import dumps_tight
 from tollway.metering import Usage
 from tollway.responses.request import ResponsesRequest, decode_reasoning
 
@@ -98,7 +99,7 @@ def native_body(request: ResponsesRequest, target: Target, stream: bool) -> byte
     body["model"] = target.endpoint.model
     body["store"] = False
     body["stream"] = stream
-    return orjson.dumps(body)
+    return dumps_tight(body)
 
 
 def _headers(target: Target) -> dict[str, str]:
