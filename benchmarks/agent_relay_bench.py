@@ -118,14 +118,19 @@ models:
         self.key = out.stdout.strip().splitlines()[-1].strip()
         self.port = _free_port()
         with open(workdir / "server.log", "wb") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen([str(binary), "serve", "--config", str(cfg), "--host", "127.0.0.1",
-                                          "--port", str(self.port), "--workers", "1"],
+            self.proc = subprocess.Popen(self.command([str(binary), "serve", "--config", str(cfg),
+                                                       "--host", "127.0.0.1", "--port", str(self.port),
+                                                       "--workers", "1"]),
                                          stdout=subprocess.DEVNULL, stderr=log)
         self.url = f"http://127.0.0.1:{self.port}"
 
-    async def ready(self) -> None:
+    def command(self, serve: list[str]) -> list[str]:
+        """The command line that runs ``serve`` (a subclass may wrap it, e.g. in valgrind)."""
+        return serve
+
+    async def ready(self, timeout: float = 30.0) -> None:
         async with aiohttp.ClientSession() as http:
-            for _ in range(600):
+            for _ in range(int(timeout / 0.05)):
                 try:
                     async with http.get(self.url + "/health") as resp:
                         if resp.status == 200:
@@ -229,19 +234,8 @@ async def main() -> None:
     turns = conversation(a.prompt_bytes, a.turns)
     bodies = {api: body_for(api, turns) for api in apis}
     with tempfile.TemporaryDirectory(prefix="tollway-agent-bench-") as tmp:
-        port_files = (Path(tmp) / "upstream.port", Path(tmp) / "native.port")
-        servers = (BENCH / "upstream.py", ROOT / "benchmarks" / "responses_upstream.py")
-        upstreams = [subprocess.Popen([sys.executable, str(server), "--port", "0", "--port-file", str(port_file),
-                                       "--stream-chunks", str(a.chunks)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for server, port_file in zip(servers, port_files, strict=True)]
+        upstreams, upstream_url = start_upstreams(Path(tmp), a.chunks)
         try:
-            for _ in range(200):
-                if all(f.exists() and f.read_text().strip() for f in port_files):
-                    break
-                time.sleep(0.05)
-            plain, native = (f"http://127.0.0.1:{f.read_text().strip()}" for f in port_files)
-            upstream_url = (plain, native)
             if a.shared_load:
                 await shared_load_phase(a, Path(tmp), upstream_url)
                 return
@@ -262,6 +256,23 @@ async def main() -> None:
             for upstream in upstreams:
                 upstream.terminate()
                 upstream.wait(10)
+
+
+def start_upstreams(workdir: Path, chunks: int) -> tuple[list[subprocess.Popen[bytes]], tuple[str, str]]:
+    """../shared/bench/upstream.py (chat and Anthropic formats) and responses_upstream.py
+    (Responses-native), answering ``chunks`` tokens per stream: the processes and their URLs."""
+    port_files = (workdir / "upstream.port", workdir / "native.port")
+    servers = (BENCH / "upstream.py", ROOT / "benchmarks" / "responses_upstream.py")
+    upstreams = [subprocess.Popen([sys.executable, str(server), "--port", "0", "--port-file", str(port_file),
+                                   "--stream-chunks", str(chunks)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for server, port_file in zip(servers, port_files, strict=True)]
+    for _ in range(200):
+        if all(f.exists() and f.read_text().strip() for f in port_files):
+            break
+        time.sleep(0.05)
+    plain, native = (f"http://127.0.0.1:{f.read_text().strip()}" for f in port_files)
+    return upstreams, (plain, native)
 
 
 async def cpu_phase(a: argparse.Namespace, apis: tuple[str, ...], bodies: dict[str, tuple[str, bytes]],
