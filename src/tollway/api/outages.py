@@ -7,7 +7,8 @@ naming the dependency, with ``Retry-After``) rather than as a 500 internal error
 
 from __future__ import annotations
 
-from redis import exceptions as redis_errors
+import sys
+
 from sqlalchemy import exc as sa_errors
 
 from tollway.errors import ServiceUnavailable
@@ -21,7 +22,10 @@ def as_outage(exc: BaseException) -> ServiceUnavailable | None:
                   | sa_errors.TimeoutError) or (isinstance(exc, sa_errors.DBAPIError) and exc.connection_invalidated):
         return ServiceUnavailable("the ledger database is unreachable; the request was not completed, retry shortly",
                                   code=503, headers=dict(_RETRY))
-    if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.BusyLoadingError):
+    # Only a gateway that loaded redis (a Redis store) can meet its errors; one without never imports it.
+    redis_errors = sys.modules.get("redis.exceptions")
+    if redis_errors is not None and isinstance(
+            exc, redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.BusyLoadingError):
         return ServiceUnavailable("Redis (shared limits) is unreachable; the request was not completed, "
                                   "retry shortly", code=503, headers=dict(_RETRY))
     return None

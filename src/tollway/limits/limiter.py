@@ -7,14 +7,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -28,7 +26,6 @@ from tollway.limits.capping import CHAT_OUTPUT_FIELDS, choices, input_bound, pro
 from tollway.limits.db_store import DbLimitStore
 from tollway.limits.journal import Settlement, SettlementJournal
 from tollway.limits.periods import Period, period_of
-from tollway.limits.redis_store import RedisLimitStore
 from tollway.limits.store import AdmitRequest, AdmitResult, Hold, LimitStore
 from tollway.limits.usage import ledger_spend
 from tollway.metering import NANO_PER_USD
@@ -37,8 +34,24 @@ log = logging.getLogger("tollway.limits")
 
 _FEMTO_PER_NANO = 1_000_000
 _T = TypeVar("_T")
-_STORE_ERRORS = (RedisError, OSError, SQLAlchemyError)
-_OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, OperationalError)
+_Errors = tuple[type[BaseException], ...]
+
+
+def _driver_errors() -> tuple[_Errors, _Errors]:
+    """(every error the spend store's drivers raise, those that mean it is unreachable).
+
+    Redis's are among them once redis is loaded: only a Redis store raises them, and a
+    gateway without one never imports redis (7 MB of memory and ~130 ms of start-up)."""
+    errors: _Errors = (OSError, SQLAlchemyError)
+    outages: _Errors = (OSError, OperationalError)
+    if "redis" in sys.modules:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import RedisError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        errors += (RedisError,)
+        outages += (RedisConnectionError, RedisTimeoutError)
+    return errors, outages
 
 
 def has_limits(key: KeyInfo | None) -> bool:
@@ -114,10 +127,13 @@ class Limiter:
         if store is not None:
             self.store: LimitStore = store
         elif settings.redis is not None:
+            from tollway.limits.redis_store import RedisLimitStore
+
             self.store = RedisLimitStore(settings.redis, timeout_s=limits.redis_timeout_s,
                                          max_connections=limits.redis_max_connections)
         else:
             self.store = DbLimitStore(engine)
+        self._store_errors, self._outage_errors = _driver_errors()  # after the store imported its driver
         self.journal = SettlementJournal(Path(limits.settlement_journal_dir))
         self._tasks: set[asyncio.Task[None]] = set()
         self._drainer: asyncio.Task[None] | None = None
@@ -215,7 +231,7 @@ class Limiter:
     async def _guard(self, call: Awaitable[_T]) -> _T:
         try:
             result = await call
-        except _STORE_ERRORS as exc:
+        except self._store_errors as exc:
             if not self._down:
                 self._down = True
                 # Say what is down, never the URL (it may carry a password).
@@ -272,7 +288,7 @@ class Limiter:
             try:
                 await self.store.settle(settlement.hold, settlement.cost_nano, settlement.tokens)
                 return
-            except _STORE_ERRORS as exc:
+            except self._store_errors as exc:
                 if delay is None:
                     log.warning("could not settle hold %s of key %s (%s); journaled, retried until the "
                                 "spend store takes it", settlement.hold.hold_id, settlement.hold.key_id,
@@ -298,9 +314,9 @@ class Limiter:
                 for settlement in self.journal.pending:
                     try:
                         await self.store.settle(settlement.hold, settlement.cost_nano, settlement.tokens)
-                    except _OUTAGE_ERRORS:
+                    except self._outage_errors:
                         break  # the store is unreachable: wait, then start over
-                    except _STORE_ERRORS as exc:
+                    except self._store_errors as exc:
                         log.error("journaled settlement of hold %s refused by the spend store (%s); "
                                   "retried later", settlement.hold.hold_id, type(exc).__name__)
                         continue
