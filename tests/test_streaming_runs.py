@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from tests.responses.spec import event_errors
-from tollway.messages import EventWriter
+from tollway.messages import EventWriter, sse
 from tollway.metering import Usage
 from tollway.responses.events import ResponseEventWriter
 from tollway.responses.output import usage_doc
@@ -167,3 +167,37 @@ def test_a_buffer_s_run_is_taken_whole_and_ends_before_any_other_event() -> None
     # A text delta that finishes begins like the learnt ones but is not one of them.
     assert runs.starts(after[0], 0) and runs.take(after[0], 0) is None
     assert TextDeltaRuns().take(data, 0) is None
+
+
+@pytest.mark.parametrize(("message_id", "model"), [("gen-1", "a/b"), ('gen-"1\\', "vendor/módel 🎉")])
+def test_the_anthropic_streams_fixed_events_are_what_sse_writes(message_id: str, model: str) -> None:
+    # The opening, block and closing events come from byte templates; they must say exactly
+    # what serialising each event would (Anthropic's SDKs parse every one).
+    writer = EventWriter(message_id, model)
+    out = writer.feed(b"".join([chunk(b'{"role":"assistant","content":"hi"}'), text(" there"),
+                                chunk(b'{"tool_calls":[{"index":0,"id":"c1","function":{"name":"f","arguments":"{}"}}]}'),
+                                chunk(b"{}", finish=b'"tool_calls"')]))
+    out += writer.end(Usage(prompt_tokens=10, completion_tokens=5), None)
+    message = {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": [],
+               "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}
+    expected = [
+        sse("message_start", {"type": "message_start", "message": message}),
+        sse("ping", {"type": "ping"}),
+        sse("content_block_start", {"type": "content_block_start", "index": 0,
+                                    "content_block": {"type": "text", "text": ""}}),
+        sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                    "delta": {"type": "text_delta", "text": "hi"}}),
+        sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                    "delta": {"type": "text_delta", "text": " there"}}),
+        sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        sse("content_block_start", {"type": "content_block_start", "index": 1, "content_block": {
+            "type": "tool_use", "id": "c1", "name": "f", "input": {}}}),
+        sse("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                    "delta": {"type": "input_json_delta", "partial_json": "{}"}}),
+        sse("content_block_stop", {"type": "content_block_stop", "index": 1}),
+        sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                              "usage": {"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 0,
+                                        "cache_read_input_tokens": 0}}),
+        sse("message_stop", {"type": "message_stop"}),
+    ]
+    assert out == b"".join(expected)

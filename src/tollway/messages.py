@@ -440,6 +440,16 @@ def error_event(exc: TollwayError | str) -> bytes:
 _TEXT_EVENT = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
                b'"delta":{"type":"text_delta","text":%b}}\n\n')
 _TEXT_HEAD, _TEXT_TAIL = _TEXT_EVENT.split(b"%b")
+# The events every translated stream sends, as bytes (what ``sse`` would write for them): the
+# opening pair (message id and model as JSON strings), a text block's start and any block's
+# stop (its index), the last event.
+_MESSAGE_START = (b'event: message_start\ndata: {"type":"message_start","message":{"id":%b,"type":"message",'
+                  b'"role":"assistant","model":%b,"content":[],"stop_reason":null,"stop_sequence":null,'
+                  b'"usage":{"input_tokens":0,"output_tokens":0}}}\n\nevent: ping\ndata: {"type":"ping"}\n\n')
+_TEXT_BLOCK_START = (b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,'
+                     b'"content_block":{"type":"text","text":""}}\n\n')
+_BLOCK_STOP = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
+_MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
 
 class EventWriter:
@@ -457,11 +467,7 @@ class EventWriter:
 
     def start(self) -> bytes:
         self.started = True
-        message: dict[str, Any] = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
-                   "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": 0, "output_tokens": 0}}
-        return sse("message_start", {"type": "message_start", "message": message}) + \
-            sse("ping", {"type": "ping"})
+        return _MESSAGE_START % (orjson.dumps(self.message_id), orjson.dumps(self.model))
 
     def feed(self, data: bytes) -> bytes:
         """One run of OpenAI SSE events (no usage chunk, no [DONE]) as Anthropic events.
@@ -538,16 +544,19 @@ class EventWriter:
             if isinstance(choice, dict):
                 self._choice(choice, out)
 
-    def _open(self, kind: str, block: dict[str, Any], out: list[bytes]) -> None:
+    def _open(self, kind: str, block: dict[str, Any] | None, out: list[bytes]) -> None:
+        """Open a block of ``kind``: ``block`` is its ``content_block`` (None for a text block,
+        whose event is a template)."""
         self._close(out)
         self.index += 1
         self.block = kind
-        out.append(sse("content_block_start",
-                       {"type": "content_block_start", "index": self.index, "content_block": block}))
+        out.append(_TEXT_BLOCK_START % self.index if block is None else
+                   sse("content_block_start", {"type": "content_block_start", "index": self.index,
+                                               "content_block": block}))
 
     def _close(self, out: list[bytes]) -> None:
         if self.block is not None:
-            out.append(sse("content_block_stop", {"type": "content_block_stop", "index": self.index}))
+            out.append(_BLOCK_STOP % self.index)
             self.block = None
 
     def _delta(self, index: int, delta: dict[str, Any], out: list[bytes]) -> None:
@@ -566,7 +575,7 @@ class EventWriter:
         text = delta.get("content")
         if text and isinstance(text, str):
             if self.block != "text":
-                self._open("text", {"type": "text", "text": ""}, out)
+                self._open("text", None, out)
             # Text deltas are most of a stream: their event is assembled from bytes.
             out.append(_TEXT_EVENT % (self.index, orjson.dumps(text)))
         if "tool_calls" not in delta:
@@ -596,7 +605,7 @@ class EventWriter:
         delta = {"stop_reason": stop_reason(finish or self.finish) or "end_turn", "stop_sequence": None}
         out.append(sse("message_delta", {"type": "message_delta", "delta": delta,
                                          "usage": anthropic_usage(usage)}))
-        out.append(sse("message_stop", {"type": "message_stop"}))
+        out.append(_MESSAGE_STOP)
         return b"".join(out)
 
 
