@@ -41,7 +41,7 @@ def _driver_errors() -> tuple[_Errors, _Errors]:
     """(every error the spend store's drivers raise, those that mean it is unreachable).
 
     Redis's are among them once redis is loaded: only a Redis store raises them, and a
-    gateway without one never imports redis (7 MB of memory and ~130 ms of start-up)."""
+    gateway without one never imports redis (6-7 MB of memory and ~130 ms of start-up)."""
     errors: _Errors = (OSError, SQLAlchemyError)
     outages: _Errors = (OSError, OperationalError)
     if "redis" in sys.modules:
