@@ -107,16 +107,21 @@ class CallgrindGateway(arb.Gateway):
         before = set(self.workdir.glob(CALLGRIND_OUT + "*"))
         self.control(f"--dump={label}")
         totals: dict[str, int] = {}
-        for _ in range(600):  # one file per thread, written while we look
-            for out in set(self.workdir.glob(CALLGRIND_OUT + "*")) - before:
+        settled, seen = 0, 0
+        for _ in range(600):  # one file per thread, written one after another while we look
+            dumped = set(self.workdir.glob(CALLGRIND_OUT + "*")) - before
+            for out in dumped:
                 match = re.search(r"^totals:\s+(\d+)", out.read_text(errors="replace"), re.M)
                 if match and out.name not in totals:
                     totals[out.name] = int(match.group(1))
-            if totals and len(totals) == len(set(self.workdir.glob(CALLGRIND_OUT + "*")) - before):
+            # Done when every file has its totals and no new one appeared for a second.
+            settled = settled + 1 if dumped and len(totals) == len(dumped) == seen else 0
+            seen = len(dumped)
+            if settled >= 5:
                 break
             time.sleep(0.2)
         else:
-            raise RuntimeError("callgrind wrote no dump")
+            raise RuntimeError("callgrind wrote no complete dump")
         # --separate-threads names the files ...-THREAD; thread 1 runs the event loop.
         (main_file,) = [name for name in totals if name.endswith("-01")]
         strings = string_instructions(self.workdir / main_file)
