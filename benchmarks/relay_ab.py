@@ -32,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -86,21 +85,14 @@ async def main() -> None:
     apis = arb.APIS if a.body == "agent" else SHARED_APIS
     bodies = {api: arb.body_for(api, arb.conversation(200_000, 100)) for api in arb.APIS}
     with tempfile.TemporaryDirectory(prefix="tollway-relay-ab-") as tmp:
-        ports = (Path(tmp) / "upstream.port", Path(tmp) / "native.port")
-        servers = (arb.BENCH / "upstream.py", arb.ROOT / "benchmarks" / "responses_upstream.py")
-        upstreams = [subprocess.Popen([sys.executable, str(server), "--port", "0", "--port-file", str(port),
-                                       "--stream-chunks", "64"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for server, port in zip(servers, ports, strict=True)]
+        upstreams, urls = arb.start_upstreams(Path(tmp), 64)
         gateways: dict[str, arb.Gateway] = {}
         try:
-            while not all(p.exists() and p.read_text().strip() for p in ports):
-                time.sleep(0.05)
-            urls = tuple(f"http://127.0.0.1:{p.read_text().strip()}" for p in ports)
             for i, checkout in enumerate(a.checkouts):
                 workdir = Path(tmp) / f"gateway-{i}"
                 workdir.mkdir()
                 name = f"{i + 1}:{checkout.resolve().name}"
-                gateways[name] = arb.Gateway(workdir, (urls[0], urls[1]),
+                gateways[name] = arb.Gateway(workdir, urls,
                                              checkout.resolve() / ".venv" / "bin" / "tollway")
                 os.sched_setaffinity(gateways[name].proc.pid, {0})
             for gw in gateways.values():
