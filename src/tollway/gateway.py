@@ -57,7 +57,6 @@ from tollway.messages import (  # issue 5: /v1/messages
     MessagesRequest,
     error_event,
     to_anthropic_message,
-    translate_stream,
 )
 from tollway.metering import (
     Usage,
@@ -68,7 +67,7 @@ from tollway.metrics import Metrics
 from tollway.process_tuning import tune_for_serving
 from tollway.redaction import RedactingFilter, Redactor, install_log_redaction, remove_log_redaction
 from tollway.routing import Router, build_health
-from tollway.streaming import final_chunks, midstream_error_chunk, render_usage, stream_usage
+from tollway.streaming import final_chunks, midstream_error_chunk, render_usage, stream_usage, translate_stream
 
 
 @dataclass(slots=True)

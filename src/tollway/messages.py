@@ -11,14 +11,13 @@ format).  Replies go back the other way: :func:`to_anthropic_message` for a comp
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable, Iterator
-from typing import Any, Protocol
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import orjson
 
 from tollway import messages_passthrough
 from tollway.adapters.anthropic_mapping import FINISH_TO_STOP, anthropic_usage
-from tollway.adapters.base import Adapter, CallContext, StreamState, Target
 from tollway.errors import BadRequest, TollwayError
 from tollway.metering import Usage
 from tollway.raw_body import estimate_by_size
@@ -607,29 +606,3 @@ class EventWriter:
                                          "usage": anthropic_usage(usage)}))
         out.append(_MESSAGE_STOP)
         return b"".join(out)
-
-
-class ChunkTranslator(Protocol):
-    """What turns an adapter's OpenAI chunks into another API's events: :class:`EventWriter`
-    (Anthropic Messages), ``tollway.responses.events.ResponseEventWriter`` (Responses)."""
-
-    def feed(self, data: bytes) -> bytes: ...
-
-
-async def translate_stream(adapter: Adapter, target: Target, body: dict[str, Any], ctx: CallContext,
-                           state: StreamState, writer: ChunkTranslator) -> AsyncGenerator[bytes, None]:
-    """The adapter's OpenAI chunk stream for ``body`` as the writer's events (the closing events
-    come from the writer's ``end``, once usage is known); closing this closes the adapter's
-    stream.  The call is marked translated (:attr:`CallContext.translated`): the chunks reach
-    the writer as the upstream spelt them, never the client."""
-    ctx.translated = True
-    chunks = adapter.stream(target, body, ctx, state)
-    try:
-        async for data in chunks:
-            out = writer.feed(data)
-            if out:
-                yield out
-    finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()

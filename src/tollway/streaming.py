@@ -12,13 +12,13 @@ import asyncio
 import itertools
 import operator
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, Protocol
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from tollway.adapters.base import MidStreamError, StreamState, Target
+from tollway.adapters.base import Adapter, CallContext, MidStreamError, StreamState, Target
 from tollway.metering import Usage, estimate_tokens_from_bytes, nano_to_usd
 
 DONE = b"data: [DONE]\n\n"
@@ -319,3 +319,33 @@ class SSEResponse:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
+
+
+# -- translated streams ---------------------------------------------------------------------------
+
+
+class ChunkTranslator(Protocol):
+    """What turns an adapter's OpenAI chunks into another API's events
+    (``tollway.messages.EventWriter``: Anthropic Messages; ``tollway.responses.events.ResponseEventWriter``:
+    Responses)."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+
+async def translate_stream(adapter: Adapter, target: Target, body: dict[str, Any], ctx: CallContext,
+                           state: StreamState, writer: ChunkTranslator) -> AsyncGenerator[bytes, None]:
+    """The adapter's OpenAI chunk stream for ``body`` as the writer's events (the closing events
+    come from the writer's ``end``, once usage is known); closing this closes the adapter's
+    stream.  The call is marked translated (:attr:`CallContext.translated`): the chunks reach
+    the writer as the upstream spelt them, never the client."""
+    ctx.translated = True
+    chunks = adapter.stream(target, body, ctx, state)
+    try:
+        async for data in chunks:
+            out = writer.feed(data)
+            if out:
+                yield out
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -26,13 +26,13 @@ from tollway.errors import BadRequest, NotFound
 from tollway.gateway import Closer, Gateway, RequestMeta, _Run, validate_chat_body
 from tollway.limits import has_limits
 from tollway.limits.capping import RESPONSES_OUTPUT_FIELDS, cap_output
-from tollway.messages import translate_stream
 from tollway.metering import Usage
 from tollway.responses import store
 from tollway.responses.events import ResponseEventWriter
 from tollway.responses.native import NativeRelay, is_native
 from tollway.responses.output import from_completion, usage_doc
 from tollway.responses.request import ResponsesRequest
+from tollway.streaming import translate_stream
 
 Sink = ResponseEventWriter | NativeRelay
 log = logging.getLogger("tollway.responses")
