@@ -14,8 +14,7 @@ from tollway.adapters.base import Target
 from tollway.adapters.openai import build_upstream_body
 from tollway.catalog import build_catalog
 from tollway.config import parse_settings
-from tollway.json_body import TIGHT_FROM, dumps_tight, tight
-from tollway.raw_body import spans_json
+from tollway.json_body import TIGHT_FROM, Spans, dumps_tight, encode_body, tight
 
 PROMPT = ("The quick brown fox jumps over the lazy dog. " * 5000)[:200_000]
 BODY = {"model": "bench/echo", "max_tokens": 16,
@@ -65,11 +64,33 @@ def test_the_openai_upstream_body_is_tight() -> None:
     assert kept < len(encoded) + 4096
 
 
+def pass_through_spans() -> Spans:
+    """A conversation as a pass-through reads it: each message the raw JSON it came as (one
+    spelt with spaces and escapes that orjson would write otherwise)."""
+    messages = [orjson.dumps({"role": "user" if i % 2 == 0 else "assistant", "content": PROMPT[:2000]})
+                for i in range(99)]
+    return Spans(map(msgspec.Raw, [*messages, b'{ "role" : "user", "content": "\\u00e9 \\/ go on" }']))
+
+
 def test_pass_through_spans_are_tight() -> None:
-    spans = [msgspec.Raw(orjson.dumps({"role": "user", "content": PROMPT[: 2000]})) for _ in range(100)]
-    encoded, kept = held(lambda: spans_json(spans))
-    assert [m["content"] for m in orjson.loads(encoded)] == [PROMPT[:2000]] * 100
+    spans = pass_through_spans()
+    encoded, kept = held(spans.json)
+    assert [m["content"] for m in orjson.loads(encoded)] == [PROMPT[:2000]] * 99 + ["\u00e9 / go on"]
     assert kept < len(encoded) + 1024
+
+
+def test_a_body_around_spans_carries_them_as_they_came_and_is_tight() -> None:
+    spans = pass_through_spans()
+    body = {"model": "m", "max_tokens": 16, "messages": spans, "metadata": {"user_id": "u"}, "top_p": 0.5}
+    encoded, kept = held(lambda: encode_body(body))
+    assert kept < len(encoded) + 1024
+    assert orjson.loads(encoded) == {**body, "messages": [orjson.loads(bytes(span)) for span in spans]}
+    # The spans are written verbatim, in order, one after another: nothing re-encoded.
+    assert b'"messages":[' + b",".join(map(bytes, spans)) + b"]" in encoded
+
+
+def test_a_body_without_spans_is_what_orjson_writes() -> None:
+    assert encode_body(BODY) == orjson.dumps(BODY)
 
 
 @pytest.mark.parametrize("value", [PROMPT, "é" * 70_000, "\u2028\n\"" * 20_000, [PROMPT[:40_000]] * 5])

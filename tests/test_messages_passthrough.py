@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from tests.test_messages import FLAWS, GOOD_BODY, JSON_VALUE
 from tollway.errors import BadRequest
+from tollway.json_body import encode_body
 from tollway.messages import MessagesRequest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agents"
@@ -28,7 +29,7 @@ _TAIL_JSON = orjson.dumps(TAIL)[1:-1]
 
 
 def _same_request(fast: MessagesRequest, slow: MessagesRequest) -> None:
-    assert orjson.loads(orjson.dumps(fast.anthropic)) == slow.anthropic  # what the upstream gets
+    assert orjson.loads(encode_body(fast.anthropic)) == slow.anthropic  # what the upstream gets
     assert fast.route == slow.route
     assert fast.openai == slow.openai
     assert fast.stream == slow.stream
@@ -114,7 +115,7 @@ def test_bad_utf8_unknown_fields_and_fallback_models_are_left_to_the_ordinary_pa
     # Inside a message anything goes through as sent (the upstream's to judge).
     inner = MessagesRequest.parse_passthrough(good.replace(b'"text":"hi"', b'"text":"hi","x":1'))
     assert inner is not None
-    assert orjson.loads(orjson.dumps(inner.anthropic))["messages"][0]["content"][0]["x"] == 1
+    assert orjson.loads(encode_body(inner.anthropic))["messages"][0]["content"][0]["x"] == 1
     # Fallback models may be translated, which needs the whole conversation checked.
     assert MessagesRequest.parse_passthrough(good.replace(b'"max_tokens":5', b'"max_tokens":5,"models":["a"]')) \
         is None
@@ -123,7 +124,7 @@ def test_bad_utf8_unknown_fields_and_fallback_models_are_left_to_the_ordinary_pa
     assert MessagesRequest.parse_passthrough(good.replace(b'"max_tokens":5', b'"max_tokens":5,"top_k":'
                                                           b'18446744073709551616')) is None
     big = MessagesRequest.parse_passthrough(good.replace(b'"text":"hi"', b'"text":"hi","n":18446744073709551616'))
-    assert big is not None and b"18446744073709551616" in orjson.dumps(big.anthropic)
+    assert big is not None and b"18446744073709551616" in encode_body(big.anthropic)
     # Not JSON, or JSON that is not an object: the ordinary parse says what is wrong.
     for bad in (b"", b"[]", b"{", good + b"x", b'{"model":"m","max_tokens":5,"messages":[{"role":"user"},]}'):
         assert MessagesRequest.parse_passthrough(bad) is None
@@ -137,6 +138,6 @@ def test_a_duplicate_model_key_reaches_the_upstream_once() -> None:
     fast = MessagesRequest.parse_passthrough(raw)
     assert fast is not None
     assert fast.route["model"] == "b/last"
-    sent = orjson.dumps({**fast.anthropic, "model": "upstream-name"})
+    sent = encode_body({**fast.anthropic, "model": "upstream-name"})
     assert sent.count(b'"model"') == 1
     assert orjson.loads(sent)["messages"] == [{"role": "user", "content": "hi"}, *TAIL]

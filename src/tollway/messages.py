@@ -59,7 +59,8 @@ class MessagesRequest:
                  openai: dict[str, Any] | None = None) -> None:
         self.anthropic = anthropic
         # Read by :meth:`parse_passthrough`: ``anthropic["messages"]`` is then the conversation
-        # as raw JSON (an ``orjson.Fragment``), checked only as far as the routing view reads it.
+        # as raw JSON (:class:`~tollway.json_body.Spans`), checked only as far as the routing
+        # view reads it.
         self._conversation = conversation
         self._openai = openai  # the whole chat translation, when :meth:`parse` built it at once
         head = anthropic if conversation is None else \
@@ -138,7 +139,7 @@ class MessagesRequest:
         try:
             _check_required(fields, counting=False)
             _check_shapes(fields)
-            fields["messages"] = orjson.Fragment(conversation.json)
+            fields["messages"] = conversation.spans
             return cls(fields, conversation)
         except BadRequest:
             return None

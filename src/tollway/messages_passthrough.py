@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from msgspec import Raw
 
-from tollway.raw_body import RawBodyReader, spans_json
+from tollway.json_body import Spans
+from tollway.raw_body import RawBodyReader
 
 # Every top-level field the Messages API (and tollway's routing extensions) takes.
 _READER = RawBodyReader("messages", (
@@ -25,18 +25,28 @@ _READER = RawBodyReader("messages", (
 
 
 class Conversation:
-    """The ``messages`` of a pass-through body as raw JSON: all of it for the upstream
-    (``json``), or message by message as the ordinary parse would have read them."""
+    """The ``messages`` of a pass-through body as raw JSON: the spans, which the upstream body
+    is written around (:func:`tollway.json_body.encode_body`); the whole array as one JSON
+    document (``json``, written on first use); or message by message as the ordinary parse
+    would have read them."""
 
-    __slots__ = ("_messages", "json")
+    __slots__ = ("_json", "spans")
 
-    def __init__(self, messages: list[Raw]) -> None:
-        self._messages = messages
-        self.json = spans_json(messages)
+    def __init__(self, spans: Spans) -> None:
+        self.spans = spans
+        self._json: bytes | None = None
+
+    @property
+    def json(self) -> bytes:
+        """The conversation as one JSON array, for what decodes it whole (a translation for a
+        local token estimate): written once, when first asked for."""
+        if self._json is None:
+            self._json = self.spans.json()
+        return self._json
 
     def dicts(self) -> Iterator[Any]:
         """Each message decoded when the iteration reaches it (the routing view reads two)."""
-        return (orjson.loads(memoryview(message)) for message in self._messages)
+        return (orjson.loads(memoryview(message)) for message in self.spans)
 
 
 def read(raw: bytes) -> tuple[dict[str, Any], Conversation] | None:

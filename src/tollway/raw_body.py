@@ -23,15 +23,7 @@ import msgspec
 import orjson
 from msgspec import UNSET, Raw
 
-from tollway.json_body import tight
-
-_ENCODER = msgspec.json.Encoder()
-
-
-def spans_json(spans: list[Raw]) -> bytes:
-    """The spans as one JSON array, written in one pass (each span copied once), then, when
-    large, held at its length (:mod:`tollway.json_body`: msgspec's buffer keeps ~1.5x)."""
-    return tight(_ENCODER.encode(spans))
+from tollway.json_body import Spans
 
 
 def estimate_by_size(route: dict[str, Any], conversation_json: bytes) -> dict[str, Any]:
@@ -75,7 +67,7 @@ class RawBodyReader:
         self._conversation = conversation
         self._fields = fields
 
-    def read(self, raw: bytes) -> tuple[dict[str, Any], list[Raw]] | None:
+    def read(self, raw: bytes) -> tuple[dict[str, Any], Spans] | None:
         """The top-level fields present (the conversation left out) and the conversation's
         spans; None when the body is anything else, or a conversation not worth reading raw
         (the ordinary parse then decides)."""
@@ -99,4 +91,4 @@ class RawBodyReader:
             orjson.dumps(fields)
         except orjson.JSONEncodeError:
             return None
-        return fields, spans
+        return fields, Spans(spans)

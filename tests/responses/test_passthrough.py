@@ -211,8 +211,8 @@ def _tool_turn() -> dict[str, Any]:
 def test_agent_bodies_are_read_raw(body: dict[str, Any]) -> None:
     raw = orjson.dumps(body)
     raw_read = passthrough.read(raw, default_store=False)
-    assert raw_read is not None and raw_read.items_json is not None
-    assert orjson.loads(raw_read.items_json) == body["input"]
+    assert raw_read is not None and raw_read.items_raw is not None
+    assert orjson.loads(raw_read.items_raw.json()) == body["input"]
     slow = _slow(raw)
     assert slow is not None
     _assert_same(raw_read, slow)

@@ -45,7 +45,7 @@ from tollway.adapters.chunks import chunk_event, stamp
 from tollway.adapters.http import ensure_event_stream, error_from_response, post_json
 from tollway.adapters.sse import SSEEvent, iter_blocks, parse_block
 from tollway.errors import UpstreamError
-from tollway.json_body import dumps_tight
+from tollway.json_body import encode_body
 
 # The Messages API's own error types -> the HTTP status Anthropic would have answered with.
 _ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
@@ -184,7 +184,7 @@ class AnthropicAdapter:
         request = {k: v for k, v in body.items() if k not in _NOT_COUNTED}
         request["model"] = target.endpoint.model
         url = self.url(target) + "/count_tokens" + (f"?{query}" if query else "")
-        obj, raw, status = await post_json(ctx.session, url, dumps_tight(request),
+        obj, raw, status = await post_json(ctx.session, url, encode_body(request),
                                            self.headers(target, ctx), ctx.timeouts.complete, provider)
         count = obj.get("input_tokens") if isinstance(obj, dict) else None
         if not isinstance(count, int) or isinstance(count, bool):
@@ -200,7 +200,7 @@ class AnthropicAdapter:
                     query: str = "") -> dict[str, Any]:
         provider = target.provider.name
         url = self.url(target) + (f"?{query}" if query else "")
-        obj, raw, status = await post_json(ctx.session, url, dumps_tight(request),
+        obj, raw, status = await post_json(ctx.session, url, encode_body(request),
                                    self.headers(target, ctx), ctx.timeouts.complete, provider)
         if not isinstance(obj, dict) or obj.get("type") != "message":
             if isinstance(obj, dict) and obj.get("type") == "error":
@@ -222,7 +222,7 @@ class AnthropicAdapter:
         provider = target.provider.name
         url = self.url(target) + (f"?{query}" if query else "")
         try:
-            async with ctx.session.post(url, data=dumps_tight(request),
+            async with ctx.session.post(url, data=encode_body(request),
                                         headers=self.headers(target, ctx),
                                         timeout=ctx.timeouts.stream) as resp:
                 await ensure_event_stream(resp, provider)

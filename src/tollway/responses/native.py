@@ -33,7 +33,7 @@ from tollway.adapters.openai import GATEWAY_ONLY_FIELDS
 from tollway.adapters.sse import iter_blocks, parse_block
 from tollway.config import ProviderConfig
 from tollway.errors import UpstreamError
-from tollway.json_body import dumps_tight
+from tollway.json_body import encode_body
 from tollway.metering import Usage
 from tollway.responses.request import ResponsesRequest, decode_reasoning
 
@@ -92,14 +92,14 @@ def native_body(request: ResponsesRequest, target: Target, stream: bool) -> byte
     # tollway's own encrypted reasoning (another provider's signatures) means nothing here;
     # a conversation of plain messages has no reasoning item to look for, and items read raw
     # hold none (:mod:`tollway.responses.passthrough`; they go as the JSON they were).
-    body["input"] = orjson.Fragment(request.items_json) if request.items_json is not None \
+    body["input"] = request.items_raw if request.items_raw is not None \
         else request.items if request.plain else [
         item for item in request.items
         if not (item.get("type") == "reasoning" and decode_reasoning(item.get("encrypted_content")))]
     body["model"] = target.endpoint.model
     body["store"] = False
     body["stream"] = stream
-    return dumps_tight(body)
+    return encode_body(body)
 
 
 def _headers(target: Target) -> dict[str, str]:

@@ -2,7 +2,7 @@
 items (:mod:`tollway.raw_body`; :mod:`tollway.messages_passthrough` is the same for
 ``/v1/messages``).
 
-The items go to the upstream as the JSON they came as, a copy; the upstream speaks the format
+The items go to the upstream as the JSON they came as; the upstream speaks the format
 and checks them itself.  What tollway reads is decoded and checked as
 :meth:`ResponsesRequest.parse <tollway.responses.request.ResponsesRequest.parse>` checks it:
 the top-level fields, and the items the routing view's first two chat messages are
@@ -23,10 +23,10 @@ from __future__ import annotations
 from itertools import repeat
 
 import orjson
-from msgspec import Raw
 
 from tollway.errors import BadRequest
-from tollway.raw_body import RawBodyReader, spans_json
+from tollway.json_body import Spans
+from tollway.raw_body import RawBodyReader
 from tollway.responses.request import (
     ENCRYPTED_PREFIX,
     ResponsesRequest,
@@ -52,14 +52,12 @@ _OUR_REASONING = b'"' + ENCRYPTED_PREFIX.encode()
 _NOT_REASONING = (b'{"type":"message"', b'{"type":"function_call', b'{"type":"custom_tool_call', b'{"role":')
 
 
-def _items_json(items: list[Raw]) -> bytes | None:
-    """The items as one JSON array, or None if one may hold tollway's own reasoning (which a
-    native upstream is not sent: the ordinary read drops it)."""
+def _holds_our_reasoning(items: Spans) -> bool:
+    """Whether an item may hold tollway's own reasoning (which a native upstream is not sent:
+    the ordinary read drops it)."""
     spans = list(map(bytes, items))
-    if not all(map(bytes.startswith, spans, repeat(_NOT_REASONING))) \
-            and any(_OUR_REASONING in span for span in spans if not span.startswith(_NOT_REASONING)):
-        return None
-    return spans_json(items)
+    return not all(map(bytes.startswith, spans, repeat(_NOT_REASONING))) \
+        and any(_OUR_REASONING in span for span in spans if not span.startswith(_NOT_REASONING))
 
 
 def read(raw: bytes, default_store: bool) -> ResponsesRequest | None:
@@ -72,8 +70,7 @@ def read(raw: bytes, default_store: bool) -> ResponsesRequest | None:
     if body.get("previous_response_id") is not None or "models" in body or store_of(body, default_store) \
             or not isinstance(body.get("model"), str) or not body["model"]:
         return None
-    items_json = _items_json(items)
-    if items_json is None:
+    if _holds_our_reasoning(items):
         return None
     try:
         check_flags(body)
@@ -83,4 +80,4 @@ def read(raw: bytes, default_store: bool) -> ResponsesRequest | None:
         return None
     return ResponsesRequest(body=body, route=route, items=[], tools=names, dropped_tools=dropped,
                             forced_builtin=forced, store=False, own_items=len(items),
-                            items_json=items_json, raw_items=True)
+                            items_raw=items, raw_items=True)

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from tollway.errors import BadRequest
+from tollway.json_body import Spans
 from tollway.raw_body import estimate_by_size
 
 # Gateway fields (OpenRouter's) that the chat body carries under the same name.
@@ -80,8 +81,8 @@ class ResponsesRequest:
     since translating is what validates the other items.  A pass-through to a
     Responses-native upstream therefore never translates the conversation.
 
-    A request read by :mod:`tollway.responses.passthrough` keeps its items as the JSON a
-    native upstream is sent (``items_json``), decoded only if something needs them.
+    A request read by :mod:`tollway.responses.passthrough` keeps its items as the raw JSON a
+    native upstream is sent (``items_raw``), decoded only if something needs them.
     """
 
     body: dict[str, Any]
@@ -99,11 +100,11 @@ class ResponsesRequest:
     # (chat body, reasoning to restore): (chat message index, provider, reasoning_details)
     # restored only for that provider.  None until first needed.
     translated: tuple[dict[str, Any], tuple[tuple[int, str, list[dict[str, Any]]], ...]] | None = None
-    # ``items`` as the JSON array a Responses-native upstream is sent, or None to write it per
+    # ``items`` as the raw JSON a Responses-native upstream is sent, or None to write them per
     # call.  Set by :mod:`tollway.responses.passthrough`, whose requests hold no tollway
     # reasoning (it reads none) and whose ``items`` stay empty until something needs them
     # as objects (``raw_items``): then they are decoded, and checked by their translation.
-    items_json: bytes | None = None
+    items_raw: Spans | None = None
     raw_items: bool = False
 
     @property
@@ -117,8 +118,8 @@ class ResponsesRequest:
 
     def _translation(self) -> tuple[dict[str, Any], tuple[tuple[int, str, list[dict[str, Any]]], ...]]:
         if self.translated is None:
-            if self.raw_items and self.items_json is not None:
-                self.items, self.raw_items = orjson.loads(self.items_json), False
+            if self.raw_items and self.items_raw is not None:
+                self.items, self.raw_items = orjson.loads(self.items_raw.json()), False
             messages, reasoning = _messages(self.body.get("instructions"), self.items)
             self.translated = ({**self.route, "messages": messages}, tuple(reasoning))
         return self.translated
@@ -129,8 +130,8 @@ class ResponsesRequest:
         try:
             return self.chat
         except BadRequest:
-            assert self.items_json is not None  # items parsed as objects were checked whole
-            return estimate_by_size(self.route, self.items_json)
+            assert self.items_raw is not None  # items parsed as objects were checked whole
+            return estimate_by_size(self.route, self.items_raw.json())
 
     @property
     def stream(self) -> bool:
