@@ -142,6 +142,9 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--apis", default=",".join(arb.APIS))
     ap.add_argument("--keep", type=Path, help="keep callgrind's dumps here (callgrind_annotate reads them)")
+    ap.add_argument("--chunk-delay-ms", type=float, default=0.0,
+                    help="pace the chat/Anthropic upstream's chunks: one token per read, as a model streams "
+                         "(the Responses-native upstream answers at once)")
     a = ap.parse_args()
     apis = tuple(a.apis.split(","))
     if a.body == "shared":
@@ -153,7 +156,7 @@ async def main() -> None:
         chunks = 64
     with tempfile.TemporaryDirectory(prefix="relay-instr-") as tmp:
         workdir = Path(tmp)
-        upstreams, urls = arb.start_upstreams(workdir, chunks)
+        upstreams, urls = arb.start_upstreams(workdir, chunks, a.chunk_delay_ms)
         try:
             gw = CallgrindGateway(workdir, urls, a.keep)
             try:
@@ -174,7 +177,8 @@ async def main() -> None:
             for upstream in upstreams:
                 upstream.terminate()
                 upstream.wait(10)
-    print(f"\n{a.body} body, {a.requests} requests x {a.rounds} rounds per API; instructions per request "
+    paced = f", chunks {a.chunk_delay_ms:g} ms apart" if a.chunk_delay_ms else ""
+    print(f"\n{a.body} body{paced}, {a.requests} requests x {a.rounds} rounds per API; instructions per request "
           "(callgrind), median of the rounds\n")
     print("| API | event loop's thread | x chat | same, without libc copies | x chat | every thread | x chat |")
     print("|---|---|---|---|---|---|---|")

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.responses.spec import event_errors
 from tollway.messages import EventWriter, sse
@@ -167,6 +169,54 @@ def test_a_buffer_s_run_is_taken_whole_and_ends_before_any_other_event() -> None
     # A text delta that finishes begins like the learnt ones but is not one of them.
     assert runs.starts(after[0], 0) and runs.take(after[0], 0) is None
     assert TextDeltaRuns().take(data, 0) is None
+
+
+def test_a_read_of_one_learnt_delta_is_taken_alone_and_anything_else_declined() -> None:
+    runs = TextDeltaRuns()
+    event = text(" a").rstrip(b"\n")
+    span = plain_text_delta(event)
+    assert span is not None
+    assert runs.single(text(" b")) is None  # nothing learnt yet
+    runs.learn(event, *span)
+    assert runs.single(text(' "c" \\ d')) == (b'" \\"c\\" \\\\ d"', ' "c" \\ d')
+    assert runs.single(text("")) == (b'""', "")
+    for other in (
+        text(" b") + text(" c"),  # two deltas in one read: take() reads them
+        text(" b").rstrip(b"\n"),  # not a whole event
+        b": ping\n\n" + text(" b"),  # a comment first
+        chunk(b'{"content":"caf\\u00e9"}'),  # an escape orjson does not write
+        chunk(b'{"content": "b"}'),  # spelt otherwise
+        chunk(b'{"content":"b"}', finish=b'"stop"'),  # finishes
+        text(" b", created=2),  # another spelling: learnt by the parsing path
+        chunk(b'{"content":"b\x01"}'),  # a raw control character: not JSON
+        chunk(b'{"content":7}'),  # not a string
+    ):
+        assert runs.single(other) is None, other
+
+
+# Texts as a model might stream them, and chunks that are not plain text deltas mixed in.
+_TEXTS = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
+_OTHER = st.sampled_from([
+    chunk(b'{"content":"caf\\u00e9"}'), chunk(b'{"content":"x","refusal":null}'), chunk(b'{"reasoning":"r"}'),
+    chunk(b'{"content":"bad \\x escape"}'), b": keep-alive\n\n", text(" late", created=1700000009)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(first=_TEXTS, parts=st.lists(st.one_of(_TEXTS.map(text), _OTHER), max_size=30),
+       cuts=st.lists(st.booleans(), min_size=32, max_size=32), writer=st.sampled_from(["anthropic", "responses"]))
+def test_any_stream_cut_any_way_says_what_parsing_every_chunk_says(first: str, parts: list[bytes], cuts: list[bool],
+                                                                   writer: str) -> None:
+    events = [chunk(b'{"role":"assistant","content":' + orjson.dumps(first) + b"}"), *parts,
+              chunk(b"{}", finish=b'"stop"')]
+    reads, current = [], b""
+    for event, cut in zip(events, cuts + [True] * len(events), strict=False):
+        current += event
+        if cut:
+            reads.append(current)
+            current = b""
+    make = _anthropic if writer == "anthropic" else _responses
+    expected = _normalised(_run(make, [b"".join(events)], parse_only=True))
+    assert _normalised(_run(make, [*reads, current] if current else reads, parse_only=False)) == expected
 
 
 @pytest.mark.parametrize(("message_id", "model"), [("gen-1", "a/b"), ('gen-"1\\', "vendor/módel 🎉")])

@@ -476,6 +476,10 @@ class EventWriter:
         their events from the bytes (:meth:`tollway.streaming.TextDeltaRuns.take`: the whole
         run at once); only the other events are parsed.
         """
+        if self.block == "text":  # a token per read, as a model streams: no list, no loop
+            single = self.runs.single(data)
+            if single is not None:
+                return b"" if single[0] == b'""' else _TEXT_EVENT % (self.index, single[0])
         out: list[bytes] = [] if self.started else [self.start()]
         at, size = 0, len(data)
         while at < size:

@@ -231,6 +231,25 @@ class TextDeltaRuns:
             return None
         return end, texts, decoded
 
+    def single(self, data: bytes) -> tuple[bytes, str] | None:
+        """``data`` (one network read) as exactly one learnt-spelling delta: its text as the
+        JSON string it came as, and decoded; None for anything else (a read of several
+        events, another event, a text not spelt as orjson spells it), which :meth:`take` or
+        the parsing path then reads.  A model streams a token per read: this is most reads,
+        and it costs a third of :meth:`take`'s passes over a one-event buffer."""
+        prefix, close = self.prefix, self._close
+        if prefix is None or not data.startswith(prefix) or not data.endswith(close):
+            return None
+        raw = data[len(prefix):len(data) - len(close)]
+        try:
+            text = orjson.loads(raw)
+        except orjson.JSONDecodeError:  # several events, or a malformed text
+            return None
+        # One JSON string spelt as orjson spells it: no event boundary or other field inside.
+        if type(text) is not str or orjson.dumps(text) != raw:
+            return None
+        return raw, text
+
     def run(self, events: list[bytes], start: int) -> tuple[int, list[bytes]]:
         """The run of learnt-spelling deltas from ``events[start]`` (events split apart, no
         terminators): where it ends, and the raw JSON string of each delta's text."""

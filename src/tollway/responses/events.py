@@ -85,6 +85,16 @@ class ResponseEventWriter:
         their events from the bytes (:meth:`tollway.streaming.TextDeltaRuns.take`: the whole
         run at once); only the other events are parsed.
         """
+        item = self.open
+        if item is not None and item.kind == "message":  # a token per read: no list, no loop
+            single = self.runs.single(data)
+            if single is not None:
+                raw, text = single
+                if raw == b'""':
+                    return b""  # nothing to say
+                item.text.append(text)
+                self.sequence += 1
+                return _TEXT_EVENT % (self.sequence - 1, item.prefix, raw)
         out: list[bytes] = [] if self.started else [self.start()]
         at, size = 0, len(data)
         while at < size:
