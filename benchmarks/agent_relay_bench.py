@@ -262,15 +262,14 @@ def start_upstreams(workdir: Path, chunks: int,
                     chunk_delay_ms: float = 0.0) -> tuple[list[subprocess.Popen[bytes]], tuple[str, str]]:
     """../shared/bench/upstream.py (chat and Anthropic formats) and responses_upstream.py
     (Responses-native), answering ``chunks`` tokens per stream: the processes and their URLs.
-    ``chunk_delay_ms`` paces upstream.py's chunks (one token per network read, as a model
-    streams); the Responses-native upstream always answers at once."""
+    ``chunk_delay_ms`` paces both upstreams' events (one token per network read, as a model
+    streams)."""
     port_files = (workdir / "upstream.port", workdir / "native.port")
     servers = (BENCH / "upstream.py", ROOT / "benchmarks" / "responses_upstream.py")
-    pacing = (["--chunk-delay-ms", str(chunk_delay_ms)], [])
     upstreams = [subprocess.Popen([sys.executable, str(server), "--port", "0", "--port-file", str(port_file),
-                                   "--stream-chunks", str(chunks), *paced],
+                                   "--stream-chunks", str(chunks), "--chunk-delay-ms", str(chunk_delay_ms)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for server, port_file, paced in zip(servers, port_files, pacing, strict=True)]
+                 for server, port_file in zip(servers, port_files, strict=True)]
     for _ in range(200):
         if all(f.exists() and f.read_text().strip() for f in port_files):
             break

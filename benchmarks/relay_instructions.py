@@ -143,8 +143,8 @@ async def main() -> None:
     ap.add_argument("--apis", default=",".join(arb.APIS))
     ap.add_argument("--keep", type=Path, help="keep callgrind's dumps here (callgrind_annotate reads them)")
     ap.add_argument("--chunk-delay-ms", type=float, default=0.0,
-                    help="pace the chat/Anthropic upstream's chunks: one token per read, as a model streams "
-                         "(the Responses-native upstream answers at once)")
+                    help="pace the upstreams' chunks: one token per read, as a model streams "
+                         "(use --conns 1, so that the gateway under callgrind keeps up)")
     a = ap.parse_args()
     apis = tuple(a.apis.split(","))
     if a.body == "shared":

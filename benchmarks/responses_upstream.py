@@ -7,8 +7,9 @@ Responses API): ``response.created``, ``response.in_progress``, ``output_item.ad
 ../shared/bench/upstream.py (asyncio Protocol, httptools, uvloop, byte templates) so that it
 is never the bottleneck, and with its accounting: ``input_tokens = len(body) // 4``, one
 output token per delta, ``max_output_tokens`` of them (else ``--stream-chunks``).
+``--chunk-delay-ms`` paces the events (one write each, that long apart), as a model streams.
 
-    python benchmarks/responses_upstream.py --port 0 --port-file PATH [--stream-chunks 64]
+    python benchmarks/responses_upstream.py --port 0 --port-file PATH [--stream-chunks 64] [--chunk-delay-ms 0]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def sse(kind: str, seq: int, fields: dict[str, Any]) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)  # the bench repeats one request: built once, not per request
-def answer(model: str, n: int, input_tokens: int) -> bytes:
+def answer(model: str, n: int, input_tokens: int) -> list[bytes]:
     rid, mid = "resp_bench", "msg_bench"
     text = "".join(WORDS[i % len(WORDS)] for i in range(n))
     item = {"id": mid, "type": "message", "role": "assistant", "status": "completed",
@@ -61,11 +62,12 @@ def answer(model: str, n: int, input_tokens: int) -> bytes:
                sse("response.content_part.done", seq + 1, {**where, "part": {**part, "text": text}}),
                sse("response.output_item.done", seq + 2, {"output_index": 0, "item": item}),
                sse("response.completed", seq + 3, {"response": response})]
-    return b"".join(events)
+    return events
 
 
 class Protocol(asyncio.Protocol):
     stream_chunks = 64
+    chunk_delay_s = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.t: Any = transport  # uvloop's transport is no asyncio.Transport subclass
@@ -91,8 +93,22 @@ class Protocol(asyncio.Protocol):
             self.reply(400, b'{"error":{"message":"this bench upstream only streams"}}', keep)
             return
         events = answer(str(doc.get("model", "echo")), n, len(raw) // 4)
-        self.t.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n%s"
-                     % (len(events), events))
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n" \
+            % sum(map(len, events))
+        if self.chunk_delay_s > 0:
+            self.pacing = asyncio.ensure_future(self.paced(head, events, keep))  # kept: not collected mid-stream
+            return
+        self.t.write(head + b"".join(events))
+        if not keep:
+            self.t.close()
+
+    async def paced(self, head: bytes, events: list[bytes], keep: bool) -> None:
+        self.t.write(head)
+        for event in events:
+            await asyncio.sleep(self.chunk_delay_s)
+            if self.t.is_closing():
+                return
+            self.t.write(event)
         if not keep:
             self.t.close()
 
@@ -112,8 +128,10 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
     ap.add_argument("--stream-chunks", type=int, default=64)
+    ap.add_argument("--chunk-delay-ms", type=float, default=0.0)
     a = ap.parse_args()
     Protocol.stream_chunks = a.stream_chunks
+    Protocol.chunk_delay_s = a.chunk_delay_ms / 1000
 
     async def serve() -> None:
         server = await asyncio.get_running_loop().create_server(Protocol, a.host, a.port, backlog=4096)
