@@ -511,6 +511,7 @@ class Gateway:
 
         try:
             yield first
+            failure = b""
             try:
                 async for chunk in iterator:
                     yield chunk
@@ -518,10 +519,13 @@ class Gateway:
                 exc.message = self.redactor.redact(exc.message)
                 status, error, http_status = "error", exc.message, 502
                 state.finish_reason = "error"
-                yield error_chunk(target, exc)
-            # Record before the closing bytes, so a client that has seen the end of the
-            # stream can already look the generation up.
+                failure = error_chunk(target, exc)
+            # Record before the closing bytes (an error event is one), so a client that has
+            # seen the end of the stream can already look the generation up, and one that
+            # hangs up on seeing it leaves the failure recorded as the failure it was.
             usage, cost = record()
+            if failure:
+                yield failure
             if close is not None:
                 ending = close(usage, cost)
                 if ending:
