@@ -24,6 +24,10 @@ thread (the ledger's writer included, whose batches vary with timing).
   user message, 16 streamed completion tokens), for chat, Messages and Responses.
 * ``--body agent``: ``agent_relay_bench.py``'s 100-message conversation (64 tokens).
 
+``--chunk-delay-ms 10 --conns 1``: the upstreams send one chunk every 10 ms, so every read
+holds one token, as a model streams (one connection: under callgrind the gateway is slow
+enough that four paced streams already coalesce into fewer reads).
+
 APIs: ``chat``; ``messages`` and ``responses`` translated to the OpenAI-format upstream;
 ``messages-passthrough`` to the Anthropic-format one; ``responses-passthrough`` to the
 Responses-native one.
