@@ -137,6 +137,10 @@ class Gateway:
         # The models API (api/models.py) reads endpoint uptime/latency/throughput through this.
         self.endpoint_health = self.health.endpoint_health
         self.adapters: dict[str, Adapter] = adapter_registry()
+        # The models only Anthropic-format, or only OpenAI chat, endpoints serve: every Messages
+        # request asks, to choose how to read its body, and the catalog never changes.
+        self._anthropic_only = self._served_only_by(AnthropicAdapter)
+        self._chat_only = self._served_only_by(OpenAIAdapter)
         self.engine = create_db_engine(settings.database)
         self.writer = LedgerWriter(self.engine, batch_size=settings.ledger.batch_size,
                                    flush_interval_s=settings.ledger.flush_interval_ms / 1000,
@@ -325,17 +329,20 @@ class Gateway:
         prompt_cost, _ = self.catalog.price_table(target.model.id, target.endpoint).split_nano(usage)
         return render_usage(usage, cost, prompt_cost)
 
+    def _served_only_by(self, kind: type[Adapter]) -> frozenset[str]:
+        """The ids of the models whose active endpoints are all at providers ``kind`` serves."""
+        return frozenset(model_id for model_id in self.catalog.models if self.catalog.served_only_by(
+            model_id, lambda provider: isinstance(self.adapters.get(provider.kind), kind)))
+
     def passes_messages_through(self, model_id: str) -> bool:
         """Whether a Messages request for ``model_id`` can only go to Anthropic-format endpoints
         (a hint for how to read its body: a fallback to another format still works)."""
-        return self.catalog.served_only_by(
-            model_id, lambda provider: isinstance(self.adapters[provider.kind], AnthropicAdapter))
+        return model_id in self._anthropic_only
 
     def translates_messages_to_chat(self, model_id: str) -> bool:
         """Whether a Messages request for ``model_id`` can only go to OpenAI chat endpoints (a
         hint: its chat translation is then built as the request is checked)."""
-        return self.catalog.served_only_by(
-            model_id, lambda provider: isinstance(self.adapters[provider.kind], OpenAIAdapter))
+        return model_id in self._chat_only
 
     def _passthrough(self, target: Target) -> AnthropicAdapter | None:
         adapter = self.adapters[target.provider.kind]

@@ -63,6 +63,9 @@ class MessagesRequest:
         # view reads it.
         self._conversation = conversation
         self._openai = openai  # the whole chat translation, when :meth:`parse` built it at once
+        if openai is not None:  # the routing view is its start: translated once, not twice
+            self.route = {**openai, "messages": openai["messages"][:2]}
+            return
         head = anthropic if conversation is None else \
             {**anthropic, "messages": _checked(conversation.dicts())}
         self.route = to_openai_request(head, head=True)
@@ -254,8 +257,9 @@ def _tool_result_text(content: Any) -> str:
 
 
 def _openai_messages(body: dict[str, Any], head: bool = False, check: bool = False) -> list[dict[str, Any]]:
-    """The conversation as chat messages; with ``head``, only until there are two (what the
-    translation of the whole conversation starts with: each message maps on its own).
+    """The conversation as chat messages; with ``head``, only the first two (what the
+    translation of the whole conversation starts with: each message maps on its own, so the
+    rest is not read).
 
     With ``check``, each message is checked as :func:`_check_messages` checks it, in the same
     pass (the common message is valid by the shape the fast path tests; any other is checked
@@ -318,7 +322,7 @@ def _openai_messages(body: dict[str, Any], head: bool = False, check: bool = Fal
         parts = _parts([b for b in blocks if not (isinstance(b, dict) and b.get("type") == "tool_result")])
         if parts:
             out.append({"role": "user", "content": parts})
-    return out
+    return out[:2] if head else out  # one message may have made several (tool results)
 
 
 def _is_function_tool(tool: Any) -> bool:
