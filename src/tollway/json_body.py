@@ -59,4 +59,3 @@ def encode_body(body: dict[str, Any]) -> bytes:
     if Spans in map(type, body.values()):
         return tight(_MSGSPEC.encode(body))
     return dumps_tight(body)
-

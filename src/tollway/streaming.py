@@ -3,7 +3,9 @@
 Adapters yield OpenAI chunk bytes; this module ends every stream the same way (a usage
 chunk with ``choices: []`` and the cost, then ``data: [DONE]``), and
 :class:`SSEResponse` relays it while watching for the client hanging up, so a
-cancelled stream is closed upstream at once and billed for what was generated.
+cancelled stream is closed upstream at once and billed for what was generated.  For the
+other APIs, :func:`translate_stream` feeds the chunks to that API's event writer, which
+turns runs of plain text deltas into events from their bytes (:class:`TextDeltaRuns`).
 """
 
 from __future__ import annotations
