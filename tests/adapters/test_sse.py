@@ -4,12 +4,13 @@ however the network cuts the bytes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tollway.adapters.http import ClientTimeouts
 from tollway.adapters.sse import iter_blocks
+from tollway.config import TimeoutSettings
 
 # Event lines as upstreams write them, and the bytes a relay must not trip over: single
 # newlines inside a block, escaped newlines and non-ASCII in the data.
@@ -21,21 +22,27 @@ _BLOCKS = st.lists(st.lists(_LINES, min_size=1, max_size=3).map(b"\n".join), min
 
 class _Content:
     def __init__(self, pieces: list[bytes]) -> None:
-        self.pieces = pieces
+        self.pieces = iter([p for p in pieces if p])  # aiohttp's readany returns b"" only at the end
 
-    async def iter_any(self) -> AsyncIterator[bytes]:
-        for piece in self.pieces:
-            yield piece
+    async def readany(self) -> bytes:
+        return next(self.pieces, b"")  # b"": the end of the body, as aiohttp says it
 
 
-class _Response:  # the one part of aiohttp.ClientResponse that iter_blocks reads
+class _Response:  # the parts of aiohttp.ClientResponse that iter_blocks reads
     def __init__(self, pieces: list[bytes]) -> None:
         self.content = _Content(pieces)
+
+    def close(self) -> None:
+        raise AssertionError("no bound is passed here")
+
+
+TIMEOUTS = ClientTimeouts.from_settings(TimeoutSettings())
 
 
 def _blocks(pieces: list[bytes]) -> list[list[bytes]]:
     async def read() -> list[list[bytes]]:
-        return [batch async for batch in iter_blocks(_Response(pieces))]  # type: ignore[arg-type]
+        started = asyncio.get_running_loop().time()
+        return [batch async for batch in iter_blocks(_Response(pieces), TIMEOUTS, started)]  # type: ignore[arg-type]
     return asyncio.run(read())
 
 

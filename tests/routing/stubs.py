@@ -4,7 +4,8 @@ Every stub speaks OpenAI's documented chat-completions wire format (``chat.compl
 objects; SSE ``chat.completion.chunk`` events, the usage-only chunk when
 ``stream_options.include_usage`` is set, ``data: [DONE]``) and answers each request as
 its ``plan`` says: ``ok``, an HTTP status such as ``500`` / ``429`` / ``400``, ``hang``
-(never answers) or ``drop`` (streams two chunks, then cuts the connection).
+(never answers), ``drop`` (streams two chunks, then cuts the connection) or ``stall``
+(streams two chunks, then sends nothing more, the connection left open).
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ class Stub:
                 assert request.transport is not None
                 request.transport.close()
                 return resp
+            if action == "stall" and i == 2:
+                await asyncio.sleep(3600)  # cancelled when the gateway gives up and disconnects
             delta = {"role": "assistant", "content": WORDS[i % 6]} if i == 0 else {"content": WORDS[i % 6]}
             await resp.write(event({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                                          "finish_reason": None}]}))

@@ -190,3 +190,20 @@ def test_models_endpoint_reports_measured_health(tmp_path: Path) -> None:
     assert rows["down"]["uptime_last_5m"] == 50.0  # 2 failures then 2 successes
     assert rows["up"]["uptime_last_5m"] == 100.0
     assert rows["down"]["latency_last_30m"]["p50"] > 0
+
+
+def test_a_stream_that_stalls_after_its_first_bytes_ends_at_the_idle_bound_and_is_billed(tmp_path: Path) -> None:
+    staller = Stub("staller", plan=lambda _n: "stall", chunks=6)
+    with fleet(tmp_path, [staller], timeouts={"idle": 0.5}) as f:
+        with f.client().chat.completions.with_streaming_response.create(
+                model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True) as resp:
+            events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
+        rows = f.generations()
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[:2]) == " alpha beta"
+    error_chunk, usage_chunk = chunks[-2], chunks[-1]
+    assert error_chunk["choices"][0]["finish_reason"] == "error"
+    assert "stream broke" in error_chunk["error"]["message"]
+    assert usage_chunk["usage"]["completion_tokens"] > 0
+    row = rows[0]
+    assert row["status"] == "error" and row["cost_nanousd"] == usage_chunk["usage"]["tollway"]["cost_nanousd"] > 0

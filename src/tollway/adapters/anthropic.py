@@ -15,6 +15,7 @@ Two ways in:
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import operator
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -221,12 +222,13 @@ class AnthropicAdapter:
                       state: StreamState, query: str = "") -> AsyncIterator[list[bytes]]:
         provider = target.provider.name
         url = self.url(target) + (f"?{query}" if query else "")
+        started = asyncio.get_running_loop().time()
         try:
             async with ctx.session.post(url, data=encode_body(request),
                                         headers=self.headers(target, ctx),
                                         timeout=ctx.timeouts.stream) as resp:
                 await ensure_event_stream(resp, provider)
-                async for blocks in iter_blocks(resp):
+                async for blocks in iter_blocks(resp, ctx.timeouts, started):
                     state.mark_first_byte()
                     yield blocks
         except (TimeoutError, aiohttp.ClientError) as exc:

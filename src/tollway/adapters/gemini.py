@@ -8,6 +8,7 @@ the adapter appends ``/v1beta/models/{model}:generateContent`` (or
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -84,12 +85,13 @@ class GeminiAdapter:
         request = dumps_tight(to_gemini_request(target, body))
         calls = 0
         finished = False
+        started = asyncio.get_running_loop().time()
         try:
             async with ctx.session.post(self.url(target, "streamGenerateContent") + "?alt=sse", data=request,
                                         headers=self.headers(target, ctx),
                                         timeout=ctx.timeouts.stream) as resp:
                 await ensure_event_stream(resp, provider)
-                async for batch in iter_events(resp):
+                async for batch in iter_events(resp, ctx.timeouts, started):
                     state.mark_first_byte()
                     out: list[bytes] = []
                     for event in batch:

@@ -24,17 +24,91 @@ class ClientTimeouts:
     """aiohttp timeouts built once from the settings."""
 
     complete: aiohttp.ClientTimeout
+    # A stream's: connecting only.  Its first byte is bounded by the attempt loop
+    # (``first_byte_s``), its later reads by :class:`WatchedReads` (``idle_s``, ``total_s``).
     stream: aiohttp.ClientTimeout
     first_byte_s: float
+    idle_s: float
+    total_s: float
 
     @classmethod
     def from_settings(cls, t: TimeoutSettings) -> ClientTimeouts:
         return cls(
             complete=aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_read=t.first_byte),
-            # sock_read bounds every read: the first one is guarded separately (first_byte_s).
-            stream=aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_read=t.idle),
+            stream=aiohttp.ClientTimeout(total=None, connect=t.connect),
             first_byte_s=t.first_byte,
+            idle_s=t.idle,
+            total_s=t.total,
         )
+
+
+class WatchedReads:
+    """A streamed response's reads: each answered within ``idle_s`` of being asked for, all
+    within ``total_s`` of the attempt's start (``started``, on the event loop's clock), under
+    one timer for the whole stream.
+
+    aiohttp's own bounds (``sock_read``, ``total``) re-arm a timer and enter a timeout
+    context on every read: with a token per read, as models stream, 5 % of a streamed
+    request's instructions.  Here a read only notes when it began waiting; the timer, when
+    it fires, moves itself to the next moment a bound could be passed, or, past one, closes
+    the response, and the pending read raises :class:`aiohttp.ServerTimeoutError`, as
+    ``sock_read`` would have.  Time the relay spends on the client (a slow reader holding it
+    back) is not the upstream's idling and does not count.  Iterate it as
+    ``resp.content.iter_any()``; :meth:`close` (or the end of the stream) disarms the timer.
+    """
+
+    __slots__ = ("_clock", "_content", "_deadline", "_handle", "_idle", "_loop", "_resp", "expired", "waiting_since")
+
+    def __init__(self, resp: aiohttp.ClientResponse, timeouts: ClientTimeouts, started: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop, self._clock = loop, loop.time
+        self._resp, self._content = resp, resp.content
+        self._idle = timeouts.idle_s
+        self._deadline = started + timeouts.total_s
+        self.waiting_since: float | None = None  # when the pending read began, if one is
+        self.expired: str | None = None  # the bound that was passed
+        self._handle: asyncio.TimerHandle | None = loop.call_at(min(loop.time() + self._idle, self._deadline),
+                                                                self._check)
+
+    def _check(self) -> None:
+        now = self._clock()
+        waiting_since = self.waiting_since
+        if now >= self._deadline:
+            self.expired = "timeouts.total"
+        elif waiting_since is not None and now >= waiting_since + self._idle:
+            self.expired = "timeouts.idle"
+        else:
+            since = now if waiting_since is None else waiting_since
+            self._handle = self._loop.call_at(min(since + self._idle, self._deadline), self._check)
+            return
+        self._handle = None
+        self._resp.close()  # the pending read (or the next) raises; __anext__ says why
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def __aiter__(self) -> WatchedReads:
+        return self
+
+    async def __anext__(self) -> bytes:
+        self.waiting_since = self._clock()
+        try:
+            data = await self._content.readany()
+        except aiohttp.ClientError:
+            self.close()
+            if self.expired is not None:
+                raise aiohttp.ServerTimeoutError(f"no data within the bound ({self.expired})") from None
+            raise
+        except BaseException:
+            self.close()
+            raise
+        self.waiting_since = None
+        if not data:
+            self.close()
+            raise StopAsyncIteration
+        return data
 
 
 def error_from_exception(exc: BaseException, provider: str) -> UpstreamError:

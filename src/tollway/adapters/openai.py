@@ -13,6 +13,7 @@ parsed (same output, slower).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,7 +31,7 @@ from tollway.adapters.base import (
     stream_truncated,
     upstream_text,
 )
-from tollway.adapters.http import ensure_event_stream, error_from_response, post_json
+from tollway.adapters.http import WatchedReads, ensure_event_stream, error_from_response, post_json
 from tollway.errors import UpstreamError
 from tollway.json_body import dumps_tight
 from tollway.metering import Usage
@@ -143,12 +144,15 @@ class OpenAIAdapter:
         payload = build_upstream_body(target, body, stream=True)
         relay = _ChunkRelay(ctx, provider_label(target), state)
         yielded = False
+        reads: WatchedReads | None = None
+        started = asyncio.get_running_loop().time()
         try:
             async with ctx.session.post(self.url(target), data=payload, headers=_headers(target),
                                         timeout=ctx.timeouts.stream) as resp:
                 await ensure_event_stream(resp, provider)
                 buffer = b""
-                async for data in resp.content.iter_any():
+                reads = WatchedReads(resp, ctx.timeouts, started)
+                async for data in reads:
                     state.mark_first_byte()
                     buffer = buffer + data if buffer else data
                     cut = buffer.rfind(b"\n\n")
@@ -176,6 +180,9 @@ class OpenAIAdapter:
             if yielded:
                 raise MidStreamError(exc.message, provider=provider) from None
             raise error_from_response(502, exc.raw, provider) from None
+        finally:
+            if reads is not None:
+                reads.close()
         if not relay.done and not relay.finished:
             # The upstream closed without [DONE] or a finish reason: a truncated stream.
             raise stream_truncated(provider, yielded)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from tollway.adapters.http import ClientTimeouts, WatchedReads
+
 # The blank line that ends an event.  Splitting on it with a compiled pattern gives what
 # ``bytes.split(b"\n\n")`` gives in about half the time (CPython's multi-byte split
 # searches afresh for every piece; ~1 ns/byte here): a 64-token Responses stream is
@@ -43,31 +45,39 @@ def parse_block(block: bytes) -> SSEEvent | None:
     return SSEEvent(name=name, data=b"\n".join(data), raw=block + b"\n\n")
 
 
-async def iter_blocks(resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+async def iter_blocks(resp: aiohttp.ClientResponse, timeouts: ClientTimeouts,
+                      started: float) -> AsyncIterator[list[bytes]]:
     """Batches of complete raw event blocks (without their blank-line terminators), one
-    batch per network read: for relays that parse only the few events they must."""
+    batch per network read: for relays that parse only the few events they must.  The reads
+    are bounded by ``timeouts`` (:class:`~tollway.adapters.http.WatchedReads`; ``started``:
+    when the attempt began, on the event loop's clock)."""
+    reads = WatchedReads(resp, timeouts, started)
     buffer = b""
-    async for data in resp.content.iter_any():
-        buffer = buffer + data if buffer else data
-        if b"\r" in buffer:
-            # Gemini terminates events with CRLF pairs; normalise once per read.
-            if buffer.endswith(b"\r"):
-                continue  # the matching \n is still in flight
-            buffer = buffer.replace(b"\r\n", b"\n")
-        cut = buffer.rfind(b"\n\n")
-        if cut < 0:
-            continue
-        complete, buffer = buffer[:cut], buffer[cut + 2:]
-        blocks = [b for b in _EVENT_END.split(complete) if b]
-        if blocks:
-            yield blocks
-    if buffer.strip():
-        yield [buffer.strip(b"\n")]
+    try:
+        async for data in reads:
+            buffer = buffer + data if buffer else data
+            if b"\r" in buffer:
+                # Gemini terminates events with CRLF pairs; normalise once per read.
+                if buffer.endswith(b"\r"):
+                    continue  # the matching \n is still in flight
+                buffer = buffer.replace(b"\r\n", b"\n")
+            cut = buffer.rfind(b"\n\n")
+            if cut < 0:
+                continue
+            complete, buffer = buffer[:cut], buffer[cut + 2:]
+            blocks = [b for b in _EVENT_END.split(complete) if b]
+            if blocks:
+                yield blocks
+        if buffer.strip():
+            yield [buffer.strip(b"\n")]
+    finally:
+        reads.close()
 
 
-async def iter_events(resp: aiohttp.ClientResponse) -> AsyncIterator[list[SSEEvent]]:
+async def iter_events(resp: aiohttp.ClientResponse, timeouts: ClientTimeouts,
+                      started: float) -> AsyncIterator[list[SSEEvent]]:
     """Batches of complete events, as they arrive (one batch per network read)."""
-    async for blocks in iter_blocks(resp):
+    async for blocks in iter_blocks(resp, timeouts, started):
         batch = [e for e in map(parse_block, blocks) if e is not None]
         if batch:
             yield batch

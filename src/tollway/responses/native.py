@@ -10,6 +10,7 @@ as it came (its ``sequence_number`` kept).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import operator
 from collections.abc import AsyncIterator
@@ -157,11 +158,12 @@ class NativeRelay:
         as bytes, found in C (one ``startswith`` per block); only the others are parsed."""
         provider = target.provider.name
         finished = False
+        started = asyncio.get_running_loop().time()
         try:
             async with ctx.session.post(self.url(target), data=native_body(self.request, target, True),
                                         headers=_headers(target), timeout=ctx.timeouts.stream) as resp:
                 await ensure_event_stream(resp, provider)
-                async for blocks in iter_blocks(resp):
+                async for blocks in iter_blocks(resp, ctx.timeouts, started):
                     state.mark_first_byte()
                     out: list[bytes] = []
                     after = 0  # the first block not yet relayed
