@@ -38,7 +38,7 @@ from tollway.adapters.openai import OpenAIAdapter
 from tollway.auth import KeyCache, Principal
 from tollway.catalog import Catalog, build_catalog
 from tollway.catalog.agents import AgentDirectory, load_agents  # issue 12: agent attribution
-from tollway.config import Settings
+from tollway.config import ProviderConfig, Settings
 from tollway.console.sessions import build_sessions
 from tollway.embeddings import estimate_input_tokens, validate_embeddings_body  # issue 5
 from tollway.errors import AllAttemptsFailed, BadRequest, ServiceUnavailable, TollwayError, UpstreamError
@@ -66,6 +66,7 @@ from tollway.metering import (
 from tollway.metrics import Metrics
 from tollway.process_tuning import tune_for_serving
 from tollway.redaction import RedactingFilter, Redactor, install_log_redaction, remove_log_redaction
+from tollway.responses.native import native_provider
 from tollway.routing import Router, build_health
 from tollway.streaming import final_chunks, midstream_error_chunk, render_usage, stream_usage, translate_stream
 
@@ -137,10 +138,12 @@ class Gateway:
         # The models API (api/models.py) reads endpoint uptime/latency/throughput through this.
         self.endpoint_health = self.health.endpoint_health
         self.adapters: dict[str, Adapter] = adapter_registry()
-        # The models only Anthropic-format, or only OpenAI chat, endpoints serve: every Messages
-        # request asks, to choose how to read its body, and the catalog never changes.
-        self._anthropic_only = self._served_only_by(AnthropicAdapter)
-        self._chat_only = self._served_only_by(OpenAIAdapter)
+        # The models only Anthropic-format, only OpenAI chat, or only Responses-native endpoints
+        # serve: every Messages and Responses request asks, to choose how to read its body, and
+        # the catalog never changes.
+        self._anthropic_only = self._served_only_by(lambda p: isinstance(self.adapters.get(p.kind), AnthropicAdapter))
+        self._chat_only = self._served_only_by(lambda p: isinstance(self.adapters.get(p.kind), OpenAIAdapter))
+        self._native_only = self._served_only_by(native_provider)
         self.engine = create_db_engine(settings.database)
         self.writer = LedgerWriter(self.engine, batch_size=settings.ledger.batch_size,
                                    flush_interval_s=settings.ledger.flush_interval_ms / 1000,
@@ -329,10 +332,10 @@ class Gateway:
         prompt_cost, _ = self.catalog.price_table(target.model.id, target.endpoint).split_nano(usage)
         return render_usage(usage, cost, prompt_cost)
 
-    def _served_only_by(self, kind: type[Adapter]) -> frozenset[str]:
-        """The ids of the models whose active endpoints are all at providers ``kind`` serves."""
-        return frozenset(model_id for model_id in self.catalog.models if self.catalog.served_only_by(
-            model_id, lambda provider: isinstance(self.adapters.get(provider.kind), kind)))
+    def _served_only_by(self, accepts: Callable[[ProviderConfig], bool]) -> frozenset[str]:
+        """The ids of the models whose active endpoints are all at providers that ``accepts``."""
+        return frozenset(model_id for model_id in self.catalog.models
+                         if self.catalog.served_only_by(model_id, accepts))
 
     def passes_messages_through(self, model_id: str) -> bool:
         """Whether a Messages request for ``model_id`` can only go to Anthropic-format endpoints
@@ -343,6 +346,11 @@ class Gateway:
         """Whether a Messages request for ``model_id`` can only go to OpenAI chat endpoints (a
         hint: its chat translation is then built as the request is checked)."""
         return model_id in self._chat_only
+
+    def passes_responses_through(self, model_id: str) -> bool:
+        """Whether a Responses request for ``model_id`` can only go to Responses-native endpoints
+        (a hint for how to read its body, as :meth:`passes_messages_through` is for Messages)."""
+        return model_id in self._native_only
 
     def _passthrough(self, target: Target) -> AnthropicAdapter | None:
         adapter = self.adapters[target.provider.kind]

@@ -9,7 +9,6 @@ from starlette.responses import Response
 from tollway.api.common import gateway_of, json_object, json_response, read_body, read_for_passthrough, request_meta
 from tollway.errors import BadRequest
 from tollway.responses import passthrough, run
-from tollway.responses.native import native_provider
 from tollway.streaming import SSEResponse
 
 
@@ -19,7 +18,7 @@ async def create(request: Request) -> Response | SSEResponse:
     raw = await read_body(request, gateway.settings.server.max_body_bytes)
     # A request that can only go to Responses-native upstreams keeps its items raw.
     parsed = read_for_passthrough(
-        raw, principal, lambda model: gateway.catalog.served_only_by(model, native_provider),
+        raw, principal, gateway.passes_responses_through,
         lambda body: passthrough.read(body, gateway.settings.responses.store_default))
     if parsed is None:
         parsed = await run.parse_request(gateway, principal, json_object(raw))
